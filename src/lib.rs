@@ -1,0 +1,25 @@
+//! pipeworks: small programs that read and write JSON Lines and snap together with pipes.
+//!
+//! The crate is one library and one thin binary per program (`bin/<name>.rs`). The library holds
+//! the shared plumbing every program uses, and one module per problem:
+//!
+//! - [`error`]: the one error type and the exit-code table;
+//! - [`runner`]: runs a program body, prints `"<name>: <error>"` and maps errors to exit codes;
+//! - [`input`]: JSON Lines from files or stdin with line numbers, and the bad-line policy;
+//! - [`output`]: buffered JSON Lines on stdout, flushed at emission points;
+//! - [`time`]: RFC 3339 timestamps as microseconds, and durations such as `250ms` or `2h`;
+//! - [`config`]: JSON config files that flags override;
+//! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
+//! - [`minute_stats`]: per-period min/max/mean/median of metric events.
+
+pub mod config;
+pub mod error;
+pub mod input;
+pub mod minute_stats;
+pub mod output;
+pub mod runner;
+pub mod server;
+pub mod time;
+
+pub use error::{Error, Result};
+pub use runner::run;

@@ -1,0 +1,156 @@
+//! The one way pipeworks servers start, announce themselves, answer errors and stop.
+//!
+//! Every server (`price-api`, `chat-relay`, `load-monitor`) is an axum `Router` served by
+//! [`serve`] on a listener from [`bind`]:
+//!
+//! - `--listen ADDR` defaults to loopback; port 0 picks a free port, and the bound address is
+//!   printed on stderr as `"<name>: listening on http://127.0.0.1:PORT"` so tests and scripts can
+//!   find it (tests read that line; its wording is part of the contract).
+//! - [`bind`] returns a std listener so a parent can bind once and fork workers that each serve the
+//!   same socket (chat-relay); build the runtime *after* forking, with [`runtime`].
+//! - SIGTERM and SIGINT stop a server gracefully: no new connections, in-flight requests finish,
+//!   then the program returns. SIGTERM ends with exit 0, SIGINT with 130.
+//! - Errors are JSON: `{"error":"…"}` with the right status, never axum's plain-text rejections.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+use crate::error::{Error, Result};
+use crate::runner::warn;
+
+/// How the server was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Terminate,
+    Interrupt,
+}
+
+impl Stop {
+    /// The program's result after a graceful stop for this reason.
+    pub fn into_result(self) -> Result<()> {
+        match self {
+            Stop::Terminate => Ok(()),
+            Stop::Interrupt => Err(Error::Interrupted),
+        }
+    }
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+pub async fn stop_signal() -> Stop {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => Stop::Terminate,
+        _ = int.recv() => Stop::Interrupt,
+    }
+}
+
+/// Bind `addr` (e.g. `127.0.0.1:0`) and announce the bound address on stderr.
+pub fn bind(addr: &str) -> Result<StdListener> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| Error::usage(format!("--listen {addr}: {e}")))?
+        .collect();
+    let listener = StdListener::bind(&addrs[..])
+        .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("setting the listener non-blocking", e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    warn(format_args!("listening on http://{local}"));
+    Ok(listener)
+}
+
+/// A tokio runtime for one server process: `threads` workers, or the current thread when 1.
+pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))
+}
+
+/// Serve `app` on `listener` until `stop` resolves, then finish in-flight requests and return.
+pub async fn serve(
+    listener: StdListener,
+    app: Router,
+    stop: impl Future<Output = Stop> + Send + 'static,
+) -> Result<Stop> {
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| Error::io("registering the listener", e))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        let why = stop.await;
+        let _ = tx.send(why);
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::io("serving", e))?;
+    Ok(rx.await.unwrap_or(Stop::Terminate))
+}
+
+/// Raise the open-file limit to its hard maximum (servers with many clients need it).
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(_) => soft,
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
+    }
+}
+
+/// An HTTP error answered as `{"error":"…"}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+/// The fallback for unknown routes: a JSON 404.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}

@@ -1,0 +1,200 @@
+//! Test harness shared by the integration tests: run a real binary, start a real server, start a
+//! real memcached or redis on a free loopback port. Every failure message shows the command, its
+//! exit status, stdout and stderr.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// What a finished command did.
+pub struct Run {
+    pub cmd: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn describe(&self) -> String {
+        format!(
+            "command: {}\nstatus: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.cmd, self.status, self.stdout, self.stderr
+        )
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Assert the exit code, showing everything on failure.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.status.code(), Some(code), "unexpected exit code\n{}", self.describe());
+        self
+    }
+
+    /// Every stdout line parsed as JSON (panics with context on a line that is not JSON).
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line {l:?} is not JSON: {e}\n{}", self.describe()))
+            })
+            .collect()
+    }
+}
+
+/// Run `exe args…` with `stdin`, wait for it and capture everything.
+pub fn run(exe: &str, args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Run {
+        cmd: format!("{exe} {}", args.join(" ")),
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A port that was free a moment ago, for servers that cannot bind port 0 themselves.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Wait until something accepts TCP connections on `addr` (the event a server's start is).
+pub fn wait_for_port(addr: SocketAddr, within: Duration) {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr} after {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed (and reaped) when the test ends, whatever way it ends.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// A real memcached on a free loopback port.
+    pub fn memcached() -> Daemon {
+        let port = free_port();
+        Daemon::external("memcached", &["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "64"], port)
+    }
+
+    /// A real redis-server on a free loopback port, with persistence off.
+    pub fn redis() -> Daemon {
+        let port = free_port();
+        Daemon::external(
+            "redis-server",
+            &["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"],
+            port,
+        )
+    }
+
+    fn external(program: &str, args: &[&str], port: u16) -> Daemon {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program} (is it installed? `make test` installs it): {e}"));
+        let stderr = drain(child.stderr.take().unwrap());
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_for_port(addr, Duration::from_secs(10));
+        Daemon { child, addr, stderr }
+    }
+
+    /// Start one of our servers with `--listen 127.0.0.1:0` among `args` and wait for the
+    /// `listening on http://ADDR` line it prints on stderr.
+    pub fn ours(exe: &str, args: &[&str]) -> Daemon {
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+        let (addr, stderr) = wait_for_listen_line(child.stderr.take().unwrap(), exe);
+        Daemon { child, addr, stderr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).unwrap();
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Read stderr until the `listening on http://ADDR` line; keep draining it into a buffer after.
+pub fn wait_for_listen_line(stderr: impl Read + Send + 'static, what: &str) -> (SocketAddr, Arc<Mutex<String>>) {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let keep = buf.clone();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.trim().to_string());
+                    sent = true;
+                }
+            }
+            keep.lock().unwrap().push_str(&line);
+            keep.lock().unwrap().push('\n');
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what} never said where it listens; stderr:\n{}", buf.lock().unwrap()));
+    (addr.parse().unwrap(), buf)
+}
+
+fn drain(stderr: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let keep = buf.clone();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stderr);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            keep.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    buf
+}
