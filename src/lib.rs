@@ -10,8 +10,10 @@
 //! - [`time`]: RFC 3339 timestamps as microseconds, and durations such as `250ms` or `2h`;
 //! - [`config`]: JSON config files that flags override;
 //! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
-//! - [`minute_stats`]: per-period min/max/mean/median of metric events.
+//! - [`minute_stats`]: per-period min/max/mean/median of metric events;
+//! - [`chat`]: chat-relay, a forking WebSocket chat whose broadcast crosses processes and machines.
 
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod input;
