@@ -154,3 +154,26 @@ impl IntoResponse for ApiError {
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
+
+/// Like [`serve`], on any axum [`Listener`](axum::serve::Listener) (chat-relay's workers use one
+/// that shares accepts fairly between processes on the same socket).
+pub async fn serve_on<L>(
+    listener: L,
+    app: Router,
+    stop: impl Future<Output = Stop> + Send + 'static,
+) -> Result<Stop>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        let why = stop.await;
+        let _ = tx.send(why);
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::io("serving", e))?;
+    Ok(rx.await.unwrap_or(Stop::Terminate))
+}

@@ -221,10 +221,15 @@ async fn broadcast_reaches_every_client_across_workers() {
     let url = relay.url();
     let mut clients: Vec<Client> =
         futures_util::future::join_all((0..24).map(|_| connect(&url))).await;
-    let workers: BTreeSet<usize> = clients.iter().map(|c| c.worker).collect();
-    assert!(
-        workers.len() >= 2,
-        "all 24 connections went to one worker: {workers:?}"
+    let mut per_worker: BTreeMap<usize, usize> = BTreeMap::new();
+    for client in &clients {
+        *per_worker.entry(client.worker).or_default() += 1;
+    }
+    // The workers share the accepts: every one of them took some of the 24.
+    assert_eq!(
+        per_worker.len(),
+        4,
+        "connections per worker: {per_worker:?}"
     );
     for (i, client) in clients.iter_mut().enumerate() {
         client
@@ -558,6 +563,79 @@ async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
 }
 
 #[tokio::test]
+async fn a_stopped_worker_stalls_nobody_and_catches_up_when_it_resumes() {
+    let relay = Relay::start(&["--workers", "2"]);
+    let url = relay.url();
+    let mut on: BTreeMap<usize, Vec<Client>> = BTreeMap::new();
+    for _ in 0..200 {
+        let client = connect(&url).await;
+        on.entry(client.worker).or_default().push(client);
+        if on.len() == 2 && on.values().all(|v| v.len() >= 2) {
+            break;
+        }
+    }
+    assert_eq!(on.len(), 2, "only one worker took connections");
+    let mut awake = on.remove(&0).unwrap();
+    let mut frozen = on.remove(&1).unwrap();
+    let frozen_pid = nix::unistd::Pid::from_raw(relay.worker_pid(1));
+    nix::sys::signal::kill(frozen_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let n = 30;
+    for i in 0..n {
+        awake[0].send(json!({"message": format!("m{i}")})).await;
+    }
+    for client in &mut awake {
+        for i in 0..n {
+            assert_eq!(client.next_json().await["message"], format!("m{i}"));
+        }
+    }
+    // The hub kept the frozen worker's share; it arrives once the worker runs again.
+    nix::sys::signal::kill(frozen_pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    for client in &mut frozen {
+        for i in 0..n {
+            assert_eq!(client.next_json().await["message"], format!("m{i}"));
+        }
+    }
+}
+
+#[test]
+fn stdout_reader_going_away_ends_quietly_with_0() {
+    let mut child = Command::new(EXE)
+        .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, stderr) = common::wait_for_listen_line(child.stderr.take().unwrap(), EXE);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdin.write_all(b"first\n").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).unwrap()["message"],
+        "first"
+    );
+    drop(stdout); // as `| head -1` does
+    stdin.write_all(b"second\n").unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after its stdout went away"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = stderr.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("pipe"), "{stderr}");
+}
+
+#[tokio::test]
 async fn sigterm_closes_every_client_and_exits_0() {
     let mut relay = Relay::start(&["--workers", "2"]);
     let mut clients = Vec::new();
@@ -655,6 +733,15 @@ async fn redis_joins_two_relays_into_one_room_and_survives_an_outage() {
             break;
         }
     }
+
+    // A stdin line of the east relay is a bot message for the whole room.
+    let mut east = east;
+    let stdin = east.stdin.as_mut().unwrap();
+    stdin.write_all(b"from the east bot\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(b.next_json().await["message"], "from the east bot");
+    assert_eq!(a.next_json().await["message"], "from the east bot");
+    assert_eq!(a2.next_json().await["message"], "from the east bot");
 
     // Redis goes away: each relay still serves its own clients, and says so.
     drop(redis);

@@ -29,6 +29,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
+use super::balance::Loads;
 use super::link::{self, Outbox};
 use super::message::{self, UserId};
 use super::worker::{self, WorkerStart};
@@ -82,6 +83,7 @@ struct Hub {
     bot: UserId,
     instance: String,
     page: Arc<str>,
+    loads: Arc<Loads>,
     stopping: Option<(Stop, Instant)>,
     /// Bad stdin lines, for the exit status (counted here once stdin has ended).
     bad_stdin: u64,
@@ -120,6 +122,7 @@ pub fn run(
             young_deaths: 0,
         })
         .collect();
+    let config_workers = config.workers;
     let hub = Hub {
         config,
         listener,
@@ -135,6 +138,7 @@ pub fn run(
         bot,
         instance,
         page,
+        loads: Arc::new(Loads::new(config_workers)?),
         stopping: None,
         bad_stdin: 0,
     };
@@ -206,6 +210,7 @@ impl Hub {
                     instance: self.instance.clone(),
                     reporter: i == 0,
                     page: self.page.clone(),
+                    loads: self.loads.clone(),
                 }))
             }
             ForkResult::Parent { child } => {
@@ -366,6 +371,7 @@ impl Hub {
             };
             slot.pid = None;
             slot.link = None;
+            self.loads.down(slot.index);
             if stopping {
                 continue;
             }

@@ -19,10 +19,12 @@
 //!   replaces dead ones, relays messages between them over Unix socket pairs, owns stdin/stdout;
 //! - [`link`]: the line format on the parent–worker sockets and the bounded outbox;
 //! - [`worker`]: a worker process: one single-threaded tokio runtime, the HTTP routes, the room;
+//! - [`balance`]: accepts shared fairly between workers on the one socket;
 //! - [`connection`]: one client's session and the slow-client, size and rate policies;
 //! - [`redis_bus`]: the Redis pub/sub backend with reconnect and backoff;
 //! - [`message`]: the pure core: user ids, stamping, bot lines, the rate limiter.
 
+pub mod balance;
 pub mod connection;
 pub mod hub;
 pub mod link;

@@ -29,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 
+use super::balance::{BalancedListener, Loads};
 use super::link;
 use super::message::UserId;
 use super::redis_bus;
@@ -59,6 +60,8 @@ pub struct WorkerStart {
     pub reporter: bool,
     /// The page served at `/`.
     pub page: Arc<str>,
+    /// Connections per worker, shared by all of them (see [`super::balance`]).
+    pub loads: Arc<Loads>,
 }
 
 /// The worker's shared state, one per process.
@@ -186,7 +189,8 @@ async fn serve(start: WorkerStart) -> Result<()> {
         why
     };
     warn(format_args!("worker {} (pid {pid}) serving", start.slot));
-    let why = server::serve(start.listener, app, stop).await?;
+    let listener = BalancedListener::new(start.listener, start.loads, start.slot)?;
+    let why = server::serve_on(listener, app, stop).await?;
     // Every session got the shutdown word and sends its close frame; give them a moment.
     let all_closed = async {
         loop {
