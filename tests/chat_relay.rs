@@ -775,3 +775,122 @@ fn help_version_and_usage_errors() {
     common::run(EXE, &["--bot-user", "nothex"], b"").expect_code(2);
     common::run(EXE, &["--listen", "not an address"], b"").expect_code(2);
 }
+
+/// The challenge's capacity rule as a soak: CLIENTS clients (default 3000) each send a message
+/// every 3 s for SECONDS seconds (default 30); every message must reach every client within 1 s.
+/// Run it in release: `cargo test --release --test chat_relay -- --ignored --nocapture capacity`.
+/// (chat-bench is the real measuring tool; this is the relay's own check of its hot path.)
+#[test]
+#[ignore]
+fn capacity_soak() {
+    let clients: usize = std::env::var("CLIENTS").map_or(3000, |v| v.parse().unwrap());
+    let seconds: u64 = std::env::var("SECONDS").map_or(30, |v| v.parse().unwrap());
+    let workers = std::env::var("WORKERS").unwrap_or_else(|_| "2".into());
+    let relay = Relay::start(&["--workers", &workers]);
+    let url = relay.url();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(async move {
+        let epoch = Instant::now();
+        let mut sockets = Vec::new();
+        for _ in 0..clients {
+            sockets.push(connect(&url).await);
+        }
+        let per_worker = sockets
+            .iter()
+            .fold(BTreeMap::<usize, usize>::new(), |mut m, c| {
+                *m.entry(c.worker).or_default() += 1;
+                m
+            });
+        eprintln!(
+            "{clients} clients connected in {:?}: {per_worker:?}",
+            epoch.elapsed()
+        );
+        let start = Instant::now();
+        let end = start + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for (i, client) in sockets.into_iter().enumerate() {
+            let (mut tx, mut rx) = client.ws.split();
+            // Staggered over the 3 s period, as independent users would be.
+            let offset = Duration::from_micros(3_000_000 * i as u64 / clients as u64);
+            let sender = tokio::spawn(async move {
+                let mut at = tokio::time::Instant::from_std(start) + offset;
+                let mut sent = 0u64;
+                while at.into_std() < end {
+                    tokio::time::sleep_until(at).await;
+                    let micros = epoch.elapsed().as_micros() as u64;
+                    let frame = json!({"message": "capacity", "t": micros}).to_string();
+                    if tx.send(Message::text(frame)).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                    at += Duration::from_secs(3);
+                }
+                sent
+            });
+            let receiver = tokio::spawn(async move {
+                let (mut got, mut late, mut worst) = (0u64, 0u64, 0u64);
+                let deadline = end + Duration::from_secs(5);
+                while let Ok(Some(Ok(frame))) =
+                    tokio::time::timeout_at(deadline.into(), rx.next()).await
+                {
+                    if let Message::Text(text) = frame {
+                        // The client must not be the bottleneck: read "t" without a full parse.
+                        let at = text.find("\"t\":").expect("a capacity message") + 4;
+                        let digits = text[at..].split(|c: char| !c.is_ascii_digit()).next();
+                        let sent_at: u64 = digits.unwrap().parse().unwrap();
+                        let lag = (epoch.elapsed().as_micros() as u64).saturating_sub(sent_at);
+                        got += 1;
+                        worst = worst.max(lag);
+                        if lag > 1_000_000 {
+                            late += 1;
+                        }
+                    }
+                }
+                (got, late, worst)
+            });
+            tasks.push((sender, receiver));
+        }
+        let (mut sent, mut got, mut late, mut worst) = (0u64, 0u64, 0u64, 0u64);
+        for (s, r) in tasks {
+            sent += s.await.unwrap();
+            let (g, l, w) = r.await.unwrap();
+            got += g;
+            late += l;
+            worst = worst.max(w);
+        }
+        (sent, got, late, worst)
+    });
+    let (sent, got, late, worst) = report;
+    let workers: usize = workers.parse().unwrap();
+    let relay_cpu: f64 = (0..workers)
+        .map(|w| cpu_seconds(&relay.worker_pid(w).to_string()))
+        .sum();
+    eprintln!(
+        "cpu: relay workers {relay_cpu:.1} s, this test's clients {:.1} s",
+        cpu_seconds("self")
+    );
+    let expected = sent * clients as u64;
+    eprintln!(
+        "sent {sent}, deliveries {got}/{expected}, late (>1 s) {late}, worst {:.1} ms",
+        worst as f64 / 1000.0
+    );
+    assert_eq!(got, expected, "messages were lost");
+    assert_eq!(late, 0, "messages took over 1 s");
+}
+
+/// User + system CPU seconds a process has used so far (Linux `/proc/PID/stat`).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
