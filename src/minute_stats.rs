@@ -558,28 +558,30 @@ mod tests {
     }
 
     fn stream() -> impl Strategy<Value = Vec<(Micros, u8, f64)>> {
-        // Steps of 0 (duplicates) to beyond a period (gaps); values include edges of periods.
+        // Steps of 0 (duplicates), 1 µs and a minute less/more than 1 µs (period edges:
+        // :59.999999 against :00.000000), ordinary steps, and gaps longer than a period.
         let step = prop_oneof![
             Just(0i64),
+            Just(1i64),
+            Just(59_999_999i64),
+            Just(60_000_000i64),
             0i64..2_000_000,
-            Just(1),
             50_000_000i64..200_000_000
         ];
         let value = prop_oneof![(-1000i64..1000).prop_map(|v| v as f64), -1e6f64..1e6];
-        (
-            -200_000_000_000i64..200_000_000_000,
-            prop::collection::vec((step, 0u8..4, value), 1..300),
-        )
-            .prop_map(|(start, steps)| {
-                let mut t = start;
-                steps
-                    .into_iter()
-                    .map(|(dt, k, v)| {
-                        t += dt;
-                        (t, k, v)
-                    })
-                    .collect()
-            })
+        // Starts on a minute boundary or 1 µs before one, far before and after 1970.
+        let start = (-3_000_000i64..3_000_000, prop::bool::ANY)
+            .prop_map(|(m, edge)| m * MIN - i64::from(edge));
+        (start, prop::collection::vec((step, 0u8..4, value), 1..300)).prop_map(|(start, steps)| {
+            let mut t = start;
+            steps
+                .into_iter()
+                .map(|(dt, k, v)| {
+                    t += dt;
+                    (t, k, v)
+                })
+                .collect()
+        })
     }
 
     proptest! {
