@@ -38,8 +38,8 @@ bench: release
 	@for script in benches/*.sh; do echo "== $$script"; bash $$script || exit 1; done
 
 demo: release
-	@echo "# $(RELEASE)/gen-events --profile metrics --simulated --start 2017-01-03T15:53:00Z --rate 50 --count 1000 --seed 7 | $(RELEASE)/minute-stats"
-	@$(RELEASE)/minute-stats examples/metrics.jsonl
+	@echo '$$ minute-stats examples/metrics.jsonl | jq -c .'
+	@$(RELEASE)/minute-stats examples/metrics.jsonl | jq -c .
 
 install:
 	$(CARGO) install --path . --locked

@@ -37,6 +37,7 @@ measure minute_stats "$BIN/minute-stats $DATA > $OUT/ms-ours.jsonl"
 measure miller "mlr --ijsonl --ojsonl put '\$minute = substr(\$timestamp, 0, 15)' then stats1 -i -a count,min,max,mean,p50 -f value -g minute,type $DATA > $OUT/ms-miller.jsonl"
 measure duckdb "python3 -c \"
 import duckdb
+duckdb.sql('SET enable_progress_bar=false')
 duckdb.sql('''COPY (SELECT strftime(date_trunc('minute', timestamp), '%Y-%m-%dT%H:%M') AS minute, type,
   min(value) AS min, max(value) AS max, avg(value) AS mean, median(value) AS median
   FROM read_ndjson('$DATA', columns={'type':'VARCHAR','value':'DOUBLE','timestamp':'TIMESTAMP','tags':'VARCHAR'})
