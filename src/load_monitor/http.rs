@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /addserver` (body: a record) | 200 `OK` — the original service's route |
 //! | `POST /servers/<name>/load` (body: a record, `server` optional) | 204 |
+//! | `POST /records` (body: JSON lines of records, up to [`MAX_BULK`] bytes) | 200 `{"accepted":N,"refused":N,"errors":[{"line":N,"error":"…"}]}` |
 //! | `GET /report/<name>`, `GET /servers/<name>/load` | 200 the report (JSON) |
 //! | `GET /servers` | 200 `{"servers":[names, sorted]}` |
 //! | `GET /stats` | 200 counts: servers, accepted and refused records, the clock |
@@ -40,6 +41,12 @@ use crate::time::Timestamp;
 /// The largest request body accepted; a record is well under 200 bytes.
 pub const MAX_BODY: usize = 4096;
 
+/// The largest body of `POST /records` (several thousand records).
+pub const MAX_BULK: usize = 1 << 20;
+
+/// At most this many refused lines are described in a `POST /records` answer (all are counted).
+const MAX_LISTED_ERRORS: usize = 100;
+
 type Shared = Arc<Store>;
 
 /// The router over a store (tests and embedders can serve it themselves).
@@ -47,6 +54,10 @@ pub fn router(store: Shared) -> Router {
     Router::new()
         .route("/addserver", post(add_server))
         .route("/servers/{name}/load", post(add_load).get(report))
+        .route(
+            "/records",
+            post(add_records).layer(DefaultBodyLimit::max(MAX_BULK)),
+        )
         .route("/report/{name}", get(report))
         .route("/servers", get(names))
         .route("/stats", get(stats))
@@ -142,26 +153,64 @@ async fn add_load(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Many records in one request, one per line: each is stored or refused on its own, as the stdin
+/// face treats lines, and the answer counts both and describes the first refusals.
+async fn add_records(
+    State(store): State<Shared>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> std::result::Result<Json<serde_json::Value>, ApiError> {
+    let body = body_text(body, MAX_BULK)?;
+    let (mut accepted, mut refused, mut errors) = (0u64, 0u64, Vec::new());
+    for (i, line) in body.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let outcome = parse_record(line, None)
+            .and_then(|record| store.add(&record).map_err(|why| why.to_string()));
+        match outcome {
+            Ok(()) => accepted += 1,
+            Err(error) => {
+                refused += 1;
+                if errors.len() < MAX_LISTED_ERRORS {
+                    errors.push(serde_json::json!({ "line": i + 1, "error": error }));
+                }
+            }
+        }
+    }
+    Ok(Json(serde_json::json!({
+        "accepted": accepted,
+        "refused": refused,
+        "errors": errors,
+    })))
+}
+
+fn body_text(
+    body: std::result::Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> std::result::Result<String, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::bad_request(format!("the request body is over {limit} bytes"))
+        } else {
+            ApiError::bad_request(format!("reading the request body: {}", e.body_text()))
+        }
+    })?;
+    String::from_utf8(body.into())
+        .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))
+}
+
 fn store_record(
     store: &Store,
     body: std::result::Result<Bytes, BytesRejection>,
     name: Option<&str>,
 ) -> std::result::Result<(), ApiError> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::bad_request(format!("the request body is over {MAX_BODY} bytes"))
-        } else {
-            ApiError::bad_request(format!("reading the request body: {}", e.body_text()))
-        }
-    })?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+    let text = body_text(body, MAX_BODY)?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_request(
             "the request body is empty; send a JSON record",
         ));
     }
-    let record = parse_record(text, name).map_err(ApiError::bad_request)?;
+    let record = parse_record(&text, name).map_err(ApiError::bad_request)?;
     store.add(&record).map_err(|why| {
         let status = match why {
             Rejected::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,

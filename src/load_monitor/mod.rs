@@ -150,10 +150,7 @@ pub fn parse_record(text: &str, server: Option<&str>) -> std::result::Result<Rec
         (None, Some(Value::String(name))) => name,
         (None, None) => return Err("missing field \"server\"".into()),
         (None, Some(other)) => {
-            return Err(format!(
-                "\"server\" must be a string, got {}",
-                kind(&other)
-            ))
+            return Err(format!("\"server\" must be a string, got {}", kind(&other)))
         }
     };
     check_name(&name)?;
@@ -208,9 +205,8 @@ fn load_field(field: &str, value: Option<Value>) -> std::result::Result<Load, St
         None | Some(Value::Null) => Err(format!("missing field \"{field}\"")),
         Some(Value::Number(n)) => {
             let v = n.as_f64().unwrap_or(f64::NAN);
-            Load::from_f64(v).ok_or_else(|| {
-                format!("\"{field}\" must be between 0 and {MAX_LOAD}, got {n}")
-            })
+            Load::from_f64(v)
+                .ok_or_else(|| format!("\"{field}\" must be between 0 and {MAX_LOAD}, got {n}"))
         }
         Some(other) => Err(format!(
             "\"{field}\" must be a number, got {}",
@@ -293,8 +289,11 @@ mod tests {
         assert!(err(r#"{"server":"a","cpu":1,"ram":-2}"#).contains("\"ram\" must be between 0"));
         assert!(err(r#"{"server":"a","cpu":1,"ram":1e9}"#).contains("\"ram\" must be between 0"));
         assert!(err(r#"{"server":"a b","cpu":1,"ram":1}"#).contains("' '"));
-        assert!(err(&format!(r#"{{"server":"{}","cpu":1,"ram":1}}"#, "x".repeat(129)))
-            .contains("over the limit"));
+        assert!(err(&format!(
+            r#"{{"server":"{}","cpu":1,"ram":1}}"#,
+            "x".repeat(129)
+        ))
+        .contains("over the limit"));
         assert!(err(r#"{"server":"a","cpu":1,"ram":1,"dt":-5}"#).contains("\"dt\""));
         assert!(err(r#"{"server":"a","cpu":1,"ram":1,"dt":1e300}"#).contains("\"dt\""));
         assert!(err(r#"{"server":"a","cpu":1,"ram":1,"timestamp":"soon"}"#).contains("RFC 3339"));

@@ -247,7 +247,9 @@ mod tests {
         let mut s = ServerLoad::new();
         let now = at("2016-04-10T16:02:30Z");
         // 23 hours before the current hour is the oldest hour kept; 24 is refused.
-        assert!(s.add(at("2016-04-09T17:00:00Z"), load(1.0), load(1.0), now).is_ok());
+        assert!(s
+            .add(at("2016-04-09T17:00:00Z"), load(1.0), load(1.0), now)
+            .is_ok());
         assert_eq!(
             s.add(at("2016-04-09T16:59:59Z"), load(1.0), load(1.0), now),
             Err(Refused::TooOld)
@@ -285,7 +287,10 @@ mod tests {
             s.add(now - 59 * MINUTE, load(1.0), load(1.0), now),
             Err(Refused::TooOld)
         );
-        assert_eq!(s.rows(now + MINUTE).hours, vec![(at("2016-04-10T10:00:00Z"), 1.0, 1.0)]);
+        assert_eq!(
+            s.rows(now + MINUTE).hours,
+            vec![(at("2016-04-10T10:00:00Z"), 1.0, 1.0)]
+        );
     }
 
     #[test]

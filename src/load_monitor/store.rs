@@ -173,7 +173,9 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(load) = shard.get_mut(record.server.as_str()) {
-            return load.add(at, record.cpu, record.ram, now).map_err(|_| too_old);
+            return load
+                .add(at, record.cpu, record.ram, now)
+                .map_err(|_| too_old);
         }
         let mut load = ServerLoad::new();
         load.add(at, record.cpu, record.ram, now)
@@ -292,8 +294,8 @@ impl Store {
             ))
         };
         let mut lines = text.lines();
-        let header: SnapshotHeader = serde_json::from_str(lines.next().unwrap_or(""))
-            .map_err(|e| bad(1, e.to_string()))?;
+        let header: SnapshotHeader =
+            serde_json::from_str(lines.next().unwrap_or("")).map_err(|e| bad(1, e.to_string()))?;
         if header.version != 1 {
             return Err(bad(1, format!("unknown version {}", header.version)));
         }
@@ -301,9 +303,12 @@ impl Store {
             self.newest.fetch_max(t, Ordering::Relaxed);
         }
         let c = &self.counters;
-        c.accepted.fetch_add(header.counters.accepted, Ordering::Relaxed);
-        c.too_old.fetch_add(header.counters.too_old, Ordering::Relaxed);
-        c.too_new.fetch_add(header.counters.too_new, Ordering::Relaxed);
+        c.accepted
+            .fetch_add(header.counters.accepted, Ordering::Relaxed);
+        c.too_old
+            .fetch_add(header.counters.too_old, Ordering::Relaxed);
+        c.too_new
+            .fetch_add(header.counters.too_new, Ordering::Relaxed);
         c.over_capacity
             .fetch_add(header.counters.over_capacity, Ordering::Relaxed);
         let mut count = 0;
@@ -317,7 +322,10 @@ impl Store {
                 ));
             }
             let load = server.load();
-            let mut shard = self.shard(&server.name).lock().unwrap_or_else(|e| e.into_inner());
+            let mut shard = self
+                .shard(&server.name)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if shard.insert(server.name.into_boxed_str(), load).is_none() {
                 count += 1;
             }
@@ -382,13 +390,19 @@ mod tests {
     #[test]
     fn caps_servers_and_counts_refusals() {
         let store = Store::new(Clock::Records, 2);
-        store.add(&record("a", "2016-04-10T16:00:00Z", 1.0)).unwrap();
-        store.add(&record("b", "2016-04-10T16:00:00Z", 1.0)).unwrap();
+        store
+            .add(&record("a", "2016-04-10T16:00:00Z", 1.0))
+            .unwrap();
+        store
+            .add(&record("b", "2016-04-10T16:00:00Z", 1.0))
+            .unwrap();
         assert_eq!(
             store.add(&record("c", "2016-04-10T16:00:00Z", 1.0)),
             Err(Rejected::Full { max_servers: 2 })
         );
-        store.add(&record("a", "2016-04-10T16:01:00Z", 3.0)).unwrap();
+        store
+            .add(&record("a", "2016-04-10T16:01:00Z", 3.0))
+            .unwrap();
         assert!(matches!(
             store.add(&record("b", "2016-04-09T16:00:00Z", 1.0)),
             Err(Rejected::TooOld { .. })
@@ -412,7 +426,12 @@ mod tests {
 
     #[test]
     fn the_wall_clock_refuses_the_future() {
-        let store = Store::new(Clock::Wall { max_ahead: 60_000_000 }, 10);
+        let store = Store::new(
+            Clock::Wall {
+                max_ahead: 60_000_000,
+            },
+            10,
+        );
         let mut r = record("a", "2016-04-10T16:00:00Z", 1.0);
         r.at = Some(time::now() + 3_600_000_000);
         assert!(matches!(store.add(&r), Err(Rejected::TooNew { .. })));
@@ -428,7 +447,9 @@ mod tests {
         let store = Store::new(Clock::Records, 100);
         for i in 0..50 {
             let at = format!("2016-04-10T{:02}:{:02}:00Z", 10 + i / 10, i);
-            store.add(&record(&format!("s{}", i % 7), &at, i as f64 / 3.0)).unwrap();
+            store
+                .add(&record(&format!("s{}", i % 7), &at, i as f64 / 3.0))
+                .unwrap();
         }
         assert_eq!(store.save(&path).unwrap(), 7);
         let back = Store::new(Clock::Records, 100);
@@ -443,6 +464,11 @@ mod tests {
         std::fs::write(&path, "{\"version\":1}\nnot json\n").unwrap();
         let err = Store::new(Clock::Records, 100).load(&path).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
-        assert_eq!(Store::new(Clock::Records, 1).load(&dir.path().join("none")).unwrap(), None);
+        assert_eq!(
+            Store::new(Clock::Records, 1)
+                .load(&dir.path().join("none"))
+                .unwrap(),
+            None
+        );
     }
 }
