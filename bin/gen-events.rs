@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use pipeworks::gen_events::post::PostArgs;
 use pipeworks::gen_events::{self, Flags};
 use pipeworks::output::Output;
 
@@ -24,17 +25,32 @@ Examples:
   gen-events --config examples/config.json --duration 1m > events.jsonl
   gen-events --profile metrics --simulated --start 2017-01-03T15:53:00Z --rate 50 --count 1000 --seed 7 | minute-stats
   gen-events --profile load --servers 20 --rate 20 | load-monitor
+  gen-events --profile load --servers 1000 --rate max --count 100000 \\
+    --post http://127.0.0.1:8080/addserver --concurrency 8 --check
   gen-events --rate max --count 2000000 > /dev/null"
 )]
 struct Args {
     #[command(flatten)]
     flags: Flags,
+
+    #[command(flatten)]
+    post: PostArgs,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     pipeworks::run("gen-events", || {
         let config = args.flags.resolve()?;
-        gen_events::run(&config, &mut Output::stdout())
+        let mut out = Output::stdout();
+        match args.post.poster(config.profile)? {
+            Some(mut poster) => {
+                let sent = gen_events::run(&config, &mut poster);
+                // Report what was posted even when the generator stopped early; the poster's
+                // error (why a connection failed) says more than the generator's.
+                let finished = poster.finish(&mut out);
+                finished.and(sent)
+            }
+            None => gen_events::run(&config, &mut out),
+        }
     })
 }

@@ -526,7 +526,7 @@ fn concurrent_posters_every_report_exact() {
             let url = url.clone();
             std::thread::spawn(move || {
                 let a = agent();
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (p + 1) * 7919);
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((p + 1) * 7919));
                 let mut sent = Vec::new();
                 for i in 0..EACH {
                     let server = format!("srv-{:03}", rng.below(SERVERS));
@@ -713,4 +713,153 @@ fn periodic_snapshot_survives_a_kill() {
         "{}",
         r.describe()
     );
+}
+
+const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
+
+#[test]
+fn gen_events_posts_concurrently_and_checks_every_report() {
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let url = format!("{}/addserver", d.url());
+    let r = run(
+        GEN,
+        &[
+            "--profile",
+            "load",
+            "--servers",
+            "50",
+            "--rate",
+            "max",
+            "--count",
+            "3000",
+            "--seed",
+            "3",
+            "--post",
+            &url,
+            "--concurrency",
+            "8",
+            "--check",
+        ],
+        b"",
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout, "PASSED\n", "{}", r.describe());
+    assert!(
+        r.stderr
+            .contains("posted 3000 records in 3000 requests on 8 connections"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.stderr.contains("3000 accepted, 0 refused"),
+        "{}",
+        r.describe()
+    );
+    let stats = get(&agent(), &format!("{}/stats", d.url())).json();
+    assert_eq!(
+        (stats["accepted"].clone(), stats["servers"].clone()),
+        (json!(3000), json!(50))
+    );
+}
+
+#[test]
+fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--clock", "records"]);
+    let url = format!("{}/records", d.url());
+    let replay = |url: &str| {
+        run(
+            GEN,
+            &[
+                "--profile",
+                "load",
+                "--servers",
+                "20",
+                "--simulated",
+                "--start",
+                "2016-04-10T00:00:00Z",
+                "--rate",
+                "2",
+                "--count",
+                "20000",
+                "--seed",
+                "9",
+                "--post",
+                url,
+                "--batch",
+                "250",
+                "--concurrency",
+                "4",
+                "--check",
+            ],
+            b"",
+        )
+    };
+    let r = replay(&url);
+    r.expect_code(0);
+    assert_eq!(r.stdout, "PASSED\n", "{}", r.describe());
+    assert!(r.stderr.contains("in 80 requests"), "{}", r.describe());
+    // Posting the same records again doubles every sum and count, so every average stays; one
+    // more record for one server changes that server's last minute and hour, and only those.
+    let extra = post(
+        &agent(),
+        &format!("{}/addserver", d.url()),
+        r#"{"server":"server0007","cpu":100,"ram":100,"timestamp":"2016-04-10T02:46:00Z"}"#,
+    );
+    assert_eq!(extra.status, 200, "{}", extra.body);
+    let r = replay(&url);
+    r.expect_code(1);
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.contains("FAILED: server server0007, 1hourdata row 60: expected [\"2016-04-10T02:46:00.000000Z\""), "{}", r.describe());
+}
+
+#[test]
+fn gen_events_reports_refusals_and_an_unreachable_service() {
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    // Wall clock: a replay of 2016 is refused record by record.
+    let r = run(
+        GEN,
+        &[
+            "--profile",
+            "load",
+            "--simulated",
+            "--start",
+            "2016-04-10T00:00:00Z",
+            "--rate",
+            "10",
+            "--count",
+            "30",
+            "--post",
+            &format!("{}/addserver", d.url()),
+            "--check",
+        ],
+        b"",
+    );
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("0 accepted, 30 refused"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stderr.contains("HTTP 422"), "{}", r.describe());
+    assert!(r.stderr.contains("nothing to check"), "{}", r.describe());
+    let url = d.url();
+    drop(d);
+    let r = run(
+        GEN,
+        &[
+            "--profile",
+            "load",
+            "--rate",
+            "max",
+            "--count",
+            "100",
+            "--post",
+            &format!("{url}/addserver"),
+        ],
+        b"",
+    );
+    r.expect_code(1);
+    assert!(r.stderr.contains("cannot post to"), "{}", r.describe());
+    let r = run(GEN, &["--check"], b"");
+    r.expect_code(2);
 }

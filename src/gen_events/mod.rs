@@ -25,6 +25,7 @@
 
 pub mod load;
 pub mod metrics;
+pub mod post;
 mod text;
 pub mod tracking;
 
