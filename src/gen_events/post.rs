@@ -184,6 +184,11 @@ struct Body {
     events: usize,
 }
 
+/// Bodies handed to a connection at once: one channel hand-off (a thread wake-up) per this many
+/// requests instead of one per request, which matters when each request is one small record.
+/// A flush hands over whatever is waiting, so a paced run still posts each event on time.
+const BODIES_PER_HANDOFF: usize = 16;
+
 /// Posts events on `concurrency` keep-alive connections; see the module doc.
 pub struct Poster {
     url: String,
@@ -191,16 +196,17 @@ pub struct Poster {
     batch: usize,
     check: bool,
     concurrency: usize,
-    tx: Option<SyncSender<Body>>,
+    tx: Option<SyncSender<Vec<Body>>>,
     workers: Vec<JoinHandle<Tally>>,
     pending: Body,
+    ready: Vec<Body>,
     stop: Arc<AtomicBool>,
     started: Instant,
 }
 
 impl Poster {
     fn start(url: String, origin: String, concurrency: usize, batch: usize, check: bool) -> Self {
-        let (tx, rx) = sync_channel::<Body>(concurrency * 2);
+        let (tx, rx) = sync_channel::<Vec<Body>>(concurrency * 2);
         let rx = Arc::new(Mutex::new(rx));
         let stop = Arc::new(AtomicBool::new(false));
         let workers = (0..concurrency)
@@ -224,24 +230,31 @@ impl Poster {
                 text: String::new(),
                 events: 0,
             },
+            ready: Vec::with_capacity(BODIES_PER_HANDOFF),
             stop,
             started: Instant::now(),
         }
     }
 
-    fn dispatch(&mut self) -> Result<()> {
-        if self.pending.events == 0 {
+    /// Close the body being filled; hand the ready bodies over when there are enough, or when
+    /// `now` (a flush).
+    fn dispatch(&mut self, now: bool) -> Result<()> {
+        if self.pending.events > 0 {
+            let body = std::mem::replace(
+                &mut self.pending,
+                Body {
+                    text: String::with_capacity(self.batch * 96),
+                    events: 0,
+                },
+            );
+            self.ready.push(body);
+        }
+        if self.ready.is_empty() || (!now && self.ready.len() < BODIES_PER_HANDOFF) {
             return Ok(());
         }
-        let body = std::mem::replace(
-            &mut self.pending,
-            Body {
-                text: String::with_capacity(self.batch * 96),
-                events: 0,
-            },
-        );
+        let bodies = std::mem::replace(&mut self.ready, Vec::with_capacity(BODIES_PER_HANDOFF));
         let sent = match &self.tx {
-            Some(tx) => tx.send(body).is_ok(),
+            Some(tx) => tx.send(bodies).is_ok(),
             None => false,
         };
         if !sent || self.stop.load(Ordering::Relaxed) {
@@ -253,7 +266,7 @@ impl Poster {
 
     /// Wait for every request, print the summary and, with `--check`, check the reports.
     pub fn finish(mut self, out: &mut Output<impl std::io::Write>) -> Result<()> {
-        let flushed = self.dispatch();
+        let flushed = self.dispatch(true);
         self.tx = None;
         let mut total = Tally::default();
         for w in std::mem::take(&mut self.workers) {
@@ -316,22 +329,27 @@ impl Sink for Poster {
         self.pending.text.push_str(&String::from_utf8_lossy(event));
         self.pending.events += 1;
         if self.pending.events >= self.batch {
-            self.dispatch()?;
+            self.dispatch(false)?;
         }
         Ok(())
     }
 
     /// The schedule is about to pause: send what is waiting so the server sees it on time.
     fn flush(&mut self) -> Result<()> {
-        self.dispatch()
+        self.dispatch(true)
     }
 }
 
+/// An agent with one keep-alive connection. No global or resolve timeout: with one, ureq resolves
+/// the host on a new thread for every request, which would cost more than the request itself.
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_idle_connections_per_host(1)
-        .timeout_global(Some(Duration::from_secs(30)))
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_send_request(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(30)))
+        .timeout_recv_body(Some(Duration::from_secs(30)))
         .build()
         .into()
 }
@@ -339,7 +357,7 @@ fn agent() -> ureq::Agent {
 /// One keep-alive connection: post bodies until the channel closes or the server is gone.
 fn connection(
     url: &str,
-    rx: &Mutex<Receiver<Body>>,
+    rx: &Mutex<Receiver<Vec<Body>>>,
     stop: &AtomicBool,
     bulk: bool,
     check: bool,
@@ -347,70 +365,85 @@ fn connection(
     let agent = agent();
     let mut tally = Tally::default();
     loop {
-        let body = {
+        let bodies = {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
             match rx.recv() {
                 Ok(b) => b,
                 Err(_) => break,
             }
         };
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        tally.requests += 1;
-        tally.records += body.events as u64;
-        let sent = agent
-            .post(url)
-            .header("content-type", "application/json")
-            .send(body.text.as_str());
-        let mut response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                tally.fatal = Some(format!("cannot post to {url}: {e}"));
-                stop.store(true, Ordering::Relaxed);
-                break;
+        for body in bodies {
+            if stop.load(Ordering::Relaxed) {
+                return tally;
             }
-        };
-        let status = response.status().as_u16();
-        let answer = response
-            .body_mut()
-            .read_to_string()
-            .unwrap_or_else(|e| format!("(unreadable answer: {e})"));
-        if !(200..300).contains(&status) {
-            for _ in 0..body.events {
-                tally.refusal(format!("HTTP {status}: {}", answer.trim()));
-            }
-            continue;
-        }
-        if !bulk {
-            tally.accepted += 1;
-            if check {
-                tally.oracle.add(&body.text);
-            }
-            continue;
-        }
-        // A bulk answer: {"accepted":N,"refused":N,"errors":[{"line":N,"error":"…"}]}.
-        let parsed: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
-        let refused = parsed["refused"].as_u64().unwrap_or(0);
-        let mut bad_lines = Vec::new();
-        for e in parsed["errors"].as_array().into_iter().flatten() {
-            if let Some(line) = e["line"].as_u64() {
-                bad_lines.push(line as usize);
-            }
-            tally.refusal(e["error"].as_str().unwrap_or("refused").to_string());
-        }
-        tally.refused += refused.saturating_sub(bad_lines.len() as u64);
-        tally.unknown_refusals |= refused > bad_lines.len() as u64;
-        tally.accepted += parsed["accepted"].as_u64().unwrap_or(0);
-        if check {
-            for (i, line) in body.text.lines().enumerate() {
-                if !bad_lines.contains(&(i + 1)) {
-                    tally.oracle.add(line);
-                }
-            }
+            post_one(&agent, url, body, stop, bulk, check, &mut tally);
         }
     }
     tally
+}
+
+/// Post one body and account for the answer.
+fn post_one(
+    agent: &ureq::Agent,
+    url: &str,
+    body: Body,
+    stop: &AtomicBool,
+    bulk: bool,
+    check: bool,
+    tally: &mut Tally,
+) {
+    tally.requests += 1;
+    tally.records += body.events as u64;
+    let sent = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.text.as_str());
+    let mut response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            tally.fatal = Some(format!("cannot post to {url}: {e}"));
+            stop.store(true, Ordering::Relaxed);
+            return;
+        }
+    };
+    let status = response.status().as_u16();
+    let answer = response
+        .body_mut()
+        .read_to_string()
+        .unwrap_or_else(|e| format!("(unreadable answer: {e})"));
+    if !(200..300).contains(&status) {
+        for _ in 0..body.events {
+            tally.refusal(format!("HTTP {status}: {}", answer.trim()));
+        }
+        return;
+    }
+    if !bulk {
+        tally.accepted += 1;
+        if check {
+            tally.oracle.add(&body.text);
+        }
+        return;
+    }
+    // A bulk answer: {"accepted":N,"refused":N,"errors":[{"line":N,"error":"…"}]}.
+    let parsed: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    let refused = parsed["refused"].as_u64().unwrap_or(0);
+    let mut bad_lines = Vec::new();
+    for e in parsed["errors"].as_array().into_iter().flatten() {
+        if let Some(line) = e["line"].as_u64() {
+            bad_lines.push(line as usize);
+        }
+        tally.refusal(e["error"].as_str().unwrap_or("refused").to_string());
+    }
+    tally.refused += refused.saturating_sub(bad_lines.len() as u64);
+    tally.unknown_refusals |= refused > bad_lines.len() as u64;
+    tally.accepted += parsed["accepted"].as_u64().unwrap_or(0);
+    if check {
+        for (i, line) in body.text.lines().enumerate() {
+            if !bad_lines.contains(&(i + 1)) {
+                tally.oracle.add(line);
+            }
+        }
+    }
 }
 
 /// Compare each server's report with the oracle's; `PASSED` or the first difference.

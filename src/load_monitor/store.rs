@@ -94,7 +94,9 @@ struct AtomicCounters {
     over_capacity: AtomicU64,
 }
 
-type Shard = Mutex<HashMap<Box<str>, ServerLoad>>;
+/// Rings are boxed: a map grows to up to twice its entries, and empty slots should cost a
+/// pointer, not 4 KiB of rings.
+type Shard = Mutex<HashMap<Box<str>, Box<ServerLoad>>>;
 
 pub struct Store {
     shards: Vec<Shard>,
@@ -177,7 +179,7 @@ impl Store {
                 .add(at, record.cpu, record.ram, now)
                 .map_err(|_| too_old);
         }
-        let mut load = ServerLoad::new();
+        let mut load = Box::new(ServerLoad::new());
         load.add(at, record.cpu, record.ram, now)
             .map_err(|Refused::TooOld| too_old)?;
         if self.servers.fetch_add(1, Ordering::Relaxed) >= self.max_servers {
@@ -321,7 +323,7 @@ impl Store {
                     format!("more servers than --max-servers {}", self.max_servers),
                 ));
             }
-            let load = server.load();
+            let load = Box::new(server.load());
             let mut shard = self
                 .shard(&server.name)
                 .lock()
