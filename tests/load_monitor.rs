@@ -863,3 +863,56 @@ fn gen_events_reports_refusals_and_an_unreachable_service() {
     let r = run(GEN, &["--check"], b"");
     r.expect_code(2);
 }
+
+#[test]
+fn a_stalled_client_and_a_dropped_one_do_not_stop_the_others() {
+    use std::net::TcpStream;
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let a = agent();
+    // Half a request, then silence: the connection stays open for the whole test.
+    let mut stalled = TcpStream::connect(d.addr).unwrap();
+    stalled
+        .write_all(
+            b"POST /addserver HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"server\":",
+        )
+        .unwrap();
+    // Half a request, then gone.
+    let mut dropped = TcpStream::connect(d.addr).unwrap();
+    dropped
+        .write_all(b"POST /addserver HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+        .unwrap();
+    drop(dropped);
+    let r = post(
+        &a,
+        &format!("{}/addserver", d.url()),
+        r#"{"server":"ok","cpu":1,"ram":1}"#,
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "OK"));
+    assert_eq!(
+        get(&a, &format!("{}/servers", d.url())).json(),
+        json!({"servers":["ok"]})
+    );
+    drop(stalled);
+}
+
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_graceful_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.jsonl");
+    let mut d = Daemon::ours(
+        EXE,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--snapshot",
+            snap.to_str().unwrap(),
+        ],
+    );
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = d.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(snap.exists(), "the snapshot is written on the way out");
+    let mut d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    d.signal(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(d.child.wait().unwrap().code(), Some(130));
+}

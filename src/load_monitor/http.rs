@@ -89,14 +89,8 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
     };
     let runtime = server::runtime(threads)?;
     let stop = runtime.block_on(async {
-        // Arm the signal handlers before announcing the address, so a SIGTERM sent as soon as
-        // the listening line appears is a graceful stop, not the default kill.
-        let mut stop = Box::pin(server::stop_signal());
-        tokio::select! {
-            biased;
-            why = &mut stop => return Ok(why),
-            () = std::future::ready(()) => {}
-        }
+        // Armed before the address is announced, so an early SIGTERM is a graceful stop too.
+        let stop = server::stop_signal_armed()?;
         let listener = server::bind(addr)?;
         if let (Some(path), every) = (config.snapshot.clone(), config.snapshot_every.std()) {
             let store = store.clone();
