@@ -916,3 +916,25 @@ fn sigterm_right_after_the_listening_line_is_a_graceful_stop() {
     d.signal(nix::sys::signal::Signal::SIGINT);
     assert_eq!(d.child.wait().unwrap().code(), Some(130));
 }
+
+#[test]
+fn usage_errors_exit_2_and_help_shows_an_example() {
+    for args in [
+        &["--listen", "127.0.0.1:0", "--every", "1m"][..],
+        &["--listen", "127.0.0.1:0", "records.jsonl"][..],
+        &["--max-servers", "0"][..],
+        &["--clock", "sometimes"][..],
+    ] {
+        let r = run(EXE, args, b"");
+        r.expect_code(2);
+        assert!(!r.stderr.is_empty(), "{}", r.describe());
+    }
+    let help = run(EXE, &["--help"], b"");
+    help.expect_code(0);
+    assert!(
+        help.stdout.contains("gen-events --profile load"),
+        "{}",
+        help.describe()
+    );
+    run(EXE, &["--version"], b"").expect_code(0);
+}

@@ -97,6 +97,23 @@ pub fn run(config: &Config, out: &mut Output<impl std::io::Write>) -> Result<()>
     if config.max_servers == 0 {
         return Err(crate::Error::usage("--max-servers must be at least 1"));
     }
+    if config.listen.is_some() {
+        if config.every.is_some() {
+            return Err(crate::Error::usage(
+                "--every is for the stdin face; the server reports on request (GET /report/<name>)",
+            ));
+        }
+        if !config.input.files.is_empty() {
+            return Err(crate::Error::usage(
+                "input files are for the stdin face; the server takes records over HTTP",
+            ));
+        }
+    }
+    if config.snapshot_every.micros() <= 0 {
+        return Err(crate::Error::usage(
+            "--snapshot-every must be longer than 0",
+        ));
+    }
     let store = Store::new(config.clock(), config.max_servers);
     match &config.listen {
         Some(addr) => http::serve(config, addr, store),

@@ -284,8 +284,8 @@ impl Store {
     /// Load a snapshot written by [`Store::save`] into this (empty) store. A missing file is not
     /// an error (first start): `Ok(None)`. A damaged one is, so it is never silently overwritten.
     pub fn load(&self, path: &Path) -> Result<Option<usize>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(format!("reading snapshot {}", path.display()), e)),
         };
@@ -295,9 +295,17 @@ impl Store {
                 path.display()
             ))
         };
-        let mut lines = text.lines();
+        // One server per line, read a line at a time: a large snapshot is never held whole.
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(file));
+        let mut next_line = |n: usize| -> Result<Option<String>> {
+            lines
+                .next()
+                .transpose()
+                .map_err(|e| Error::io(format!("reading snapshot {} line {n}", path.display()), e))
+        };
+        let first = next_line(1)?.unwrap_or_default();
         let header: SnapshotHeader =
-            serde_json::from_str(lines.next().unwrap_or("")).map_err(|e| bad(1, e.to_string()))?;
+            serde_json::from_str(&first).map_err(|e| bad(1, e.to_string()))?;
         if header.version != 1 {
             return Err(bad(1, format!("unknown version {}", header.version)));
         }
@@ -314,12 +322,14 @@ impl Store {
         c.over_capacity
             .fetch_add(header.counters.over_capacity, Ordering::Relaxed);
         let mut count = 0;
-        for (i, line) in lines.enumerate() {
+        let mut number = 1;
+        while let Some(line) = next_line(number + 1)? {
+            number += 1;
             let server: SnapshotServer =
-                serde_json::from_str(line).map_err(|e| bad(i + 2, e.to_string()))?;
+                serde_json::from_str(&line).map_err(|e| bad(number, e.to_string()))?;
             if count >= self.max_servers {
                 return Err(bad(
-                    i + 2,
+                    number,
                     format!("more servers than --max-servers {}", self.max_servers),
                 ));
             }
