@@ -37,6 +37,9 @@ start_monitor() {
 }
 stop_monitor() { kill -TERM "$LM_PID"; wait "$LM_PID" 2>/dev/null || true; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system) of a process so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
 # Records/s from the poster's summary line.
 poster_rate() { grep -o '[0-9]* records/s' "$1" | grep -o '^[0-9]*'; }
 
@@ -55,11 +58,14 @@ stop_monitor
 
 start_monitor
 cmd="wrk -t2 -c32 -d$DURATION -s benches/load-monitor-post.lua http://127.0.0.1:$PORT/addserver -- 1000"
+t0=$(cpu_ticks "$LM_PID")
 $cmd >"$WORK/wrk1.out"
+t1=$(cpu_ticks "$LM_PID")
 wrk1=$(awk '/Requests\/sec/ {printf "%d", $2}' "$WORK/wrk1.out")
 accepted=$(curl -s "http://127.0.0.1:$PORT/stats" | grep -o '"accepted":[0-9]*' | cut -d: -f2)
 echo "wrk POST /addserver, 1 record/request: $wrk1 requests/s ($accepted records accepted in total)"
 echo "  \$ $cmd"
+echo "  load-monitor's own CPU time: $(( (t1 - t0) * TICK_US / accepted )) us per request (from /proc/PID/stat)"
 stop_monitor
 
 # 2. Ingest, batched: 500 records per POST /records.
@@ -99,10 +105,14 @@ awk -v a="$rss0" -v b="$rss1" -v n="$servers" 'BEGIN {
   printf "memory: RSS %.1f MiB empty, %.1f MiB with %d servers: %.0f bytes per server (rings: 84 buckets x 48 bytes = 4032)\n", a/1024, b/1024, n, (b - a) * 1024 / n }'
 echo "  (RSS read from /proc/PID/status before and after loading)"
 cmd="wrk -t2 -c8 -d$DURATION --latency -s benches/load-monitor-report.lua http://127.0.0.1:$PORT -- $SERVERS"
+t0=$(cpu_ticks "$LM_PID")
 $cmd >"$WORK/wrk2.out"
+t1=$(cpu_ticks "$LM_PID")
 awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {
   printf "GET /report/<random of 10,000>: %d requests/s, p50 %s, p99 %s\n", rps, p50, p99 }' "$WORK/wrk2.out"
 echo "  \$ $cmd"
+reports=$(awk '/requests in/ {print $1}' "$WORK/wrk2.out")
+echo "  load-monitor's own CPU time: $(( (t1 - t0) * TICK_US / reports )) us per report (from /proc/PID/stat)"
 cmd="wrk -t1 -c1 -d$DURATION --latency -s benches/load-monitor-report.lua http://127.0.0.1:$PORT -- $SERVERS"
 $cmd >"$WORK/wrk3.out"
 awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -222,7 +222,11 @@ async fn report(
     let (rows, now) = store
         .rows(&name)
         .ok_or_else(|| ApiError::not_found(format!("no records for server {name:?}")))?;
-    let mut response = Json(Report::new(&name, &rows)).into_response();
+    // Straight into a Vec sized for the report: fewer, larger writes than axum's `Json`.
+    let mut body = Vec::with_capacity(64 + 96 * (rows.minutes.len() + rows.hours.len()));
+    serde_json::to_writer(&mut body, &Report::new(&name, &rows))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Ok(v) = HeaderValue::from_str(&Timestamp(now).to_string()) {
         response.headers_mut().insert("x-report-time", v);
     }
