@@ -61,6 +61,11 @@ struct Args {
     #[arg(long, default_value = "1m", value_name = "DURATION")]
     snapshot_every: Duration,
 
+    /// After SIGTERM/SIGINT, how long in-flight requests may take before their connections are
+    /// closed (the snapshot is saved after).
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    shutdown_grace: Duration,
+
     /// Without --listen: also print every server's report this often (wall clock).
     #[arg(long, value_name = "DURATION")]
     every: Option<Duration>,
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
             max_servers: args.max_servers,
             snapshot: args.snapshot,
             snapshot_every: args.snapshot_every,
+            shutdown_grace: args.shutdown_grace,
             every: args.every,
             threads: args.threads,
             input: args.input,

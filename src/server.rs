@@ -120,6 +120,45 @@ pub async fn serve(
     Ok(rx.await.unwrap_or(Stop::Terminate))
 }
 
+/// Like [`serve`], but once `stop` has resolved, in-flight requests get at most `grace` to finish:
+/// a client that stalls in the middle of a request (or keeps one open on purpose) cannot hold the
+/// stop, and whatever the program does after serving (flushing, saving) still happens. The
+/// connections still open at the deadline are dropped with the runtime.
+pub async fn serve_with_grace(
+    listener: StdListener,
+    app: Router,
+    stop: impl Future<Output = Stop> + Send + 'static,
+    grace: std::time::Duration,
+) -> Result<Stop> {
+    use std::sync::{Arc, Mutex};
+    let stopped = Arc::new(tokio::sync::Notify::new());
+    let why = Arc::new(Mutex::new(None));
+    let stop = {
+        let (stopped, why) = (stopped.clone(), why.clone());
+        async move {
+            let w = stop.await;
+            *why.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
+            stopped.notify_one();
+            w
+        }
+    };
+    let serving = serve(listener, app, stop);
+    tokio::pin!(serving);
+    tokio::select! {
+        done = &mut serving => done,
+        () = async {
+            stopped.notified().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            warn(format_args!(
+                "requests still open {grace:?} after the stop signal; closing their connections"
+            ));
+            let w = *why.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(w.unwrap_or(Stop::Terminate))
+        }
+    }
+}
+
 /// Raise the open-file limit to its hard maximum (servers with many clients need it).
 pub fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};

@@ -938,3 +938,44 @@ fn usage_errors_exit_2_and_help_shows_an_example() {
     );
     run(EXE, &["--version"], b"").expect_code(0);
 }
+
+#[test]
+fn a_client_stalled_mid_request_cannot_hold_the_stop() {
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.jsonl");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--shutdown-grace",
+        "300ms",
+    ];
+    let mut d = Daemon::ours(EXE, &args);
+    let r = post(
+        &agent(),
+        &format!("{}/addserver", d.url()),
+        r#"{"server":"kept","cpu":1,"ram":1}"#,
+    );
+    assert_eq!(r.status, 200);
+    let mut stalled = TcpStream::connect(d.addr).unwrap();
+    stalled
+        .write_all(
+            b"POST /addserver HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"server\":",
+        )
+        .unwrap();
+    // The server has read the partial request once it answers a later one on another connection.
+    assert_eq!(get(&agent(), &format!("{}/servers", d.url())).status, 200);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let started = Instant::now();
+    let status = d.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", d.stderr_text());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(std::fs::read_to_string(&snap).unwrap().contains("\"kept\""));
+    drop(stalled);
+}

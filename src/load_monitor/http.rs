@@ -19,7 +19,8 @@
 //! own task, so a slow or stalled client costs one idle task and never blocks another; a client
 //! that disconnects mid-request just ends its task. The state is saved to `--snapshot` every
 //! `--snapshot-every` (on a blocking thread, off the request path) and once more after the
-//! graceful stop, when every in-flight request has finished.
+//! graceful stop, when every in-flight request has finished — or `--shutdown-grace` (default 5 s)
+//! has passed, so a client stalled mid-request cannot keep the server from stopping and saving.
 
 use std::sync::Arc;
 
@@ -107,7 +108,13 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
                 }
             });
         }
-        server::serve(listener, router(store.clone()), stop).await
+        server::serve_with_grace(
+            listener,
+            router(store.clone()),
+            stop,
+            config.shutdown_grace.std(),
+        )
+        .await
     })?;
     drop(runtime);
     if let Some(path) = &config.snapshot {

@@ -71,6 +71,8 @@ pub struct Config {
     pub max_servers: usize,
     pub snapshot: Option<PathBuf>,
     pub snapshot_every: time::Duration,
+    /// After SIGTERM/SIGINT, how long in-flight requests may take before their connections close.
+    pub shutdown_grace: time::Duration,
     pub every: Option<time::Duration>,
     pub threads: usize,
     pub input: InputArgs,
