@@ -438,6 +438,22 @@ fn http_routes_answer_like_the_original_service_and_ours() {
         get(&a, &format!("{url}/report/c")).json()["1hourdata"],
         json!([["2016-04-10T14:55:00.000000Z", 2, 2]])
     );
+    let line = "{\"server\":\"d\",\"cpu\":1,\"ram\":1,\"dt\":1460300100}\n";
+    let too_big = post(
+        &a,
+        &format!("{url}/records"),
+        &line.repeat((1 << 20) / line.len() + 1),
+    );
+    assert_eq!(too_big.status, 400);
+    assert!(
+        too_big.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("over 1048576 bytes"),
+        "{}",
+        too_big.body
+    );
+    assert_eq!(get(&a, &format!("{url}/report/d")).status, 404);
 }
 
 #[test]
