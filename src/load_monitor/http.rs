@@ -93,20 +93,12 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
         // Armed before the address is announced, so an early SIGTERM is a graceful stop too.
         let stop = server::stop_signal_armed()?;
         let listener = server::bind(addr)?;
-        if let (Some(path), every) = (config.snapshot.clone(), config.snapshot_every.std()) {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                loop {
-                    tick.tick().await;
-                    let (store, path) = (store.clone(), path.clone());
-                    match tokio::task::spawn_blocking(move || store.save(&path)).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => warn(format_args!("{e}")),
-                        Err(e) => warn(format_args!("saving the snapshot: {e}")),
-                    }
-                }
-            });
+        if let Some(path) = &config.snapshot {
+            tokio::spawn(save_every(
+                store.clone(),
+                path.clone(),
+                config.snapshot_every.std(),
+            ));
         }
         server::serve_with_grace(
             listener,
@@ -134,6 +126,22 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
         c.over_capacity
     ));
     stop.into_result()
+}
+
+/// Save the snapshot every `every`, on a blocking thread so requests never wait for the disk. A
+/// failed save is reported and tried again at the next tick; the server keeps serving.
+async fn save_every(store: Shared, path: std::path::PathBuf, every: std::time::Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (store, path) = (store.clone(), path.clone());
+        match tokio::task::spawn_blocking(move || store.save(&path)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn(format_args!("{e}")),
+            Err(e) => warn(format_args!("saving the snapshot: {e}")),
+        }
+    }
 }
 
 async fn add_server(
