@@ -46,3 +46,17 @@ install:
 
 clean:
 	$(CARGO) clean
+
+# load-monitor: start the service, post a day of simulated load for 50 servers in batches, check
+# every server's report against what was sent, and show one report's size.
+.PHONY: demo-load
+demo-load: release
+	@set -e; log=$$(mktemp); \
+	$(RELEASE)/load-monitor --listen 127.0.0.1:0 --clock records 2>$$log & pid=$$!; \
+	trap "kill $$pid 2>/dev/null; rm -f $$log" EXIT; \
+	until grep -q 'listening on' $$log; do sleep 0.1; done; \
+	url=$$(grep -o 'http://[0-9.:]*' $$log); \
+	echo "\$$ gen-events --profile load --servers 50 --simulated --start 2016-04-10T00:00:00Z --rate 5 --count 432000 --seed 1 --post $$url/records --batch 500 --concurrency 4 --check"; \
+	$(RELEASE)/gen-events --profile load --servers 50 --simulated --start 2016-04-10T00:00:00Z --rate 5 --count 432000 --seed 1 --post $$url/records --batch 500 --concurrency 4 --check; \
+	echo "\$$ curl -s $$url/report/server0005 | jq -c '{servername, minutes: (.\"1hourdata\" | length), hours: (.\"24hourdata\" | length), last: .\"1hourdata\"[-1]}'"; \
+	curl -s $$url/report/server0005 | jq -c '{servername, minutes: (."1hourdata" | length), hours: (."24hourdata" | length), last: ."1hourdata"[-1]}'
