@@ -33,15 +33,40 @@ test: test-deps
 		$(CARGO) test --no-fail-fast; \
 	fi
 
+# Every benches/*.sh prints its figures with the command that produced them.
 bench: release
-	bash benches/run.sh
+	@for script in benches/*.sh; do echo "== $$script"; bash $$script || exit 1; done
 
 demo: release
-	@echo "# $(RELEASE)/gen-events --profile metrics --simulated --start 2017-01-03T15:53:00Z --rate 50 --count 1000 --seed 7 | $(RELEASE)/minute-stats"
-	@$(RELEASE)/minute-stats examples/metrics.jsonl
+	@echo '$$ minute-stats examples/metrics.jsonl | jq -c .'
+	@$(RELEASE)/minute-stats examples/metrics.jsonl | jq -c .
 
 install:
 	$(CARGO) install --path . --locked
 
 clean:
 	$(CARGO) clean
+
+# load-monitor: start the service, post a day of simulated load for 50 servers in batches, check
+# every server's report against what was sent, and show one report's size.
+.PHONY: demo-load
+demo-load: release
+	@set -e; log=$$(mktemp); \
+	$(RELEASE)/load-monitor --listen 127.0.0.1:0 --clock records 2>$$log & pid=$$!; \
+	trap "kill $$pid 2>/dev/null; rm -f $$log" EXIT; \
+	until grep -q 'listening on' $$log; do sleep 0.1; done; \
+	url=$$(grep -o 'http://[0-9.:]*' $$log); \
+	echo "\$$ gen-events --profile load --servers 50 --simulated --start 2016-04-10T00:00:00Z --rate 5 --count 432000 --seed 1 --post $$url/records --batch 500 --concurrency 4 --check"; \
+	$(RELEASE)/gen-events --profile load --servers 50 --simulated --start 2016-04-10T00:00:00Z --rate 5 --count 432000 --seed 1 --post $$url/records --batch 500 --concurrency 4 --check; \
+	echo "\$$ curl -s $$url/report/server0005 | jq -c '{servername, minutes: (.\"1hourdata\" | length), hours: (.\"24hourdata\" | length), last: .\"1hourdata\"[-1]}'"; \
+	curl -s $$url/report/server0005 | jq -c '{servername, minutes: (."1hourdata" | length), hours: (."24hourdata" | length), last: ."1hourdata"[-1]}'
+
+# chat-relay: 4 workers on port 8000 (CHAT_LISTEN=0.0.0.0:8000 to reach it from other machines).
+# Type a line to speak as the relay's bot; every message in the room is printed here. Ctrl-C stops.
+CHAT_LISTEN ?= 127.0.0.1:8000
+.PHONY: demo-chat
+demo-chat: release
+	@echo "chat-relay: open http://$(subst 0.0.0.0,localhost,$(CHAT_LISTEN))/ in a browser (two tabs to chat);"
+	@echo "type a line here to speak as the bot; Ctrl-C stops the relay."
+	@echo '$$ $(RELEASE)/chat-relay --listen $(CHAT_LISTEN) --workers 4'
+	@$(RELEASE)/chat-relay --listen $(CHAT_LISTEN) --workers 4

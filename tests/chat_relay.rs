@@ -533,15 +533,11 @@ async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
     }
     // The victim's clients were cut off.
     for client in &mut victims {
-        loop {
-            match tokio::time::timeout(WAIT, client.ws.next())
+        while let Some(Ok(Message::Text(_) | Message::Ping(_))) =
+            tokio::time::timeout(WAIT, client.ws.next())
                 .await
                 .expect("victim client hangs")
-            {
-                Some(Ok(Message::Text(_))) | Some(Ok(Message::Ping(_))) => continue,
-                _ => break,
-            }
-        }
+        {}
     }
     let stderr = relay.wait_stderr(" serving", 3);
     assert!(
@@ -648,6 +644,25 @@ async fn sigterm_closes_every_client_and_exits_0() {
     }
     let status = relay.wait_exit();
     assert_eq!(status.code(), Some(0), "stderr:\n{}", relay.stderr_text());
+}
+
+#[test]
+fn sigterm_the_moment_it_listens_is_still_a_graceful_stop() {
+    let mut child = Command::new(EXE)
+        .args(["--listen", "127.0.0.1:0", "--workers", "3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, stderr) = common::wait_for_listen_line(child.stderr.take().unwrap(), EXE);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", stderr.lock().unwrap());
 }
 
 #[tokio::test]

@@ -98,18 +98,7 @@ pub fn run(
     instance: String,
     page: Arc<str>,
 ) -> Result<()> {
-    let mut mask = SigSet::empty();
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
-        mask.add(sig);
-    }
-    mask.thread_block()
-        .map_err(|e| Error::io("blocking signals", e.into()))?;
-    // A relay started in the background of an interactive shell must not be stopped for reading
-    // the terminal: reading then fails with EIO, which ends stdin.
-    // SAFETY: setting a disposition to SIG_IGN installs no handler code.
-    unsafe {
-        let _ = nix::sys::signal::signal(Signal::SIGTTIN, nix::sys::signal::SigHandler::SigIgn);
-    }
+    let mask = block_signals()?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| Error::io("creating a signalfd", e.into()))?;
     let slots = (0..config.workers)
@@ -143,6 +132,24 @@ pub fn run(
         bad_stdin: 0,
     };
     hub.run()
+}
+
+/// Block the signals the hub takes through its signalfd. Done before the listening line is
+/// printed, so a SIGTERM sent the moment it appears is a graceful stop, not the default death.
+pub fn block_signals() -> Result<SigSet> {
+    let mut mask = SigSet::empty();
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+        mask.add(sig);
+    }
+    mask.thread_block()
+        .map_err(|e| Error::io("blocking signals", e.into()))?;
+    // A relay started in the background of an interactive shell must not be stopped for reading
+    // the terminal: reading then fails with EIO, which ends stdin.
+    // SAFETY: setting a disposition to SIG_IGN installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(Signal::SIGTTIN, nix::sys::signal::SigHandler::SigIgn);
+    }
+    Ok(mask)
 }
 
 /// What the loop decided after starting a worker.
@@ -192,9 +199,7 @@ impl Hub {
         match unsafe { fork() }.map_err(|e| Error::io("forking a worker", e.into()))? {
             ForkResult::Child => {
                 drop(ours);
-                SigSet::empty()
-                    .thread_set_mask()
-                    .map_err(|e| Error::io("unblocking signals", e.into()))?;
+                // Signals stay blocked until the worker's own handlers are in place.
                 // Die with the parent even if it is killed without a chance to stop us.
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
                 if nix::unistd::getppid() != parent {
@@ -492,7 +497,7 @@ impl Hub {
                 }
                 Ok(text) => {
                     let said = message::bot_line(text, &self.bot);
-                    self.from_stdin(said.as_bytes());
+                    self.bot_says(said.as_bytes());
                     None
                 }
             };
@@ -516,7 +521,7 @@ impl Hub {
     }
 
     /// A bot message: print it and give it to the room.
-    fn from_stdin(&mut self, said: &[u8]) {
+    fn bot_says(&mut self, said: &[u8]) {
         self.print(said);
         let now = Instant::now();
         if self.config.redis.is_some() {

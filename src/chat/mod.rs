@@ -104,6 +104,7 @@ pub fn run(config: Config) -> Result<()> {
             .into(),
     };
     let fd_limit = server::raise_fd_limit();
+    hub::block_signals()?;
     let listener = server::bind(&config.listen)?;
     let mut seed = [0u8; 24];
     std::io::Read::read_exact(

@@ -128,10 +128,21 @@ impl Drop for Seat {
 /// Run a worker to the end (in the forked child).
 pub fn run(start: WorkerStart) -> Result<()> {
     let runtime = server::runtime(1)?;
-    runtime.block_on(serve(start))
+    runtime.block_on(async {
+        // Handlers first, then unblock what the hub had blocked: a SIGTERM that came meanwhile
+        // is a graceful stop.
+        let stop_signal = server::stop_signal_armed()?;
+        nix::sys::signal::SigSet::empty()
+            .thread_set_mask()
+            .map_err(|e| Error::io("unblocking signals", e.into()))?;
+        serve(start, stop_signal).await
+    })
 }
 
-async fn serve(start: WorkerStart) -> Result<()> {
+async fn serve(
+    start: WorkerStart,
+    stop_signal: impl std::future::Future<Output = Stop> + Send + 'static,
+) -> Result<()> {
     start
         .link
         .set_nonblocking(true)
@@ -177,7 +188,7 @@ async fn serve(start: WorkerStart) -> Result<()> {
         .with_state(worker.clone());
     let stop = async move {
         let why = tokio::select! {
-            why = server::stop_signal() => why,
+            why = stop_signal => why,
             _ = hub_gone => {
                 warn(format_args!("worker {}: the hub is gone; stopping", start.slot));
                 Stop::Terminate
