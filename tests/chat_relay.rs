@@ -593,6 +593,36 @@ async fn a_stopped_worker_stalls_nobody_and_catches_up_when_it_resumes() {
     }
 }
 
+#[tokio::test]
+async fn a_worker_that_stays_stuck_is_killed_and_replaced() {
+    let relay = Relay::start(&["--workers", "2", "--rate", "100000", "--burst", "100000"]);
+    let url = relay.url();
+    let talker = loop {
+        let client = connect(&url).await;
+        if client.worker == 0 {
+            break client;
+        }
+    };
+    let stuck = nix::unistd::Pid::from_raw(relay.worker_pid(1));
+    nix::sys::signal::kill(stuck, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    // 6 MB for the stopped worker: more than the hub keeps for it (4 MiB) plus the socket buffer.
+    let (mut talk, mut echoes) = talker.ws.split();
+    tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
+    let text = "z".repeat(4000);
+    for i in 0..1500 {
+        let frame = json!({"message": text, "i": i}).to_string();
+        talk.send(Message::text(frame)).await.unwrap();
+    }
+    let stderr = relay.wait_stderr("has not read its messages", 1);
+    assert!(
+        stderr.contains(&format!("worker 1 (pid {stuck}) has not read")),
+        "{stderr}"
+    );
+    relay.wait_stderr(&format!("worker 1 (pid {stuck}) was killed by SIGKILL"), 1);
+    relay.wait_stderr(" serving", 3);
+    assert_ne!(relay.worker_pid(1), stuck.as_raw());
+}
+
 #[test]
 fn stdout_reader_going_away_ends_quietly_with_0() {
     let mut child = Command::new(EXE)
