@@ -300,7 +300,7 @@ impl Hub {
             }
         }
         if stdout_ready {
-            self.write_stdout(false);
+            self.write_stdout();
         }
         Ok(())
     }
@@ -539,37 +539,38 @@ impl Hub {
 
     fn read_link(&mut self, index: usize) {
         let mut chunk = vec![0u8; READ_CHUNK];
-        let mut lines: Vec<u8> = Vec::new();
-        {
-            let Some(link) = self.slots[index].link.as_mut() else {
-                return;
-            };
-            loop {
-                match (&link.stream).read(&mut chunk) {
-                    Ok(0) => {
-                        // The worker closed its end: it is exiting; SIGCHLD follows.
-                        self.slots[index].link = None;
-                        break;
-                    }
-                    Ok(n) => {
-                        link.inbuf.extend_from_slice(&chunk[..n]);
-                        if n < chunk.len() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        self.slots[index].link = None;
+        let Some(link) = self.slots[index].link.as_mut() else {
+            return;
+        };
+        let mut closed = false;
+        loop {
+            match (&link.stream).read(&mut chunk) {
+                // The worker closed its end (it is exiting; SIGCHLD follows) or the link broke.
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    link.inbuf.extend_from_slice(&chunk[..n]);
+                    if n < chunk.len() {
                         break;
                     }
                 }
-            }
-            if let Some(link) = self.slots[index].link.as_mut() {
-                if let Some(end) = memchr::memrchr(b'\n', &link.inbuf) {
-                    lines = link.inbuf.drain(..=end).collect();
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    closed = true;
+                    break;
                 }
             }
+        }
+        // Whole lines only; what a dying worker said last still counts.
+        let lines: Vec<u8> = match memchr::memrchr(b'\n', &link.inbuf) {
+            Some(end) => link.inbuf.drain(..=end).collect(),
+            None => Vec::new(),
+        };
+        if closed {
+            self.slots[index].link = None;
         }
         let now = Instant::now();
         for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -629,19 +630,16 @@ impl Hub {
         }
     }
 
-    fn write_stdout(&mut self, blocking: bool) {
+    /// Write one chunk to stdout: called only when poll says it is writable, and a chunk of at
+    /// most a pipe's atomic size then never blocks.
+    fn write_stdout(&mut self) {
         let Some(out) = self.stdout.as_mut() else {
             return;
         };
         if out.is_empty() {
             return;
         }
-        // Without poll's word that stdout is ready, write only when told we may block.
-        let result = if blocking {
-            out.write_to(io::stdout().lock(), usize::MAX, false)
-        } else {
-            out.write_to(io::stdout().lock(), STDOUT_CHUNK, true)
-        };
+        let result = out.write_to(io::stdout().lock(), STDOUT_CHUNK, true);
         match result {
             Ok(Some(dropped)) if dropped > 0 => warn(format_args!(
                 "stdout caught up; {dropped} messages were not written while it lagged"
@@ -659,7 +657,24 @@ impl Hub {
     }
 
     fn finish(mut self) -> Result<()> {
-        self.write_stdout(true);
+        // What is left for stdout, if its reader takes it within a moment: a reader that stopped
+        // reading must not keep a stopped relay alive.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.stdout.as_ref().is_some_and(|o| !o.is_empty()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let stdout = io::stdout();
+            let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => break,
+                Ok(_) => self.write_stdout(),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
         let why = self.stopping.map_or(Stop::Terminate, |(why, _)| why);
         let bad = self.bad_stdin + self.stdin.as_ref().map_or(0, |s| s.bad);
         if bad > 0 && why == Stop::Terminate {
