@@ -66,7 +66,7 @@ struct Args {
 
     /// How long a worker gathers messages before sending them to its clients as one batch (one
     /// write per client per batch instead of one per message; 0s: no wait).
-    #[arg(long, default_value = "20ms", value_name = "DURATION")]
+    #[arg(long, default_value = "50ms", value_name = "DURATION")]
     batch_window: Duration,
 
     /// Connections per worker; more are answered 503.

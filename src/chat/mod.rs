@@ -64,7 +64,7 @@ impl Default for Limits {
             burst: 40,
             queue: 4096,
             max_connections: 20_000,
-            batch_window: std::time::Duration::from_millis(20),
+            batch_window: std::time::Duration::from_millis(50),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The room inside one worker: every message its clients must hear, in batches.
 //!
 //! A message is serialized once (as [`Utf8Bytes`], shared, never copied per client) and queued.
-//! The first message of a batch starts a short window (`--batch-window`, default 20 ms); when it
+//! The first message of a batch starts a short window (`--batch-window`, default 50 ms); when it
 //! ends, the whole batch goes into a `tokio::sync::broadcast` ring as one item. So at a high
 //! message rate a client's writer is woken once per batch, not once per message, and writes the
 //! whole batch with one flush (one system call) — what lets one core serve thousands of clients.
