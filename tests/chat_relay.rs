@@ -280,6 +280,14 @@ async fn stdin_lines_are_bot_messages_and_stdout_is_the_room() {
         json!({"message": "tick", "user": bot, "at": 1})
     );
     relay.wait_stderr("line 2: not valid UTF-8", 1);
+    // A line longer than one read of stdin (and than --max-message) is skipped as it streams by.
+    let stdin = relay.stdin.as_mut().unwrap();
+    stdin.write_all(&[b'x'; 100_000]).unwrap();
+    stdin.write_all(b"\nafter the long one\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(alice.next_json().await["message"], "after the long one");
+    let stderr = relay.wait_stderr("line 4: longer than --max-message (4096 bytes)", 1);
+    assert!(stderr.contains("open-file limit"), "{stderr}");
     alice.send(json!({"message": "hi bot"})).await;
     let echoed = alice.next_json().await;
     assert_eq!(echoed["message"], "hi bot");
@@ -288,6 +296,7 @@ async fn stdin_lines_are_bot_messages_and_stdout_is_the_room() {
         json!({"message": "good morning", "user": bot})
     );
     assert_eq!(relay.next_stdout()["at"], 1);
+    assert_eq!(relay.next_stdout()["message"], "after the long one");
     assert_eq!(relay.next_stdout(), echoed);
 }
 
