@@ -45,3 +45,11 @@ install:
 
 clean:
 	$(CARGO) clean
+
+# The headline pipeline of seed 002: a steady event stream and its sliding 5-minute summary.
+# Runs for DEMO_SECONDS (default 25 s: two 10 s bucket boundaries and the end-of-input line).
+DEMO_SECONDS ?= 25
+.PHONY: demo-window
+demo-window: release
+	@echo "# $(RELEASE)/gen-events --rate 100 --duration $(DEMO_SECONDS)s | $(RELEASE)/window-agg --minutes 5"
+	@$(RELEASE)/gen-events --rate 100 --duration $(DEMO_SECONDS)s | $(RELEASE)/window-agg --minutes 5
