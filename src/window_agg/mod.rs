@@ -247,6 +247,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         clock: config.clock,
         bad: config.input.bad_lines(),
         late: 0,
+        events: 0,
         idle_from: None,
         shared,
     };
@@ -309,6 +310,7 @@ struct Aggregator {
     clock: Clock,
     bad: BadLines,
     late: u64,
+    events: u64,
     /// The window's clock and the wall time when input last arrived: while input pauses, the
     /// event clock moves on with the wall clock from there.
     idle_from: Option<(Micros, Micros)>,
@@ -341,6 +343,7 @@ impl Aggregator {
         };
         let closed = self.window.advance_to(at);
         self.publish(closed, out)?;
+        self.events += 1;
         if let Err(late) = self.window.add(at, &event, &tracking_id) {
             self.late += 1;
             if self.late <= LATE_REPORTED {
@@ -412,6 +415,12 @@ impl Aggregator {
                         out.emit(&summary)?;
                     }
                     shared.finish(&mut self.window)?;
+                    warn(format_args!(
+                        "memcached: {} requests for {} events ({:.5} per event)",
+                        shared.requests(),
+                        self.events,
+                        shared.requests() as f64 / self.events.max(1) as f64
+                    ));
                 }
             }
         }

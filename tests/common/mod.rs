@@ -98,7 +98,8 @@ impl Daemon {
     /// A real memcached on a free loopback port.
     pub fn memcached() -> Daemon {
         let port = free_port();
-        Daemon::external("memcached", &["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "64"], port)
+        // `-u nobody`: as root, memcached refuses to start without a user to switch to.
+        Daemon::external("memcached", &["-u", "nobody", "-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "64"], port)
     }
 
     /// A real redis-server on a free loopback port, with persistence off.
