@@ -435,3 +435,56 @@ impl Aggregator {
         self.bad.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Single-thread cost of the per-event work (field extraction, timestamp, window), without
+    /// I/O: `cargo test --release --lib window_agg::tests::per_event_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn per_event_throughput() {
+        let ids: Vec<String> = crate::event_config::DEFAULT_TRACKING_IDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut gen = crate::gen_events::tracking::Tracking::new(&ids, &BTreeMap::new()).unwrap();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let lines: Vec<String> = (0..200_000)
+            .map(|i| {
+                let mut out = Vec::new();
+                gen.write(&mut rng, 1_575_784_800_000_000 + i * 100, &mut out);
+                String::from_utf8(out).unwrap()
+            })
+            .collect();
+        let bytes: usize = lines.iter().map(String::len).sum();
+        let paths = Paths::new(&["value.event", "value.trackingId", "value.timestamp"]).unwrap();
+        // CPU time of this thread, not wall time: the machine may be busy with other work.
+        let cpu = || {
+            use nix::sys::resource::{getrusage, UsageWho};
+            let u = getrusage(UsageWho::RUSAGE_THREAD).unwrap();
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(u.user_time()) + t(u.system_time())
+        };
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let mut window = Window::new(10_000_000, 30, default_type_names());
+            let started = cpu();
+            for line in &lines {
+                let [event, tid, ts] = paths.extract::<3>(line).unwrap();
+                let at = time::parse_timestamp(&ts).unwrap();
+                window.advance_to(at);
+                window.add(at, &event, &tid).unwrap();
+            }
+            best = best.min(cpu() - started);
+        }
+        eprintln!(
+            "{:.0} events per CPU-second, {:.0} MB/s on one thread (best of 5, {} events of {} bytes on average)",
+            lines.len() as f64 / best,
+            bytes as f64 / best / 1e6,
+            lines.len(),
+            bytes / lines.len()
+        );
+    }
+}
