@@ -93,7 +93,7 @@ struct Link {
 }
 
 impl Link {
-    fn connect(servers: &str) -> Result<Link> {
+    fn connect(servers: &str, timeout: Duration) -> Result<Link> {
         let mut pools = Vec::new();
         for server in servers.split(',').map(str::trim) {
             if server
@@ -112,7 +112,7 @@ impl Link {
             let pool = r2d2::Pool::builder()
                 .max_size(1)
                 .test_on_check_out(false)
-                .connection_timeout(Duration::from_secs(2))
+                .connection_timeout(timeout)
                 .build(memcache::ConnectionManager::new(url))
                 .map_err(|e| Error::failed(format!("memcached {server}: cannot connect: {e}")))?;
             pools.push(pool);
@@ -250,7 +250,7 @@ pub struct Shared {
 impl Shared {
     /// Connect (failing clearly when no server answers) and register the configured types.
     pub fn connect(servers: &str, config: &Config) -> Result<Self> {
-        let link = Link::connect(servers)?;
+        let link = Link::connect(servers, Duration::from_secs(2))?;
         let bucket = config.bucket.micros();
         let buckets = config.buckets()?;
         let secs = |us: i64| (us + MICROS_PER_SEC - 1) / MICROS_PER_SEC;
@@ -282,7 +282,8 @@ impl Shared {
 
     fn link(&mut self) -> Result<&mut Link> {
         if self.link.is_none() {
-            self.link = Some(Link::connect(&self.servers)?);
+            // A short timeout: while Memcached is down this runs at every retry, on the main loop.
+            self.link = Some(Link::connect(&self.servers, Duration::from_millis(500))?);
         }
         Ok(self.link.as_mut().expect("just connected"))
     }
@@ -343,25 +344,22 @@ impl Shared {
         }
     }
 
-    /// At the end of input: deliver what is left, retrying for up to 10 s.
-    pub fn finish(&mut self, window: &mut Window) -> Result<()> {
+    /// At the end of input: deliver what is left and publish the final summary, retrying for up
+    /// to 10 s while Memcached fails.
+    pub fn finish(&mut self, window: &mut Window, end: Micros) -> Result<Summary> {
         let deadline = time::now() + 10 * MICROS_PER_SEC;
         loop {
-            let changes = window.drain_changes();
-            if changes.is_empty() {
-                return Ok(());
-            }
-            window.restore_changes(changes);
-            let end = window.current().map_or(0, |s| s.window_end.0);
             match self.try_sync(window, end) {
-                Ok(_) => return Ok(()),
+                Ok(summary) => return Ok(summary),
                 Err(e) if time::now() >= deadline => {
                     return Err(Error::failed(format!(
                         "{e}; gave up delivering the last counts to Memcached"
                     )))
                 }
                 Err(_) => {
-                    self.link = None;
+                    if let Some(link) = self.link.take() {
+                        self.requests_before += link.requests;
+                    }
                     std::thread::sleep(Duration::from_micros(self.backoff as u64));
                     self.backoff = (self.backoff * 2).min(MICROS_PER_SEC);
                 }
@@ -578,7 +576,7 @@ pub fn read(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         .memcached
         .as_deref()
         .expect("resolve checked --read has servers");
-    let mut link = Link::connect(servers)?;
+    let mut link = Link::connect(servers, Duration::from_secs(2))?;
     let keys = Keys {
         prefix: config.key_prefix.clone(),
         bucket: config.bucket.micros(),

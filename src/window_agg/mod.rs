@@ -410,11 +410,8 @@ impl Aggregator {
             match &mut self.shared {
                 None => out.emit(&summary)?,
                 Some(shared) => {
-                    let synced = shared.sync(&mut self.window, &summary);
-                    if let Some(summary) = synced {
-                        out.emit(&summary)?;
-                    }
-                    shared.finish(&mut self.window)?;
+                    let last = shared.finish(&mut self.window, summary.window_end.0)?;
+                    out.emit(&last)?;
                     warn(format_args!(
                         "memcached: {} requests for {} events ({:.5} per event)",
                         shared.requests(),
