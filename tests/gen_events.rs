@@ -354,6 +354,16 @@ fn pacing_holds_for_a_minute() {
     check_pacing(10_000.0, 60, true);
 }
 
+/// The same minute with stalls tolerated (`--max-lag 2s`): on a busy machine the process can be
+/// descheduled for a few hundred ms, which the strict soak reports as a skip. This one still checks
+/// that nothing drifts and nothing is early over 60 s.
+#[test]
+#[ignore = "60 s soak: cargo test --test gen_events -- --ignored"]
+fn pacing_holds_for_a_minute_on_a_busy_machine() {
+    check_pacing(100.0, 60, false);
+    check_pacing(10_000.0, 60, false);
+}
+
 #[test]
 fn a_stall_is_reported_and_not_made_up_in_a_burst() {
     use nix::sys::signal::{kill, Signal};
