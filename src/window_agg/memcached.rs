@@ -428,6 +428,17 @@ impl Shared {
     /// Recompute the summaries of the window ending at `end` (or at a newer stored window) from
     /// the bucket counters and store each type's with CAS, starting over on conflict.
     fn publish(&mut self, window: &Window, end: Micros) -> Result<Summary> {
+        self.publish_with(window, end, || {})
+    }
+
+    /// [`Shared::publish`], calling `between` after the counters are read and before the store
+    /// (tests use it to let another writer in at the worst moment).
+    fn publish_with(
+        &mut self,
+        window: &Window,
+        end: Micros,
+        mut between: impl FnMut(),
+    ) -> Result<Summary> {
         let mut end = end;
         for _ in 0..MAX_PUBLISH_ROUNDS {
             let types = self.known_types(window)?;
@@ -446,6 +457,7 @@ impl Shared {
                 }
             }
             let summary = self.read_window(&types, end)?;
+            between();
             let mut conflict = false;
             for (kind, key) in types.iter().zip(&summary_keys) {
                 let counts = summary.types.get(kind).cloned().unwrap_or_default();
@@ -661,6 +673,105 @@ mod tests {
         assert!(Stored::parse(br#"{"totalEventsCaptured":5}"#).is_none());
         let ours = br#"{"window_start":"2020-01-01T00:00:00Z","window_end":"2020-01-01T00:05:00Z","totalEventsCaptured":1,"eventsCapturedByTrackingIds":{"a":1},"writer":"pipeworks window-agg"}"#;
         assert_eq!(Stored::parse(ours).unwrap().total, 1);
+    }
+
+    /// A memcached of our own (the integration tests' harness is not available to unit tests).
+    struct Server(std::process::Child, u16);
+
+    impl Server {
+        fn start() -> Server {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("memcached")
+                .args([
+                    "-u",
+                    "nobody",
+                    "-l",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "0",
+                ])
+                .spawn()
+                .expect("memcached is installed (make test-deps)");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "memcached did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Server(child, port)
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The worst interleaving, forced: writer A reads the counters, then writer B adds its counts
+    /// and publishes, then A stores. A's `cas` must fail and A must start over, so the summary
+    /// that stands includes B's counts. (A plain `set` here would leave A's stale summary.)
+    #[test]
+    fn a_summary_computed_before_another_writers_counts_never_stands() {
+        let server = Server::start();
+        let addr = format!("127.0.0.1:{}", server.1);
+        let config = Config {
+            minutes: 1,
+            bucket: time::Duration(Duration::from_secs(1)),
+            clock: super::super::Clock::Event,
+            type_names: crate::event_config::default_type_names(),
+            fields: Default::default(),
+            memcached: Some(addr.clone()),
+            key_prefix: "t:".into(),
+            read: false,
+            input: Default::default(),
+        };
+        let window = || Window::new(1_000_000, 60, config.type_names.clone()).track_changes();
+        let t = 1_575_784_800_000_000;
+        let (mut wa, mut wb) = (window(), window());
+        let add = |w: &mut Window, n: usize| {
+            w.advance_to(t);
+            for _ in 0..n {
+                w.add(t, "click", "INF-x").unwrap();
+            }
+        };
+        let end = t + 1_000_000;
+        let mut a = Shared::connect(&addr, &config).unwrap();
+        let mut b = Shared::connect(&addr, &config).unwrap();
+        // A first summary exists, so the next store is a `cas` against it.
+        add(&mut wa, 1);
+        a.push(&mut wa).unwrap();
+        assert_eq!(
+            a.publish(&wa, end).unwrap().types["user-event"].total_events_captured,
+            1
+        );
+        add(&mut wa, 3);
+        add(&mut wb, 2);
+        a.push(&mut wa).unwrap();
+        let mut b_went = false;
+        let summary = a
+            .publish_with(&wa, end, || {
+                if !b_went {
+                    b_went = true;
+                    b.push(&mut wb).unwrap();
+                    b.publish(&wb, end).unwrap();
+                }
+            })
+            .unwrap();
+        assert!(b_went);
+        assert_eq!(summary.types["user-event"].total_events_captured, 6);
+        let stored: Option<String> = a.link().unwrap().client.get("t:user-event").unwrap();
+        let stored = Stored::parse(stored.unwrap().as_bytes()).unwrap();
+        assert_eq!(stored.total, 6);
     }
 
     #[test]
