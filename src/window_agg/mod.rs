@@ -91,7 +91,8 @@ pub struct Flags {
     pub timestamp_field: Option<String>,
 
     /// Keep the counts in Memcached, shared with other window-agg processes:
-    /// HOST:PORT[,HOST:PORT…]; without a value, the config file's `memcached` address.
+    /// HOST:PORT[,HOST:PORT…]; without a value (last on the line, or `--memcached=`), the config
+    /// file's `memcached` address.
     #[arg(long, value_name = "SERVERS", num_args = 0..=1, default_missing_value = "")]
     pub memcached: Option<String>,
 
