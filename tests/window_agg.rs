@@ -466,3 +466,55 @@ fn live_pipeline_from_gen_events_matches_the_file_run() {
     let live: Vec<Value> = live.into_iter().map(|(_, l)| l).collect();
     assert_eq!(live, from_file);
 }
+
+/// SIGINT and SIGTERM end a live run like the end of input: the live window is written, then the
+/// exit code is 130 (SIGINT) or 0 (SIGTERM).
+#[test]
+fn a_stop_signal_writes_the_live_window_first() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for (signal, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 0)] {
+        let mut child = Command::new(EXE)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        for t in [
+            "2020-01-01T00:00:01Z",
+            "2020-01-01T00:00:02Z",
+            "2020-01-01T00:00:15Z",
+        ] {
+            writeln!(
+                stdin,
+                r#"{{"value":{{"event":"review","trackingId":"INF-a","timestamp":"{t}"}}}}"#
+            )
+            .unwrap();
+        }
+        stdin.flush().unwrap();
+        // The third event crosses a boundary: once that line is out, all three have been read.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let first: Value = serde_json::from_str(&first).unwrap();
+        assert_eq!(first["types"]["review"]["totalEventsCaptured"], 2);
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{signal}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: Value =
+            serde_json::from_str(rest.lines().last().expect("the live window")).unwrap();
+        assert_eq!(
+            line["types"]["review"]["totalEventsCaptured"], 3,
+            "{signal}"
+        );
+        drop(stdin);
+    }
+}

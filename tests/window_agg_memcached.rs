@@ -425,3 +425,49 @@ fn memcached_restarted_mid_stream() {
     let shared = read_shared(format!("127.0.0.1:{port}").parse().unwrap(), &flags);
     assert_eq!(shared, in_memory(&events, &flags));
 }
+
+/// SIGTERM on a live writer delivers its last counts before it exits 0.
+#[test]
+fn sigterm_delivers_the_last_counts() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let mc = Daemon::memcached();
+    let events = generate(&[
+        "--simulated",
+        "--start",
+        "2019-12-08T06:00:00Z",
+        "--rate",
+        "10",
+        "--count",
+        "300",
+        "--seed",
+        "12",
+    ]);
+    let mut child = Command::new(EXE)
+        .args(["--memcached", &mc.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(events.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // 30 s of event time crosses two 10 s boundaries: after both lines every event has been read.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..2 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.starts_with('{'), "{line:?}");
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(stdin);
+    assert_eq!(read_shared(mc.addr, &[]), in_memory(&events, &[]));
+}

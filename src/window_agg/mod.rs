@@ -27,6 +27,8 @@
 //!   pauses (after a grace of half a bucket, at most 1 s, for events still on their way); the
 //!   event clock then moves on with the wall clock from the last event. File input is read as fast
 //!   as possible and gives the lines a live run of the same events would.
+//! - SIGINT and SIGTERM end a run as the end of input does (the live window is written), then
+//!   the exit code is 130 or 0.
 //! - With `--memcached`, counts also go to Memcached so several processes share one summary; see
 //!   [`memcached`].
 
@@ -253,17 +255,16 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         shared,
     };
     let live = is_live(&config.input);
+    stop::install()?;
     // Batches of 1024 lines (~0.7 MB of tracking events): large enough to keep the reader thread
     // busy, small enough that the lines in flight stay a few MB whatever the input.
     let batches = config.input.open()?.spawn(1024);
     loop {
-        let next = match agg.deadline().filter(|_| live) {
-            Some(deadline) => {
-                let wait = (deadline - time::now()).max(0) as u64;
-                batches.recv_timeout(std::time::Duration::from_micros(wait))
-            }
-            None => batches.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
+        // Wake up at least every stop::POLL to notice SIGINT/SIGTERM; a timeout before the
+        // deadline is only that check.
+        let deadline = agg.deadline().filter(|_| live);
+        let wait = deadline.map_or(stop::POLL, |d| (d - time::now()).clamp(0, stop::POLL));
+        let next = batches.recv_timeout(std::time::Duration::from_micros(wait as u64));
         match next {
             Ok(batch) => {
                 let batch = batch?;
@@ -275,8 +276,16 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
                     agg.idle_from = Some((clock, time::now()));
                 }
             }
-            Err(RecvTimeoutError::Timeout) => agg.tick(time::now(), out)?,
+            Err(RecvTimeoutError::Timeout) => {
+                if deadline.is_some_and(|d| time::now() >= d) {
+                    agg.tick(time::now(), out)?;
+                }
+            }
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(signal) = stop::requested() {
+            agg.finish(out)?;
+            return signal;
         }
     }
     agg.finish(out)
@@ -300,6 +309,49 @@ fn is_live(input: &InputArgs) -> bool {
             std::fs::metadata(f).map(|m| !m.is_file()).unwrap_or(true)
         }
     })
+}
+
+/// SIGINT and SIGTERM end window-agg the way the end of input does (the live window is written and,
+/// with Memcached, the last counts delivered), then it exits 130 (SIGINT) or 0 (SIGTERM).
+mod stop {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+    use crate::error::{Error, Result};
+    use crate::time::Micros;
+
+    /// How often the main loop looks for a stop request, in µs.
+    pub const POLL: Micros = 200_000;
+
+    static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+    extern "C" fn on_signal(signal: std::ffi::c_int) {
+        SIGNAL.store(signal, Ordering::SeqCst);
+    }
+
+    pub fn install() -> Result<()> {
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for signal in [Signal::SIGINT, Signal::SIGTERM] {
+            // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+            unsafe { sigaction(signal, &action) }
+                .map_err(|e| Error::failed(format!("installing a {signal} handler: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// `Some(result to end with)` once a stop signal arrived.
+    pub fn requested() -> Option<Result<()>> {
+        match SIGNAL.load(Ordering::SeqCst) {
+            0 => None,
+            s if s == Signal::SIGINT as i32 => Some(Err(Error::Interrupted)),
+            _ => Some(Ok(())),
+        }
+    }
 }
 
 /// Late events reported one by one before they are only counted.
