@@ -27,6 +27,7 @@ pub mod output;
 pub mod runner;
 pub mod server;
 pub mod time;
+pub mod window_agg;
 
 pub use error::{Error, Result};
 pub use runner::run;
