@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: build release test test-deps lint bench demo install clean
+.PHONY: build release test test-deps lint bench demo demo-stats install clean
 
 build:
 	$(CARGO) build
@@ -37,7 +37,10 @@ test: test-deps
 bench: release
 	@for script in benches/*.sh; do echo "== $$script"; bash $$script || exit 1; done
 
-demo: release
+# The main demo is the toolkit's headline pipeline (gen-events | window-agg, see demo-window).
+demo: demo-window
+
+demo-stats: release
 	@echo '$$ minute-stats examples/metrics.jsonl | jq -c .'
 	@$(RELEASE)/minute-stats examples/metrics.jsonl | jq -c .
 
