@@ -10,8 +10,11 @@
 //! - [`time`]: RFC 3339 timestamps as microseconds, and durations such as `250ms` or `2h`;
 //! - [`config`]: JSON config files that flags override;
 //! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
-//! - [`minute_stats`]: per-period min/max/mean/median of metric events.
+//! - [`minute_stats`]: per-period min/max/mean/median of metric events;
+//! - [`allocate`]: the cheapest shipment of an order from ranked warehouses, and a crash-safe live
+//!   inventory.
 
+pub mod allocate;
 pub mod config;
 pub mod error;
 pub mod input;
