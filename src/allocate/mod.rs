@@ -37,7 +37,6 @@ pub mod live;
 pub mod parse;
 pub mod solve;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -45,10 +44,10 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::input::{parse_object, BadLines, InputArgs, Line};
+use crate::input::{describe_json_error, parse_object, BadLines, InputArgs, Line};
 use crate::output::Output;
 use crate::runner::warn;
-use parse::{check_warehouses, ProblemLine};
+use parse::{Problem, ProblemSeed};
 pub use solve::{Allocation, Allocator, Instance, Pick, Strategy};
 
 /// What allocate is asked to do (the binary's flags, already parsed).
@@ -88,6 +87,7 @@ pub struct ProblemSolver {
     allocator: Allocator,
     demand: Vec<u64>,
     stock: Vec<u64>,
+    cost: Vec<f64>,
     noted_bounded: bool,
 }
 
@@ -99,6 +99,7 @@ impl ProblemSolver {
             allocator: Allocator::new(),
             demand: Vec::new(),
             stock: Vec::new(),
+            cost: Vec::new(),
             noted_bounded: false,
         }
     }
@@ -109,34 +110,21 @@ impl ProblemSolver {
             Ok(text) => *text,
             Err(e) => return bad.report(line.at, e),
         };
-        let problem = match parse_object::<ProblemLine>(text) {
+        let seed = ProblemSeed {
+            demand: &mut self.demand,
+            stock: &mut self.stock,
+            cost: &mut self.cost,
+        };
+        let problem = match parse_problem(text, seed) {
             Ok(problem) => problem,
             Err(reason) => return bad.report(line.at, reason),
         };
-        let warehouses = &problem.warehouses.0;
-        let cost = match check_warehouses(warehouses.iter().map(|w| (&w.name, w.cost))) {
-            Ok(cost) => cost,
-            Err(reason) => return bad.report(line.at, reason),
-        };
-        let order = &problem.order.0;
-        self.demand.clear();
-        self.demand.extend(order.iter().map(|(_, q)| *q));
-        let m = order.len();
-        self.stock.clear();
-        self.stock.resize(m * warehouses.len(), 0);
-        let index = ItemIndex::new(order.iter().map(|(k, _)| k.as_ref()));
-        for (w, warehouse) in warehouses.iter().enumerate() {
-            for (item, qty) in &warehouse.inventory.0 {
-                if let Some(i) = index.find(item) {
-                    self.stock[w * m + i] = *qty;
-                }
-            }
-        }
+        let (order, warehouses) = (&problem.items, &problem.warehouses);
         let instance = Instance {
             demand: &self.demand,
             stock: &self.stock,
             warehouses: warehouses.len(),
-            cost: cost.as_deref(),
+            cost: problem.has_cost.then_some(&self.cost[..]),
         };
         let allocation = self.allocator.allocate(&instance, self.strategy, self.partial);
         if allocation.relevant > solve::EXACT_LIMIT && !self.noted_bounded {
@@ -152,14 +140,14 @@ impl ProblemSolver {
         }
         let shipments = Shipments {
             picks: &allocation.picks,
-            warehouse: &|w| warehouses[w].name.as_ref(),
-            item: &|i| order[i].0.as_ref(),
+            warehouse: &|w| warehouses[w].as_ref(),
+            item: &|i| order[i].as_ref(),
         };
         if self.partial {
             let unshipped = Unshipped {
                 items: &allocation.unshipped,
-                name: &|i| order[i].0.as_ref(),
-                qty: &|i| order[i].1,
+                name: &|i| order[i].as_ref(),
+                qty: &|i| self.demand[i],
             };
             out.emit(&PartialLine {
                 shipments,
@@ -171,27 +159,17 @@ impl ProblemSolver {
     }
 }
 
-/// Finds an order item by name: a scan for small orders, a hash map for large ones.
-pub(crate) enum ItemIndex<'a> {
-    Scan(Vec<&'a str>),
-    Hash(HashMap<&'a str, usize>),
-}
-
-impl<'a> ItemIndex<'a> {
-    pub(crate) fn new(names: impl ExactSizeIterator<Item = &'a str>) -> Self {
-        if names.len() <= 16 {
-            ItemIndex::Scan(names.collect())
-        } else {
-            ItemIndex::Hash(names.enumerate().map(|(i, n)| (n, i)).collect())
-        }
+/// Parse a problem line into the seed's buffers, with the messages of [`parse_object`].
+fn parse_problem<'a>(text: &'a str, seed: ProblemSeed<'_>) -> std::result::Result<Problem<'a>, String> {
+    use serde::de::DeserializeSeed;
+    if !text.trim_start().starts_with('{') {
+        // Let the shared parser say what the line is instead.
+        parse_object::<serde::de::IgnoredAny>(text)?;
     }
-
-    pub(crate) fn find(&self, name: &str) -> Option<usize> {
-        match self {
-            ItemIndex::Scan(names) => names.iter().position(|n| *n == name),
-            ItemIndex::Hash(map) => map.get(name).copied(),
-        }
-    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    seed.deserialize(&mut de)
+        .and_then(|problem| de.end().map(|()| problem))
+        .map_err(|e| describe_json_error(text, &e))
 }
 
 type NameOf<'a> = &'a dyn Fn(usize) -> &'a str;

@@ -7,10 +7,10 @@
 //! allocations.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// The largest cost accepted: sums of many costs stay far from overflow and exact enough.
@@ -215,8 +215,8 @@ fn bare(e: &impl fmt::Display) -> String {
 /// The first name that occurs twice, if any.
 pub fn first_duplicate<'s>(names: impl ExactSizeIterator<Item = &'s str> + Clone) -> Option<&'s str> {
     if names.len() <= 16 {
-        let all: Vec<&str> = names.collect();
-        (1..all.len()).find_map(|i| all[..i].contains(&all[i]).then_some(all[i]))
+        let all: Vec<(u64, &str)> = names.map(|n| (name_hash(n), n)).collect();
+        (1..all.len()).find_map(|i| all[..i].contains(&all[i]).then_some(all[i].1))
     } else {
         let mut seen = HashSet::with_capacity(names.len());
         names.into_iter().find(|n| !seen.insert(*n))
@@ -246,6 +246,370 @@ pub fn check_warehouses<'w, N: AsRef<str> + 'w>(
         ));
     }
     Ok(Some(warehouses.map(|(_, c)| c.map_or(0.0, |c| c.0)).collect()))
+}
+
+/// A cheap hash of a name, to compare names by one integer before comparing their bytes.
+pub(crate) fn name_hash(name: &str) -> u64 {
+    let mut h = name.len() as u64;
+    for chunk in name.as_bytes().chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    h
+}
+
+/// Names with their hashes; finds a name by hash first.
+#[derive(Debug, Default)]
+pub(crate) struct NameSet<'a> {
+    pub names: Vec<Cow<'a, str>>,
+    hashes: Vec<u64>,
+    /// For large sets: hash → first position with that hash.
+    index: Option<HashMap<u64, usize>>,
+}
+
+impl<'a> NameSet<'a> {
+    pub(crate) fn find(&self, name: &str, hash: u64) -> Option<usize> {
+        if let Some(index) = &self.index {
+            let &at = index.get(&hash)?;
+            if self.names[at] == name {
+                return Some(at);
+            }
+            // A hash collision: fall back to the scan.
+        }
+        self.hashes
+            .iter()
+            .enumerate()
+            .find(|&(i, &h)| h == hash && self.names[i] == name)
+            .map(|(i, _)| i)
+    }
+
+    /// Add a name; `Err(name)` if it is already there.
+    pub(crate) fn insert(&mut self, name: Cow<'a, str>) -> Result<usize, Cow<'a, str>> {
+        let hash = name_hash(&name);
+        if self.find(&name, hash).is_some() {
+            return Err(name);
+        }
+        let at = self.names.len();
+        self.names.push(name);
+        self.hashes.push(hash);
+        if let Some(index) = &mut self.index {
+            index.entry(hash).or_insert(at);
+        } else if self.names.len() > 24 {
+            let mut index = HashMap::with_capacity(self.names.len() * 2);
+            for (i, &h) in self.hashes.iter().enumerate() {
+                index.entry(h).or_insert(i);
+            }
+            self.index = Some(index);
+        }
+        Ok(at)
+    }
+}
+
+/// A problem line parsed straight into the solver's buffers: the order's demand, and a stock
+/// matrix with one row per warehouse whose columns are the order's items. Inventory entries are
+/// matched to order items as they are read, so a problem allocates a handful of vectors, not one
+/// per warehouse. (When `warehouses` comes before `order` in a line, the warehouses are read the
+/// generic way first and matched after.)
+pub struct ProblemSeed<'s> {
+    pub demand: &'s mut Vec<u64>,
+    pub stock: &'s mut Vec<u64>,
+    pub cost: &'s mut Vec<f64>,
+}
+
+/// What a [`ProblemSeed`] returns besides the buffers it filled.
+#[derive(Debug)]
+pub struct Problem<'a> {
+    /// The order's item names, in its order (the columns of `stock`).
+    pub items: Vec<Cow<'a, str>>,
+    /// The warehouse names, in list order (the rows of `stock`).
+    pub warehouses: Vec<Cow<'a, str>>,
+    /// Whether every warehouse has a cost (then `cost` holds them).
+    pub has_cost: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for ProblemSeed<'_> {
+    type Value = Problem<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Problem<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ProblemSeed<'_> {
+    type Value = Problem<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"a problem {"order":{…},"warehouses":[…]}"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Problem<'de>, A::Error> {
+        self.demand.clear();
+        self.stock.clear();
+        self.cost.clear();
+        let mut items: Option<NameSet<'de>> = None;
+        let mut rows: Option<Rows<'de>> = None;
+        let mut deferred: Option<Warehouses<'de>> = None;
+        while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
+            match key.as_ref() {
+                "order" => {
+                    if items.is_some() {
+                        return Err(de::Error::duplicate_field("order"));
+                    }
+                    let order = map.next_value::<ItemMap<'de>>()?;
+                    let mut set = NameSet::default();
+                    for (name, qty) in order.0 {
+                        set.insert(name).map_err(|dup| duplicate_item(&dup))?;
+                        self.demand.push(qty);
+                    }
+                    items = Some(set);
+                }
+                "warehouses" => {
+                    if rows.is_some() || deferred.is_some() {
+                        return Err(de::Error::duplicate_field("warehouses"));
+                    }
+                    match &items {
+                        Some(items) => {
+                            rows = Some(map.next_value_seed(RowsSeed {
+                                items,
+                                stock: self.stock,
+                                cost: self.cost,
+                            })?);
+                        }
+                        None => deferred = Some(map.next_value::<Warehouses<'de>>()?),
+                    }
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let items = items.ok_or_else(|| de::Error::missing_field("order"))?;
+        let rows = match (rows, deferred) {
+            (Some(rows), _) => rows,
+            (None, Some(list)) => {
+                let mut rows = Rows::default();
+                let m = items.names.len();
+                for w in list.0 {
+                    self.stock.resize(self.stock.len() + m, 0);
+                    let row = self.stock.len() - m;
+                    for (name, qty) in &w.inventory.0 {
+                        if let Some(i) = items.find(name, name_hash(name)) {
+                            self.stock[row + i] = *qty;
+                        }
+                    }
+                    rows.push(w.name, w.cost, self.cost);
+                }
+                rows
+            }
+            (None, None) => return Err(de::Error::missing_field("warehouses")),
+        };
+        let has_cost = rows.finish::<A::Error>(self.cost)?;
+        Ok(Problem {
+            items: items.names,
+            warehouses: rows.names.names,
+            has_cost,
+        })
+    }
+}
+
+fn duplicate_item<E: de::Error>(name: &str) -> E {
+    E::custom(format_args!("item \"{name}\" is listed twice"))
+}
+
+/// Warehouse names and costs as they are read, checked for duplicates and for costs on some but
+/// not all.
+#[derive(Default)]
+struct Rows<'a> {
+    names: NameSet<'a>,
+    duplicate: Option<Cow<'a, str>>,
+    with_cost: usize,
+    first_without_cost: Option<usize>,
+}
+
+impl<'a> Rows<'a> {
+    fn push(&mut self, name: Cow<'a, str>, cost: Option<Cost>, costs: &mut Vec<f64>) {
+        let at = self.names.names.len();
+        match cost {
+            Some(c) => {
+                self.with_cost += 1;
+                costs.push(c.0);
+            }
+            None => {
+                self.first_without_cost.get_or_insert(at);
+                costs.push(0.0);
+            }
+        }
+        if let Err(dup) = self.names.insert(name.clone()) {
+            self.duplicate.get_or_insert(dup);
+            // Keep rows and names aligned; the line is refused anyway.
+            self.names.names.push(name);
+        }
+    }
+
+    fn finish<E: de::Error>(&self, costs: &mut Vec<f64>) -> Result<bool, E> {
+        if let Some(dup) = &self.duplicate {
+            return Err(E::custom(format_args!("warehouse \"{dup}\" is listed twice")));
+        }
+        match (self.with_cost, self.first_without_cost) {
+            (0, _) => {
+                costs.clear();
+                Ok(false)
+            }
+            (_, None) => Ok(true),
+            (_, Some(at)) => Err(E::custom(format_args!(
+                "warehouse \"{}\" has no cost while others have one; give every warehouse a cost or none",
+                self.names.names[at]
+            ))),
+        }
+    }
+}
+
+struct RowsSeed<'s, 'de> {
+    items: &'s NameSet<'de>,
+    stock: &'s mut Vec<u64>,
+    cost: &'s mut Vec<f64>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowsSeed<'_, 'de> {
+    type Value = Rows<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Rows<'de>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed<'_, 'de> {
+    type Value = Rows<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of warehouses")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Rows<'de>, A::Error> {
+        let mut rows = Rows::default();
+        let mut seen: Vec<(u64, Cow<'de, str>)> = Vec::new();
+        loop {
+            let position = rows.names.names.len() + 1;
+            let row = RowSeed {
+                items: self.items,
+                stock: self.stock,
+                seen: &mut seen,
+            };
+            match seq.next_element_seed(row) {
+                Ok(Some((name, cost))) => rows.push(name, cost, self.cost),
+                Ok(None) => break,
+                Err(e) => return Err(de::Error::custom(format_args!("warehouse {position}: {}", bare(&e)))),
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// One warehouse: appends its stock row, returns its name and cost.
+struct RowSeed<'s, 'de> {
+    items: &'s NameSet<'de>,
+    stock: &'s mut Vec<u64>,
+    seen: &'s mut Vec<(u64, Cow<'de, str>)>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_, 'de> {
+    type Value = (Cow<'de, str>, Option<Cost>);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_, 'de> {
+    type Value = (Cow<'de, str>, Option<Cost>);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"a warehouse {"name":…,"inventory":{…}}"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let m = self.items.names.len();
+        let row = self.stock.len();
+        self.stock.resize(row + m, 0);
+        let (mut name, mut cost, mut inventory) = (None, None, false);
+        while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
+            match key.as_ref() {
+                "name" => {
+                    if name.is_some() {
+                        return Err(de::Error::duplicate_field("name"));
+                    }
+                    name = Some(map.next_value::<Name<'de>>()?.0);
+                }
+                "inventory" => {
+                    if inventory {
+                        return Err(de::Error::duplicate_field("inventory"));
+                    }
+                    inventory = true;
+                    self.seen.clear();
+                    map.next_value_seed(StockSeed {
+                        items: self.items,
+                        row: &mut self.stock[row..row + m],
+                        seen: self.seen,
+                    })?;
+                }
+                "cost" => {
+                    if cost.is_some() {
+                        return Err(de::Error::duplicate_field("cost"));
+                    }
+                    cost = Some(map.next_value::<Option<Cost>>()?);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
+        if !inventory {
+            return Err(de::Error::missing_field("inventory"));
+        }
+        Ok((name, cost.flatten()))
+    }
+}
+
+/// An inventory object, written into one stock row as it is read.
+struct StockSeed<'s, 'de> {
+    items: &'s NameSet<'de>,
+    row: &'s mut [u64],
+    seen: &'s mut Vec<(u64, Cow<'de, str>)>,
+}
+
+impl<'de> DeserializeSeed<'de> for StockSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StockSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of item → quantity")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
+            let qty = map
+                .next_value::<Quantity>()
+                .map_err(|e| de::Error::custom(format_args!("item \"{key}\": {}", bare(&e))))?;
+            let hash = name_hash(&key);
+            if self.seen.iter().any(|(h, n)| *h == hash && *n == key) {
+                return Err(duplicate_item(&key));
+            }
+            if let Some(i) = self.items.find(&key, hash) {
+                self.row[i] = qty.0;
+            }
+            self.seen.push((hash, key));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -262,9 +262,10 @@ const EXCLUDED: u8 = 2;
 ///
 /// Bounds, from the free warehouses only: an item whose free stock falls short kills the node;
 /// each unmet item needs at least as many more warehouses as its largest free stocks take to
-/// cover it, so the set needs at least the largest of those counts (`need`); and those `need` more
-/// warehouses each supply something still missing (else the set is not minimal), so they cost at
-/// least the `need` cheapest such warehouses.
+/// cover it, and all of them together need at least as many as their largest useful totals take to
+/// cover the total missing units, so the set needs at least the largest of those counts (`need`);
+/// and those `need` more warehouses each supply something still missing (else the set is not
+/// minimal), so they cost at least the `need` cheapest such warehouses.
 #[derive(Debug, Default)]
 struct Search {
     /// Relevant warehouses, cheapest first: their index in the instance.
@@ -285,6 +286,8 @@ struct Search {
     undo: Vec<u64>,
     undo_cost: Vec<f64>,
     excluded_log: Vec<u32>,
+    /// Scratch: what each free warehouse holds of the missing units.
+    units: Vec<u64>,
     best: Option<Best>,
     slack: f64,
     nodes: u64,
@@ -484,6 +487,24 @@ impl Search {
                 branch = Some((a, free));
             }
         }
+        // Each more warehouse reduces the total missing units by at most what it holds of them.
+        let missing = self.deficit.iter().fold(0u64, |s, &d| s.saturating_add(d));
+        self.units.clear();
+        for j in 0..self.warehouse.len() {
+            if self.status[j] == FREE {
+                let row = &self.cap[j * items..(j + 1) * items];
+                let units = row.iter().zip(&self.deficit).fold(0u64, |s, (&c, &d)| s.saturating_add(c.min(d)));
+                self.units.push(units);
+            }
+        }
+        self.units.sort_unstable_by(|a, b| b.cmp(a));
+        let mut supply = 0u64;
+        let by_units = self.units.iter().take_while(|&&u| {
+            let short = supply < missing;
+            supply = supply.saturating_add(u);
+            short
+        });
+        need = need.max(by_units.count());
         if let Some(best) = &self.best {
             let count = self.chosen.len() + need;
             if count > best.count {
