@@ -27,7 +27,8 @@
 //! On start with an existing FILE, allocate loads it (`--inventory` is then ignored) and first
 //! prints that last batch's lines again. Hence, after any number of `kill -9`s and restarts: every
 //! order drawn down is printed, and a line may be printed twice — the same line with the same
-//! `seq`. Counting each `seq` once, the shipments printed equal the initial inventory minus the
+//! `seq`. (At a clean end of input, with everything printed, the state is written once more
+//! without lines to print again, so only a crash or a failed write leaves duplicates.) Counting each `seq` once, the shipments printed equal the initial inventory minus the
 //! remaining one, unit for unit. The upstream resumes after FILE's `seq` (also after the last `seq`
 //! printed); `last_id` in FILE holds the id of that order. An exclusive lock on `FILE.lock` keeps a
 //! second allocate from using the same state.
@@ -508,6 +509,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         Some(s) if s.path.exists() => Some(read_state(&s.path)?),
         _ => None,
     };
+    let unconfirmed_empty = resumed.as_ref().is_none_or(|r| r.3.is_empty());
     let mut desk = match resumed {
         Some((inventory, seq, last_id, unconfirmed)) => {
             let path = config.state.as_deref().expect("resumed from a state file");
@@ -535,6 +537,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     let mut bad = config.input.bad_lines();
     let batches = config.input.open()?.spawn(BATCH_ORDERS);
     let mut lines: Vec<Vec<u8>> = Vec::with_capacity(BATCH_ORDERS);
+    let mut printed_since_commit = !unconfirmed_empty;
     for batch in batches {
         lines.clear();
         for line in batch?.iter() {
@@ -552,6 +555,11 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
             out.emit_raw(line)?;
             out.flush()?;
         }
+        printed_since_commit = true;
+    }
+    // Everything committed was printed: a clean end leaves nothing to print again.
+    if let (Some(state), true) = (&state, printed_since_commit) {
+        state.commit(&desk, &[])?;
     }
     bad.finish()
 }

@@ -466,3 +466,37 @@ proptest! {
         prop_assert!(b.0 < o.0 || (b.0 == o.0 && b.1 <= o.1));
     }
 }
+
+#[test]
+fn warehouses_before_order_parse_the_same() {
+    let line = r#"{"warehouses":[{"inventory":{"b":9,"a":9},"name":"w1","cost":3},{"name":"w2","inventory":{"a":9},"cost":1}],"x":[1],"order":{"a":2,"b":1}}"#;
+    assert_eq!(cheapest(line), r#"[{"w1":{"a":2,"b":1}}]"#);
+    let line = r#"{"warehouses":[{"name":"w","inventory":{}},{"name":"w","inventory":{}}],"order":{"a":1}}"#;
+    assert_eq!(
+        answer(line, Strategy::Cheapest, false).unwrap_err(),
+        r#"line 1: warehouse "w" is listed twice"#
+    );
+}
+
+#[test]
+fn malformed_warehouses_and_orders_name_the_problem() {
+    let e = |line: &str| answer(line, Strategy::Cheapest, false).unwrap_err();
+    assert_eq!(e(r#"{"warehouses":[]}"#), r#"line 1: missing field "order""#);
+    assert_eq!(
+        e(r#"{"order":{"a":1},"warehouses":[{"name":"w"}]}"#),
+        r#"line 1: warehouse 1: missing field "inventory""#
+    );
+    assert_eq!(
+        e(r#"{"order":{"a":1},"warehouses":[{"name":"w","inventory":{"a":1,"z":1,"a":2}}]}"#),
+        r#"line 1: warehouse 1: item "a" is listed twice"#
+    );
+    assert_eq!(
+        e(r#"{"order":{"a":1},"warehouses":[{"name":7,"inventory":{}}]}"#),
+        r#"line 1: warehouse 1: invalid type: integer "7", expected a name"#
+    );
+    assert_eq!(e(r#"{"order":[1],"warehouses":[]}"#), r#"line 1: invalid type: sequence, expected an object of item → quantity"#);
+    assert_eq!(e(r#"{"order":{"a":1},"warehouses":{}}"#), "line 1: invalid type: map, expected a list of warehouses");
+    assert_eq!(e("[]"), "line 1: expected a JSON object, got an array");
+    assert!(e(r#"{"order":{"a":1},"warehouses":[]"#).starts_with("line 1: truncated JSON"));
+    assert!(e(r#"{"order":{"a":1},"warehouses":[]} x"#).starts_with("line 1: invalid JSON at column"));
+}
