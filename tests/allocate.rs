@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 const EXE: &str = env!("CARGO_BIN_EXE_allocate");
 
 fn lines(text: &[&str]) -> Vec<u8> {
-    text.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect()
+    text.iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect()
 }
 
 #[test]
@@ -82,7 +84,10 @@ fn bad_lines_are_reported_and_the_rest_answered() {
     out.expect_code(1);
     assert_eq!(
         out.json_lines(),
-        [json!([{"owd":{"apple":1}}]), json!([{"owd":{"apple":1}},{"dm":{"apple":1}}])]
+        [
+            json!([{"owd":{"apple":1}}]),
+            json!([{"owd":{"apple":1}},{"dm":{"apple":1}}])
+        ]
     );
     let want = [
         r#"allocate: line 2: item "apple": quantity -1 is negative"#,
@@ -93,19 +98,31 @@ fn bad_lines_are_reported_and_the_rest_answered() {
         "allocate: line 8: invalid JSON at column 2: expected ident",
         "allocate: skipped 6 bad lines",
     ];
-    assert_eq!(out.stderr.lines().collect::<Vec<_>>(), want, "{}", out.describe());
+    assert_eq!(
+        out.stderr.lines().collect::<Vec<_>>(),
+        want,
+        "{}",
+        out.describe()
+    );
 
     let strict = run(EXE, &["--strict"], &input);
     strict.expect_code(1);
     assert_eq!(strict.json_lines(), [json!([{"owd":{"apple":1}}])]);
-    assert_eq!(strict.stderr.trim(), r#"allocate: line 2: item "apple": quantity -1 is negative"#);
+    assert_eq!(
+        strict.stderr.trim(),
+        r#"allocate: line 2: item "apple": quantity -1 is negative"#
+    );
 }
 
 #[test]
 fn help_version_and_a_closed_stdout() {
     let help = run(EXE, &["--help"], b"");
     help.expect_code(0);
-    assert!(help.stdout.contains("cheapest shipment"), "{}", help.describe());
+    assert!(
+        help.stdout.contains("cheapest shipment"),
+        "{}",
+        help.describe()
+    );
     assert!(help.stdout.contains("| allocate"), "{}", help.describe());
     let version = run(EXE, &["--version"], b"");
     version.expect_code(0);
@@ -116,7 +133,12 @@ fn help_version_and_a_closed_stdout() {
         r#"{"order":{"apple":1},"warehouses":[{"name":"owd","inventory":{"apple":1}}]}"#
     );
     let out = run("bash", &["-c", &script], b"");
-    assert_eq!(out.stdout, "[{\"owd\":{\"apple\":1}}]\nstatus 0\n", "{}", out.describe());
+    assert_eq!(
+        out.stdout,
+        "[{\"owd\":{\"apple\":1}}]\nstatus 0\n",
+        "{}",
+        out.describe()
+    );
     assert_eq!(out.stderr, "", "{}", out.describe());
 }
 
@@ -130,10 +152,17 @@ fn the_bounded_search_is_noted_once() {
     let out = run(EXE, &[], &lines(&[small, &line, &line]));
     out.expect_code(0);
     assert_eq!(out.json_lines().len(), 3);
-    assert_eq!(out.json_lines()[1], json!([{"w0":{"apple":1}},{"w1":{"apple":1}}]));
+    assert_eq!(
+        out.json_lines()[1],
+        json!([{"w0":{"apple":1}},{"w1":{"apple":1}}])
+    );
     let notes: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(notes.len(), 1, "{}", out.describe());
-    assert!(notes[0].starts_with("allocate: line 2: 35 warehouses stock"), "{}", out.describe());
+    assert!(
+        notes[0].starts_with("allocate: line 2: 35 warehouses stock"),
+        "{}",
+        out.describe()
+    );
 }
 
 /// A child with piped stdio whose stdout lines can be awaited one at a time.
@@ -158,7 +187,10 @@ fn answers_stream_while_input_is_still_open() {
         stdin.flush().unwrap();
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), json!([{"owd": {"apple": apples}}]));
+        assert_eq!(
+            serde_json::from_str::<Value>(&line).unwrap(),
+            json!([{"owd": {"apple": apples}}])
+        );
     }
     drop(stdin);
     assert!(child.wait().unwrap().success());
@@ -201,7 +233,12 @@ fn live_inventory_draws_orders_down_and_resumes_from_state() {
         json!({"id":"o-5","seq":4,"shipments":[]}),
     ];
     assert_eq!(out.json_lines(), want, "{}", out.describe());
-    assert!(out.stderr.contains("line 4: item \"apple\": quantity -3 is negative"), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("line 4: item \"apple\": quantity -3 is negative"),
+        "{}",
+        out.describe()
+    );
     let saved = read_json(&state);
     assert_eq!(saved["seq"], json!(4));
     assert_eq!(saved["last_id"], json!("o-5"));
@@ -210,11 +247,22 @@ fn live_inventory_draws_orders_down_and_resumes_from_state() {
         json!([{"name":"owd","inventory":{"apple":2,"kiwi":1}},{"name":"dm","inventory":{"apple":0}}])
     );
 
-    assert_eq!(saved["unconfirmed"], json!([]), "a clean end leaves nothing to print again");
+    assert_eq!(
+        saved["unconfirmed"],
+        json!([]),
+        "a clean end leaves nothing to print again"
+    );
 
     // A restart goes on from the state's seq; the state now decides the inventory, not --inventory.
-    write_json(&inventory, &json!([{"name": "elsewhere", "inventory": {"apple": 100}}]));
-    let out = run(EXE, &["--inventory", inv, "--state", st, "--partial"], &lines(&[r#"{"id":"o-6","items":{"apple":2,"kiwi":2}}"#]));
+    write_json(
+        &inventory,
+        &json!([{"name": "elsewhere", "inventory": {"apple": 100}}]),
+    );
+    let out = run(
+        EXE,
+        &["--inventory", inv, "--state", st, "--partial"],
+        &lines(&[r#"{"id":"o-6","items":{"apple":2,"kiwi":2}}"#]),
+    );
     out.expect_code(0);
     assert_eq!(
         out.json_lines(),
@@ -228,7 +276,11 @@ fn live_inventory_draws_orders_down_and_resumes_from_state() {
     let missing = dir.path().join("none.json");
     let out = run(EXE, &["--state", missing.to_str().unwrap()], b"");
     out.expect_code(2);
-    assert!(out.stderr.contains("give --inventory FILE"), "{}", out.describe());
+    assert!(
+        out.stderr.contains("give --inventory FILE"),
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]
@@ -236,9 +288,17 @@ fn a_state_file_is_used_by_one_allocate_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("w.json");
     let state = dir.path().join("s.json");
-    write_json(&inventory, &json!([{"name": "owd", "inventory": {"apple": 5}}]));
+    write_json(
+        &inventory,
+        &json!([{"name": "owd", "inventory": {"apple": 5}}]),
+    );
     let (inv, st) = (inventory.to_str().unwrap(), state.to_str().unwrap());
-    run(EXE, &["--inventory", inv, "--state", st], b"{\"apple\":1}\n").expect_code(0);
+    run(
+        EXE,
+        &["--inventory", inv, "--state", st],
+        b"{\"apple\":1}\n",
+    )
+    .expect_code(0);
     let mut first = spawn(&["--state", st]);
     // It says it resumed once it holds the lock.
     let mut err = BufReader::new(first.stderr.take().unwrap());
@@ -247,7 +307,11 @@ fn a_state_file_is_used_by_one_allocate_at_a_time() {
     assert!(line.contains("resuming from"), "{line}");
     let second = run(EXE, &["--state", st], b"");
     second.expect_code(1);
-    assert!(second.stderr.contains("in use by another allocate"), "{}", second.describe());
+    assert!(
+        second.stderr.contains("in use by another allocate"),
+        "{}",
+        second.describe()
+    );
     drop(first.stdin.take());
     assert!(first.wait().unwrap().success());
 }
@@ -263,12 +327,24 @@ fn committed_but_unprinted_lines_are_printed_on_restart() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("w.json");
     let state = dir.path().join("s.json");
-    write_json(&inventory, &json!([{"name": "owd", "inventory": {"apple": 5}}]));
-    let args = ["--inventory", inventory.to_str().unwrap(), "--state", state.to_str().unwrap()];
+    write_json(
+        &inventory,
+        &json!([{"name": "owd", "inventory": {"apple": 5}}]),
+    );
+    let args = [
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ];
     let mut child = spawn(&args);
     drop(child.stdout.take());
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"{\"id\":\"a\",\"items\":{\"apple\":2}}\n{\"id\":\"b\",\"items\":{\"apple\":2}}\n").unwrap();
+    stdin
+        .write_all(
+            b"{\"id\":\"a\",\"items\":{\"apple\":2}}\n{\"id\":\"b\",\"items\":{\"apple\":2}}\n",
+        )
+        .unwrap();
     drop(stdin);
     assert!(child.wait().unwrap().success());
     assert_eq!(read_json(&state)["seq"], json!(2));
@@ -284,7 +360,10 @@ fn committed_but_unprinted_lines_are_printed_on_restart() {
         "{}",
         out.describe()
     );
-    assert_eq!(read_json(&state)["warehouses"], json!([{"name":"owd","inventory":{"apple":0}}]));
+    assert_eq!(
+        read_json(&state)["warehouses"],
+        json!([{"name":"owd","inventory":{"apple":0}}])
+    );
 }
 
 #[test]
@@ -321,7 +400,10 @@ fn kill_repeatedly(orders: usize, kills: usize) {
         .map(|k| {
             let mut order = serde_json::Map::new();
             for _ in 0..1 + next() % 3 {
-                order.insert(items[(next() % 5) as usize].to_string(), json!(1 + next() % 6));
+                order.insert(
+                    items[(next() % 5) as usize].to_string(),
+                    json!(1 + next() % 6),
+                );
             }
             json!({"id": format!("o-{k}"), "items": order}).to_string()
         })
@@ -331,7 +413,12 @@ fn kill_repeatedly(orders: usize, kills: usize) {
     let reference_state = dir.path().join("reference.json");
     let reference = run(
         EXE,
-        &["--inventory", inventory.to_str().unwrap(), "--state", reference_state.to_str().unwrap()],
+        &[
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--state",
+            reference_state.to_str().unwrap(),
+        ],
         &lines(&orders.iter().map(String::as_str).collect::<Vec<_>>()),
     );
     reference.expect_code(0);
@@ -343,14 +430,26 @@ fn kill_repeatedly(orders: usize, kills: usize) {
     );
 
     let state = dir.path().join("stock.json");
-    let args = ["--inventory", inventory.to_str().unwrap(), "--state", state.to_str().unwrap()];
+    let args = [
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ];
     let mut printed: BTreeMap<u64, Value> = BTreeMap::new();
     let mut duplicates = 0;
     let mut kills_with_progress = 0;
     let mut round = 0;
     loop {
-        let resume = if state.exists() { read_json(&state)["seq"].as_u64().unwrap() as usize } else { 0 };
-        assert!(printed.keys().all(|&s| s as usize <= resume), "printed beyond the committed state");
+        let resume = if state.exists() {
+            read_json(&state)["seq"].as_u64().unwrap() as usize
+        } else {
+            0
+        };
+        assert!(
+            printed.keys().all(|&s| s as usize <= resume),
+            "printed beyond the committed state"
+        );
         let last = round == KILLS;
         let mut child = spawn(&args);
         let mut stdin = child.stdin.take().unwrap();
@@ -392,7 +491,10 @@ fn kill_repeatedly(orders: usize, kills: usize) {
             assert!(status.success(), "the final run failed: {status:?}");
         }
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.is_empty() || text.ends_with('\n'), "a line was cut: {text:?}");
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "a line was cut: {text:?}"
+        );
         let before = printed.len();
         for line in text.lines() {
             let value: Value = serde_json::from_str(line).unwrap();
@@ -415,17 +517,32 @@ fn kill_repeatedly(orders: usize, kills: usize) {
         }
         round += 1;
     }
-    assert!(kills_with_progress >= KILLS / 4, "too few kills landed mid-stream ({kills_with_progress})");
-    eprintln!("{KILLS} kills, {kills_with_progress} after some output, {duplicates} lines printed twice");
+    assert!(
+        kills_with_progress >= KILLS / 4,
+        "too few kills landed mid-stream ({kills_with_progress})"
+    );
+    eprintln!(
+        "{KILLS} kills, {kills_with_progress} after some output, {duplicates} lines printed twice"
+    );
     let got: Vec<Value> = printed.into_values().collect();
-    assert_eq!(got.len(), ORDERS, "orders lost (duplicates seen: {duplicates})");
-    assert_eq!(got, reference_lines, "a killed run allocated differently from the uninterrupted one");
+    assert_eq!(
+        got.len(),
+        ORDERS,
+        "orders lost (duplicates seen: {duplicates})"
+    );
+    assert_eq!(
+        got, reference_lines,
+        "a killed run allocated differently from the uninterrupted one"
+    );
 
     // Remaining stock = initial - each printed shipment counted once.
     let mut left: BTreeMap<(String, String), i64> = BTreeMap::new();
     for w in read_json(&inventory).as_array().unwrap() {
         for (item, qty) in w["inventory"].as_object().unwrap() {
-            left.insert((w["name"].as_str().unwrap().into(), item.clone()), qty.as_i64().unwrap());
+            left.insert(
+                (w["name"].as_str().unwrap().into(), item.clone()),
+                qty.as_i64().unwrap(),
+            );
         }
     }
     for line in &got {

@@ -44,7 +44,9 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::parse::{check_warehouses, first_duplicate, ItemMap, ItemMapVisitor, Name, Quantity, Warehouses};
+use super::parse::{
+    check_warehouses, first_duplicate, ItemMap, ItemMapVisitor, Name, Quantity, Warehouses,
+};
 use super::{Allocator, Config, Instance, Shipments, Unshipped};
 use crate::error::{Error, Result};
 use crate::input::{parse_object, BadLines, Line};
@@ -214,7 +216,10 @@ impl<'de> Visitor<'de> for FieldVisitor {
     fn visit_unit<E: de::Error>(self) -> std::result::Result<Field<'de>, E> {
         Ok(Field::Other("null"))
     }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Field<'de>, A::Error> {
+    fn visit_seq<A: de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Field<'de>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Field::Other("a list"))
     }
@@ -249,7 +254,9 @@ impl<'de> Visitor<'de> for OrderVisitor {
                 .unwrap_or(Value::Null);
             return match fields.swap_remove(at).1 {
                 Field::Items(items) => Ok(Order { id, items }),
-                _ => Err(de::Error::custom(r#""items" is not an object of item → quantity"#)),
+                _ => Err(de::Error::custom(
+                    r#""items" is not an object of item → quantity"#,
+                )),
             };
         }
         let mut items = Vec::with_capacity(fields.len());
@@ -266,7 +273,9 @@ impl<'de> Visitor<'de> for OrderVisitor {
             items.push((name, qty.0));
         }
         if let Some(dup) = first_duplicate(items.iter().map(|(k, _)| k.as_ref())) {
-            return Err(de::Error::custom(format_args!("item \"{dup}\" is listed twice")));
+            return Err(de::Error::custom(format_args!(
+                "item \"{dup}\" is listed twice"
+            )));
         }
         Ok(Order {
             id: Value::Null,
@@ -320,7 +329,10 @@ impl Desk {
         let items = &order.items.0;
         let m = items.len();
         let n = inv.warehouses.len();
-        let ids: Vec<Option<usize>> = items.iter().map(|(name, _)| inv.item_ids.get(name.as_ref()).copied()).collect();
+        let ids: Vec<Option<usize>> = items
+            .iter()
+            .map(|(name, _)| inv.item_ids.get(name.as_ref()).copied())
+            .collect();
         let demand: Vec<u64> = items.iter().map(|(_, q)| *q).collect();
         let mut stock = vec![0u64; n * m];
         for w in 0..n {
@@ -336,7 +348,9 @@ impl Desk {
             warehouses: n,
             cost: inv.cost.as_deref(),
         };
-        let allocation = self.allocator.allocate(&instance, self.strategy, self.partial);
+        let allocation = self
+            .allocator
+            .allocate(&instance, self.strategy, self.partial);
         for pick in &allocation.picks {
             let id = ids[pick.item].expect("only stocked items are picked");
             inv.stock[pick.warehouse][id] -= pick.qty;
@@ -420,13 +434,14 @@ impl StateFile {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io(format!("cannot open {}", lock_path.display()), e))?;
-        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-            Error::failed(format!(
-                "{} is in use by another allocate ({}): {e}",
-                path.display(),
-                lock_path.display()
-            ))
-        })?;
+        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| {
+                Error::failed(format!(
+                    "{} is in use by another allocate ({}): {e}",
+                    path.display(),
+                    lock_path.display()
+                ))
+            })?;
         Ok(StateFile {
             path: path.to_path_buf(),
             tmp: dir.join(format!(".{name}.tmp")),
@@ -448,15 +463,23 @@ impl StateFile {
                 .map(|l| std::str::from_utf8(l).expect("serde_json writes UTF-8"))
                 .collect(),
         };
-        let mut bytes = serde_json::to_vec(&state).map_err(|e| Error::failed(format!("encoding state: {e}")))?;
+        let mut bytes = serde_json::to_vec(&state)
+            .map_err(|e| Error::failed(format!("encoding state: {e}")))?;
         bytes.push(b'\n');
         let context = |what: &str| format!("{what} {}", self.tmp.display());
-        let mut file = File::create(&self.tmp).map_err(|e| Error::io(context("cannot create"), e))?;
-        file.write_all(&bytes).map_err(|e| Error::io(context("writing"), e))?;
-        file.sync_all().map_err(|e| Error::io(context("syncing"), e))?;
+        let mut file =
+            File::create(&self.tmp).map_err(|e| Error::io(context("cannot create"), e))?;
+        file.write_all(&bytes)
+            .map_err(|e| Error::io(context("writing"), e))?;
+        file.sync_all()
+            .map_err(|e| Error::io(context("syncing"), e))?;
         drop(file);
-        fs::rename(&self.tmp, &self.path)
-            .map_err(|e| Error::io(format!("renaming {} to {}", self.tmp.display(), self.path.display()), e))?;
+        fs::rename(&self.tmp, &self.path).map_err(|e| {
+            Error::io(
+                format!("renaming {} to {}", self.tmp.display(), self.path.display()),
+                e,
+            )
+        })?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io(format!("syncing directory {}", self.dir.display()), e))?;
@@ -475,7 +498,8 @@ fn read_inventory(path: &Path) -> Result<Inventory> {
             warehouses: Warehouses<'a>,
         },
     }
-    let text = fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let text = fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     let list = match text.trim_start().as_bytes().first() {
         Some(b'[') => serde_json::from_str::<Warehouses>(&text)
             .map_err(|e| crate::input::describe_json_error(&text, &e)),
@@ -488,8 +512,10 @@ fn read_inventory(path: &Path) -> Result<Inventory> {
 }
 
 fn read_state(path: &Path) -> Result<(Inventory, u64, Value, Vec<String>)> {
-    let text = fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    let state = parse_object::<StateIn>(&text).map_err(|e| Error::failed(format!("state {}: {e}", path.display())))?;
+    let text = fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let state = parse_object::<StateIn>(&text)
+        .map_err(|e| Error::failed(format!("state {}: {e}", path.display())))?;
     if state.version != STATE_VERSION {
         return Err(Error::failed(format!(
             "state {}: version {} is not the version {STATE_VERSION} this allocate writes",
@@ -497,8 +523,8 @@ fn read_state(path: &Path) -> Result<(Inventory, u64, Value, Vec<String>)> {
             state.version
         )));
     }
-    let inventory =
-        Inventory::new(&state.warehouses).map_err(|e| Error::failed(format!("state {}: {e}", path.display())))?;
+    let inventory = Inventory::new(&state.warehouses)
+        .map_err(|e| Error::failed(format!("state {}: {e}", path.display())))?;
     Ok((inventory, state.seq, state.last_id, state.unconfirmed))
 }
 
@@ -513,7 +539,10 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     let mut desk = match resumed {
         Some((inventory, seq, last_id, unconfirmed)) => {
             let path = config.state.as_deref().expect("resumed from a state file");
-            warn(format_args!("resuming from {} after order seq {seq}", path.display()));
+            warn(format_args!(
+                "resuming from {} after order seq {seq}",
+                path.display()
+            ));
             // The last batch may have been drawn down without being printed: print it again.
             for line in &unconfirmed {
                 out.emit_raw(line.as_bytes())?;
@@ -525,7 +554,10 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         }
         None => {
             let Some(path) = &config.inventory else {
-                let state = config.state.as_deref().expect("live mode has --inventory or --state");
+                let state = config
+                    .state
+                    .as_deref()
+                    .expect("live mode has --inventory or --state");
                 return Err(Error::usage(format!(
                     "--state {} does not exist yet: give --inventory FILE to start it",
                     state.display()
@@ -601,7 +633,10 @@ mod tests {
         let e = parse_object::<Order>(r#"{"a":-1}"#).unwrap_err();
         assert_eq!(e, r#"item "a": quantity -1 is negative"#);
         let e = parse_object::<Order>(r#"{"id":"o-1","a":1}"#).unwrap_err();
-        assert!(e.starts_with(r#"item "id" is a string, not a quantity"#), "{e}");
+        assert!(
+            e.starts_with(r#"item "id" is a string, not a quantity"#),
+            "{e}"
+        );
         let e = parse_object::<Order>(r#"{"items":3}"#).unwrap_err();
         assert!(e.starts_with(r#""items" is not an object"#), "{e}");
         let e = parse_object::<Order>(r#"{"items":{"a":1.5}}"#).unwrap_err();
@@ -610,7 +645,9 @@ mod tests {
 
     #[test]
     fn orders_draw_down_and_stop_when_stock_is_gone() {
-        let inv = inventory(r#"[{"name":"owd","inventory":{"apple":5}},{"name":"dm","inventory":{"apple":5,"kiwi":1}}]"#);
+        let inv = inventory(
+            r#"[{"name":"owd","inventory":{"apple":5}},{"name":"dm","inventory":{"apple":5,"kiwi":1}}]"#,
+        );
         let mut desk = Desk::new(inv, 0, Strategy::Cheapest, false);
         let take = |desk: &mut Desk, text: &str| {
             String::from_utf8(desk.take(&parse_object::<Order>(text).unwrap())).unwrap()
@@ -640,7 +677,8 @@ mod tests {
     fn partial_orders_report_what_is_left_out() {
         let inv = inventory(r#"[{"name":"owd","inventory":{"apple":5}}]"#);
         let mut desk = Desk::new(inv, 0, Strategy::Cheapest, true);
-        let line = desk.take(&parse_object::<Order>(r#"{"id":1,"items":{"apple":2,"pear":1}}"#).unwrap());
+        let line =
+            desk.take(&parse_object::<Order>(r#"{"id":1,"items":{"apple":2,"pear":1}}"#).unwrap());
         assert_eq!(
             String::from_utf8(line).unwrap(),
             r#"{"id":1,"seq":1,"shipments":[{"owd":{"apple":2}}],"unshipped":{"pear":1}}"#

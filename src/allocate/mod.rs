@@ -105,7 +105,12 @@ impl ProblemSolver {
     }
 
     /// Answer one input line, or report it as bad.
-    pub fn line(&mut self, line: &Line<'_>, bad: &mut BadLines, out: &mut Output<impl Write>) -> Result<()> {
+    pub fn line(
+        &mut self,
+        line: &Line<'_>,
+        bad: &mut BadLines,
+        out: &mut Output<impl Write>,
+    ) -> Result<()> {
         let text = match &line.text {
             Ok(text) => *text,
             Err(e) => return bad.report(line.at, e),
@@ -126,7 +131,9 @@ impl ProblemSolver {
             warehouses: warehouses.len(),
             cost: problem.has_cost.then_some(&self.cost[..]),
         };
-        let allocation = self.allocator.allocate(&instance, self.strategy, self.partial);
+        let allocation = self
+            .allocator
+            .allocate(&instance, self.strategy, self.partial);
         if allocation.relevant > solve::EXACT_LIMIT && !self.noted_bounded {
             self.noted_bounded = true;
             warn(format_args!(
@@ -160,7 +167,10 @@ impl ProblemSolver {
 }
 
 /// Parse a problem line into the seed's buffers, with the messages of [`parse_object`].
-fn parse_problem<'a>(text: &'a str, seed: ProblemSeed<'_>) -> std::result::Result<Problem<'a>, String> {
+fn parse_problem<'a>(
+    text: &'a str,
+    seed: ProblemSeed<'_>,
+) -> std::result::Result<Problem<'a>, String> {
     use serde::de::DeserializeSeed;
     if !text.trim_start().starts_with('{') {
         // Let the shared parser say what the line is instead.

@@ -81,7 +81,9 @@ impl Visitor<'_> for QuantityVisitor {
         if v < 0.0 {
             Err(E::custom(format_args!("quantity {v} is negative")))
         } else if v.fract() != 0.0 || !v.is_finite() {
-            Err(E::custom(format_args!("quantity {v} is not a whole number")))
+            Err(E::custom(format_args!(
+                "quantity {v} is not a whole number"
+            )))
         } else if v >= u64::MAX as f64 {
             Err(E::custom(format_args!("quantity {v} is too large")))
         } else {
@@ -108,7 +110,9 @@ impl<'de> Deserialize<'de> for Cost {
                 if (0.0..=MAX_COST).contains(&v) {
                     Ok(Cost(v))
                 } else {
-                    Err(E::custom(format_args!("cost {v} is not a number from 0 to 1e15")))
+                    Err(E::custom(format_args!(
+                        "cost {v} is not a number from 0 to 1e15"
+                    )))
                 }
             }
         }
@@ -160,7 +164,9 @@ impl<'de> Visitor<'de> for ItemMapVisitor {
             items.push((key, qty.0));
         }
         if let Some(dup) = first_duplicate(items.iter().map(|(k, _)| k.as_ref())) {
-            return Err(de::Error::custom(format_args!("item \"{dup}\" is listed twice")));
+            return Err(de::Error::custom(format_args!(
+                "item \"{dup}\" is listed twice"
+            )));
         }
         Ok(ItemMap(items))
     }
@@ -213,7 +219,9 @@ fn bare(e: &impl fmt::Display) -> String {
 }
 
 /// The first name that occurs twice, if any.
-pub fn first_duplicate<'s>(names: impl ExactSizeIterator<Item = &'s str> + Clone) -> Option<&'s str> {
+pub fn first_duplicate<'s>(
+    names: impl ExactSizeIterator<Item = &'s str> + Clone,
+) -> Option<&'s str> {
     if names.len() <= 16 {
         let all: Vec<(u64, &str)> = names.map(|n| (name_hash(n), n)).collect();
         (1..all.len()).find_map(|i| all[..i].contains(&all[i]).then_some(all[i].1))
@@ -245,7 +253,9 @@ pub fn check_warehouses<'w, N: AsRef<str> + 'w>(
             missing.as_ref()
         ));
     }
-    Ok(Some(warehouses.map(|(_, c)| c.map_or(0.0, |c| c.0)).collect()))
+    Ok(Some(
+        warehouses.map(|(_, c)| c.map_or(0.0, |c| c.0)).collect(),
+    ))
 }
 
 /// A cheap hash of a name, to compare names by one integer before comparing their bytes.
@@ -449,7 +459,9 @@ impl<'a> Rows<'a> {
 
     fn finish<E: de::Error>(&self, costs: &mut Vec<f64>) -> Result<bool, E> {
         if let Some(dup) = &self.duplicate {
-            return Err(E::custom(format_args!("warehouse \"{dup}\" is listed twice")));
+            return Err(E::custom(format_args!(
+                "warehouse \"{dup}\" is listed twice"
+            )));
         }
         match (self.with_cost, self.first_without_cost) {
             (0, _) => {
@@ -499,7 +511,12 @@ impl<'de> Visitor<'de> for RowsSeed<'_, 'de> {
             match seq.next_element_seed(row) {
                 Ok(Some((name, cost))) => rows.push(name, cost, self.cost),
                 Ok(None) => break,
-                Err(e) => return Err(de::Error::custom(format_args!("warehouse {position}: {}", bare(&e)))),
+                Err(e) => {
+                    return Err(de::Error::custom(format_args!(
+                        "warehouse {position}: {}",
+                        bare(&e)
+                    )))
+                }
             }
         }
         Ok(rows)
@@ -646,21 +663,31 @@ mod tests {
         let e = problem(r#"{"order":{"a":1.5},"warehouses":[]}"#).unwrap_err();
         assert_eq!(e, r#"item "a": quantity 1.5 is not a whole number"#);
         let e = problem(r#"{"order":{"a":"3"},"warehouses":[]}"#).unwrap_err();
-        assert!(e.starts_with(r#"item "a": invalid type: string "3", expected a whole quantity"#), "{e}");
+        assert!(
+            e.starts_with(r#"item "a": invalid type: string "3", expected a whole quantity"#),
+            "{e}"
+        );
     }
 
     #[test]
     fn warehouse_errors_name_the_warehouse() {
-        let e = problem(r#"{"order":{"a":1},"warehouses":[{"name":"x","inventory":{}},{"inventory":{}}]}"#)
-            .unwrap_err();
+        let e = problem(
+            r#"{"order":{"a":1},"warehouses":[{"name":"x","inventory":{}},{"inventory":{}}]}"#,
+        )
+        .unwrap_err();
         assert_eq!(e, r#"warehouse 2: missing field "name""#);
-        let e = problem(r#"{"order":{"a":1},"warehouses":[{"name":"x","inventory":[1]}]}"#).unwrap_err();
-        assert_eq!(e, "warehouse 1: invalid type: sequence, expected an object of item → quantity");
+        let e = problem(r#"{"order":{"a":1},"warehouses":[{"name":"x","inventory":[1]}]}"#)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "warehouse 1: invalid type: sequence, expected an object of item → quantity"
+        );
         let e = problem(r#"{"order":{"a":1},"warehouses":[{"name":"x","inventory":{"a":-2}}]}"#)
             .unwrap_err();
         assert_eq!(e, r#"warehouse 1: item "a": quantity -2 is negative"#);
-        let e = problem(r#"{"order":{"a":1},"warehouses":[{"name":"x","inventory":{},"cost":-1}]}"#)
-            .unwrap_err();
+        let e =
+            problem(r#"{"order":{"a":1},"warehouses":[{"name":"x","inventory":{},"cost":-1}]}"#)
+                .unwrap_err();
         assert_eq!(e, "warehouse 1: cost -1 is not a number from 0 to 1e15");
     }
 
@@ -685,7 +712,10 @@ mod tests {
     #[test]
     fn many_names_use_the_hash_path() {
         let names: Vec<String> = (0..40).map(|i| format!("n{}", i % 39)).collect();
-        assert_eq!(first_duplicate(names.iter().map(String::as_str)), Some("n0"));
+        assert_eq!(
+            first_duplicate(names.iter().map(String::as_str)),
+            Some("n0")
+        );
         let unique: Vec<String> = (0..40).map(|i| format!("n{i}")).collect();
         assert_eq!(first_duplicate(unique.iter().map(String::as_str)), None);
     }

@@ -137,7 +137,12 @@ impl Allocator {
         Allocator::default()
     }
 
-    pub fn allocate(&mut self, inst: &Instance<'_>, strategy: Strategy, partial: bool) -> Allocation {
+    pub fn allocate(
+        &mut self,
+        inst: &Instance<'_>,
+        strategy: Strategy,
+        partial: bool,
+    ) -> Allocation {
         let m = inst.items();
         debug_assert_eq!(inst.stock.len(), m * inst.warehouses);
         let mut want: Vec<u64> = inst.demand.to_vec();
@@ -207,7 +212,10 @@ fn fill(inst: &Instance<'_>, want: &[u64], warehouses: &[usize]) -> Vec<Pick> {
             }
         }
     }
-    debug_assert!(left.iter().all(|&q| q == 0), "fill is only asked for what stock covers");
+    debug_assert!(
+        left.iter().all(|&q| q == 0),
+        "fill is only asked for what stock covers"
+    );
     picks
 }
 
@@ -288,6 +296,8 @@ struct Search {
     excluded_log: Vec<u32>,
     /// Scratch: what each free warehouse holds of the missing units.
     units: Vec<u64>,
+    /// Scratch: the bound set of a node.
+    cheapest_useful: Vec<u32>,
     best: Option<Best>,
     slack: f64,
     nodes: u64,
@@ -319,7 +329,13 @@ enum Node {
 }
 
 impl Search {
-    fn run(&mut self, inst: &Instance<'_>, want: &[u64], order: &[usize], seeds: &[Vec<Pick>]) -> Found {
+    fn run(
+        &mut self,
+        inst: &Instance<'_>,
+        want: &[u64],
+        order: &[usize],
+        seeds: &[Vec<Pick>],
+    ) -> Found {
         let active: Vec<usize> = (0..want.len()).filter(|&i| want[i] > 0).collect();
         self.items = active.len();
         self.warehouse.clear();
@@ -329,7 +345,8 @@ impl Search {
             if active.iter().any(|&i| inst.stock(w, i) > 0) {
                 self.warehouse.push(w);
                 self.cost.push(inst.cost_of(w));
-                self.cap.extend(active.iter().map(|&i| inst.stock(w, i).min(want[i])));
+                self.cap
+                    .extend(active.iter().map(|&i| inst.stock(w, i).min(want[i])));
             }
         }
         let r = self.warehouse.len();
@@ -374,11 +391,22 @@ impl Search {
         }
         self.chosen.clear();
         self.nodes = 0;
-        self.budget = if r <= EXACT_LIMIT { u64::MAX } else { NODE_BUDGET };
+        self.budget = if r <= EXACT_LIMIT {
+            u64::MAX
+        } else {
+            NODE_BUDGET
+        };
         let bounded = self.search();
-        let best = self.best.take().expect("the order's items are in stock, so a set exists");
+        let best = self
+            .best
+            .take()
+            .expect("the order's items are in stock, so a set exists");
         Found {
-            set: best.members.iter().map(|&j| self.warehouse[j as usize]).collect(),
+            set: best
+                .members
+                .iter()
+                .map(|&j| self.warehouse[j as usize])
+                .collect(),
             bounded,
             relevant: r,
         }
@@ -399,7 +427,9 @@ impl Search {
             }
             let out_of_budget = self.nodes >= self.budget && self.best.is_some();
             let candidates = &self.cheapest[frame.item];
-            while frame.next < candidates.len() && self.status[candidates[frame.next] as usize] != FREE {
+            while frame.next < candidates.len()
+                && self.status[candidates[frame.next] as usize] != FREE
+            {
                 frame.next += 1;
             }
             if out_of_budget || frame.next == candidates.len() {
@@ -451,7 +481,10 @@ impl Search {
         let from = self.undo.len() - self.items;
         self.deficit.copy_from_slice(&self.undo[from..]);
         self.undo.truncate(from);
-        self.chosen_cost = self.undo_cost.pop().expect("one saved cost per chosen warehouse");
+        self.chosen_cost = self
+            .undo_cost
+            .pop()
+            .expect("one saved cost per chosen warehouse");
     }
 
     fn visit(&mut self) -> Node {
@@ -493,7 +526,10 @@ impl Search {
         for j in 0..self.warehouse.len() {
             if self.status[j] == FREE {
                 let row = &self.cap[j * items..(j + 1) * items];
-                let units = row.iter().zip(&self.deficit).fold(0u64, |s, (&c, &d)| s.saturating_add(c.min(d)));
+                let units = row
+                    .iter()
+                    .zip(&self.deficit)
+                    .fold(0u64, |s, (&c, &d)| s.saturating_add(c.min(d)));
                 self.units.push(units);
             }
         }
@@ -505,29 +541,46 @@ impl Search {
             short
         });
         need = need.max(by_units.count());
-        if let Some(best) = &self.best {
-            let count = self.chosen.len() + need;
-            if count > best.count {
-                return Node::Pruned;
+        // The bound set: the `need` cheapest free warehouses that supply something missing.
+        let mut bound = self.chosen_cost;
+        self.cheapest_useful.clear();
+        for j in 0..self.warehouse.len() {
+            if self.cheapest_useful.len() == need {
+                break;
             }
-            if count == best.count {
-                let mut bound = self.chosen_cost;
-                let mut taken = 0;
-                for j in 0..self.warehouse.len() {
-                    if taken == need {
-                        break;
-                    }
-                    if self.status[j] == FREE && self.supplies_a_deficit(j) {
-                        bound += self.cost[j];
-                        taken += 1;
-                    }
-                }
-                if bound > best.cost + self.slack {
-                    return Node::Pruned;
-                }
+            if self.status[j] == FREE && self.supplies_a_deficit(j) {
+                bound += self.cost[j];
+                self.cheapest_useful.push(j as u32);
             }
         }
+        if let Some(best) = &self.best {
+            let count = self.chosen.len() + need;
+            if count > best.count || (count == best.count && bound > best.cost + self.slack) {
+                return Node::Pruned;
+            }
+        }
+        // Every completion has at least `need` more warehouses, each supplying something missing,
+        // so if the bound set ships the order it is this subtree's best: fewest, cheapest, and
+        // (the lowest-ranked useful ones) first in the tie order.
+        if self.covers(&self.cheapest_useful) {
+            let added = std::mem::take(&mut self.cheapest_useful);
+            self.chosen.extend_from_slice(&added);
+            self.leaf();
+            self.chosen.truncate(self.chosen.len() - added.len());
+            self.cheapest_useful = added;
+            return Node::Pruned;
+        }
         Node::Branch(branch.expect("a node with a deficit has an unmet item").0)
+    }
+
+    /// Whether adding `extra` to the chosen warehouses meets every deficit.
+    fn covers(&self, extra: &[u32]) -> bool {
+        (0..self.items).all(|a| {
+            let supply = extra.iter().fold(0u64, |s, &j| {
+                s.saturating_add(self.cap[j as usize * self.items + a])
+            });
+            supply >= self.deficit[a]
+        })
     }
 
     fn supplies_a_deficit(&self, j: usize) -> bool {
@@ -542,7 +595,10 @@ impl Search {
         let cost: f64 = members.iter().map(|&j| self.cost[j as usize]).sum();
         let better = match &self.best {
             None => true,
-            Some(best) => is_better((members.len(), cost, &members), (best.count, best.cost, &best.members)),
+            Some(best) => is_better(
+                (members.len(), cost, &members),
+                (best.count, best.cost, &best.members),
+            ),
         };
         if better {
             self.best = Some(Best {

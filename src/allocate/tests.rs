@@ -1,7 +1,10 @@
 //! Unit tests for every seed case and semantic rule, and property tests of the solver against a
 //! brute-force oracle.
 
-use proptest::prelude::{any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest, Just, ProptestConfig, TestCaseError};
+use proptest::prelude::{
+    any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest, Just, ProptestConfig,
+    TestCaseError,
+};
 use proptest::strategy::Strategy as Gen;
 
 use super::*;
@@ -12,7 +15,10 @@ fn answer(text: &str, strategy: Strategy, partial: bool) -> Result<String, Strin
     let mut out = Output::new(Vec::new());
     let mut bad = BadLines::new(true);
     let line = Line {
-        at: Location { file: None, line: 1 },
+        at: Location {
+            file: None,
+            line: 1,
+        },
         text: Ok(text),
     };
     ProblemSolver::new(strategy, partial)
@@ -46,10 +52,17 @@ fn problem(order: &str, warehouses: &[&str]) -> String {
                 Some((inv, cost)) => (inv, format!(",\"cost\":{cost}")),
                 None => (rest, String::new()),
             };
-            format!("{{\"name\":\"{name}\",\"inventory\":{{{}}}{cost}}}", items(inv))
+            format!(
+                "{{\"name\":\"{name}\",\"inventory\":{{{}}}{cost}}}",
+                items(inv)
+            )
         })
         .collect();
-    format!("{{\"order\":{{{}}},\"warehouses\":[{}]}}", items(order), list.join(","))
+    format!(
+        "{{\"order\":{{{}}},\"warehouses\":[{}]}}",
+        items(order),
+        list.join(",")
+    )
 }
 
 // The seed's examples.
@@ -74,7 +87,9 @@ fn seed_not_enough_inventory_ships_nothing() {
 fn seed_split_when_that_is_the_only_way_lists_warehouses_in_cost_order() {
     // The seed prints dm first; we list warehouses in their input (cost) order.
     assert_eq!(
-        cheapest(r#"{"order":{"apple":10},"warehouses":[{"name":"owd","inventory":{"apple":5}},{"name":"dm","inventory":{"apple":5}}]}"#),
+        cheapest(
+            r#"{"order":{"apple":10},"warehouses":[{"name":"owd","inventory":{"apple":5}},{"name":"dm","inventory":{"apple":5}}]}"#
+        ),
         r#"[{"owd":{"apple":5}},{"dm":{"apple":5}}]"#
     );
 }
@@ -82,13 +97,19 @@ fn seed_split_when_that_is_the_only_way_lists_warehouses_in_cost_order() {
 #[test]
 fn seed_inventory_distribution_example() {
     let line = r#"{"order":{"apple":5,"banana":5,"orange":5},"warehouses":[{"name":"owd","inventory":{"apple":5,"orange":10}},{"name":"dm","inventory":{"banana":5,"orange":10}}]}"#;
-    assert_eq!(cheapest(line), r#"[{"owd":{"apple":5,"orange":5}},{"dm":{"banana":5}}]"#);
+    assert_eq!(
+        cheapest(line),
+        r#"[{"owd":{"apple":5,"orange":5}},{"dm":{"banana":5}}]"#
+    );
 }
 
 #[test]
 fn issue_output_example() {
     let line = r#"{"order":{"apple":5,"banana":5},"warehouses":[{"name":"owd","inventory":{"apple":5}},{"name":"dm","inventory":{"banana":5}}]}"#;
-    assert_eq!(cheapest(line), r#"[{"owd":{"apple":5}},{"dm":{"banana":5}}]"#);
+    assert_eq!(
+        cheapest(line),
+        r#"[{"owd":{"apple":5}},{"dm":{"banana":5}}]"#
+    );
 }
 
 // The cost model, rule by rule.
@@ -98,7 +119,10 @@ fn one_warehouse_beats_a_split_even_when_it_is_dearer() {
     let line = problem("apple=10", &["owd:apple=5", "dm:apple=10"]);
     assert_eq!(cheapest(&line), r#"[{"dm":{"apple":10}}]"#);
     let line = problem("apple=10", &["owd:apple=5", "dm:apple=5"]);
-    assert_eq!(cheapest(&line), r#"[{"owd":{"apple":5}},{"dm":{"apple":5}}]"#);
+    assert_eq!(
+        cheapest(&line),
+        r#"[{"owd":{"apple":5}},{"dm":{"apple":5}}]"#
+    );
 }
 
 #[test]
@@ -117,8 +141,14 @@ fn among_equally_many_the_lowest_rank_sum_wins() {
 #[test]
 fn equal_rank_sums_go_to_the_set_whose_cheapest_member_is_cheaper() {
     // Only {w1,w4} and {w2,w3} cover a–d; both sum to 5.
-    let line = problem("a=1,b=1,c=1,d=1", &["w1:a=1,b=1", "w2:a=1,c=1", "w3:b=1,d=1", "w4:c=1,d=1"]);
-    assert_eq!(cheapest(&line), r#"[{"w1":{"a":1,"b":1}},{"w4":{"c":1,"d":1}}]"#);
+    let line = problem(
+        "a=1,b=1,c=1,d=1",
+        &["w1:a=1,b=1", "w2:a=1,c=1", "w3:b=1,d=1", "w4:c=1,d=1"],
+    );
+    assert_eq!(
+        cheapest(&line),
+        r#"[{"w1":{"a":1,"b":1}},{"w4":{"c":1,"d":1}}]"#
+    );
 }
 
 #[test]
@@ -157,7 +187,10 @@ fn items_keep_the_order_s_order_not_the_inventory_s() {
 #[test]
 fn zero_quantities_empty_orders_and_empty_lists_ship_nothing() {
     assert_eq!(cheapest(&problem("apple=0", &["w:apple=5"])), "[]");
-    assert_eq!(cheapest(&problem("apple=0,kiwi=2", &["w:apple=5,kiwi=2"])), r#"[{"w":{"kiwi":2}}]"#);
+    assert_eq!(
+        cheapest(&problem("apple=0,kiwi=2", &["w:apple=5,kiwi=2"])),
+        r#"[{"w":{"kiwi":2}}]"#
+    );
     assert_eq!(cheapest(&problem("", &["w:apple=5"])), "[]");
     assert_eq!(cheapest(&problem("apple=1", &[])), "[]");
     assert_eq!(cheapest(&problem("", &[])), "[]");
@@ -166,12 +199,18 @@ fn zero_quantities_empty_orders_and_empty_lists_ship_nothing() {
 #[test]
 fn an_order_that_cannot_ship_completely_ships_nothing() {
     assert_eq!(cheapest(&problem("apple=1,pear=1", &["w:apple=5"])), "[]");
-    assert_eq!(cheapest(&problem("apple=11", &["w:apple=5", "v:apple=5"])), "[]");
+    assert_eq!(
+        cheapest(&problem("apple=11", &["w:apple=5", "v:apple=5"])),
+        "[]"
+    );
 }
 
 #[test]
 fn partial_ships_the_complete_items_and_reports_the_rest() {
-    let line = problem("apple=10,banana=2,pear=1", &["w:apple=5,banana=3", "v:apple=4"]);
+    let line = problem(
+        "apple=10,banana=2,pear=1",
+        &["w:apple=5,banana=3", "v:apple=4"],
+    );
     assert_eq!(
         answer(&line, Strategy::Cheapest, true).unwrap(),
         r#"{"shipments":[{"w":{"banana":2}}],"unshipped":{"apple":10,"pear":1}}"#
@@ -190,20 +229,41 @@ fn partial_ships_the_complete_items_and_reports_the_rest() {
 #[test]
 fn greedy_takes_what_each_warehouse_has_in_order() {
     let line = problem("apple=10", &["owd:apple=5", "dm:apple=10"]);
-    assert_eq!(answer(&line, Strategy::Greedy, false).unwrap(), r#"[{"owd":{"apple":5}},{"dm":{"apple":5}}]"#);
+    assert_eq!(
+        answer(&line, Strategy::Greedy, false).unwrap(),
+        r#"[{"owd":{"apple":5}},{"dm":{"apple":5}}]"#
+    );
     let line = problem("a=3,b=1", &["w1:a=2,b=1$9", "w2:a=2$1"]);
-    assert_eq!(answer(&line, Strategy::Greedy, false).unwrap(), r#"[{"w1":{"a":1,"b":1}},{"w2":{"a":2}}]"#);
-    assert_eq!(answer(&problem("a=3", &["w1:a=2"]), Strategy::Greedy, false).unwrap(), "[]");
+    assert_eq!(
+        answer(&line, Strategy::Greedy, false).unwrap(),
+        r#"[{"w1":{"a":1,"b":1}},{"w2":{"a":2}}]"#
+    );
+    assert_eq!(
+        answer(&problem("a=3", &["w1:a=2"]), Strategy::Greedy, false).unwrap(),
+        "[]"
+    );
 }
 
 #[test]
 fn per_item_ships_each_item_whole_when_one_warehouse_can() {
     let line = problem("a=5,b=5", &["w1:a=5,b=2", "w2:b=5"]);
-    assert_eq!(answer(&line, Strategy::PerItem, false).unwrap(), r#"[{"w1":{"a":5}},{"w2":{"b":5}}]"#);
-    assert_eq!(answer(&line, Strategy::Greedy, false).unwrap(), r#"[{"w1":{"a":5,"b":2}},{"w2":{"b":3}}]"#);
+    assert_eq!(
+        answer(&line, Strategy::PerItem, false).unwrap(),
+        r#"[{"w1":{"a":5}},{"w2":{"b":5}}]"#
+    );
+    assert_eq!(
+        answer(&line, Strategy::Greedy, false).unwrap(),
+        r#"[{"w1":{"a":5,"b":2}},{"w2":{"b":3}}]"#
+    );
     let line = problem("a=5", &["w1:a=2", "w2:a=4", "w3:a=1"]);
-    assert_eq!(answer(&line, Strategy::PerItem, false).unwrap(), r#"[{"w1":{"a":2}},{"w2":{"a":3}}]"#);
-    assert_eq!(answer(&line, Strategy::Cheapest, false).unwrap(), r#"[{"w1":{"a":2}},{"w2":{"a":3}}]"#);
+    assert_eq!(
+        answer(&line, Strategy::PerItem, false).unwrap(),
+        r#"[{"w1":{"a":2}},{"w2":{"a":3}}]"#
+    );
+    assert_eq!(
+        answer(&line, Strategy::Cheapest, false).unwrap(),
+        r#"[{"w1":{"a":2}},{"w2":{"a":3}}]"#
+    );
 }
 
 #[test]
@@ -214,25 +274,58 @@ fn inventory_items_outside_the_order_are_ignored() {
 
 #[test]
 fn bad_problems_are_reported_not_solved() {
-    let e = answer(&problem("a=1", &["w:a=1", "w:a=2"]), Strategy::Cheapest, false).unwrap_err();
+    let e = answer(
+        &problem("a=1", &["w:a=1", "w:a=2"]),
+        Strategy::Cheapest,
+        false,
+    )
+    .unwrap_err();
     assert_eq!(e, r#"line 1: warehouse "w" is listed twice"#);
-    let e = answer(&problem("a=1", &["w:a=1$1", "v:a=2"]), Strategy::Cheapest, false).unwrap_err();
+    let e = answer(
+        &problem("a=1", &["w:a=1$1", "v:a=2"]),
+        Strategy::Cheapest,
+        false,
+    )
+    .unwrap_err();
     assert!(e.starts_with(r#"line 1: warehouse "v" has no cost"#), "{e}");
-    let e = answer(r#"{"order":{"a":1},"warehouses":[{"name":"x","inventory":7}]}"#, Strategy::Cheapest, false)
-        .unwrap_err();
-    assert_eq!(e, "line 1: warehouse 1: invalid type: integer `7`, expected an object of item → quantity".replace('`', "\""));
+    let e = answer(
+        r#"{"order":{"a":1},"warehouses":[{"name":"x","inventory":7}]}"#,
+        Strategy::Cheapest,
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        "line 1: warehouse 1: invalid type: integer `7`, expected an object of item → quantity"
+            .replace('`', "\"")
+    );
     let e = answer(r#"{"order":{"a":1}}"#, Strategy::Cheapest, false).unwrap_err();
     assert_eq!(e, r#"line 1: missing field "warehouses""#);
-    let e = answer(r#"{"order":{"a":0.5},"warehouses":[]}"#, Strategy::Cheapest, false).unwrap_err();
+    let e = answer(
+        r#"{"order":{"a":0.5},"warehouses":[]}"#,
+        Strategy::Cheapest,
+        false,
+    )
+    .unwrap_err();
     assert_eq!(e, r#"line 1: item "a": quantity 0.5 is not a whole number"#);
 }
 
 #[test]
 fn huge_quantities_do_not_overflow() {
     let max = u64::MAX;
-    let line = problem(&format!("a={max}"), &[&format!("w1:a={max}"), &format!("w2:a={max}")]);
+    let line = problem(
+        &format!("a={max}"),
+        &[&format!("w1:a={max}"), &format!("w2:a={max}")],
+    );
     assert_eq!(cheapest(&line), format!(r#"[{{"w1":{{"a":{max}}}}}]"#));
-    let line = problem(&format!("a={max}"), &[&format!("w1:a={}", max - 1), "w2:a=1", &format!("w3:a={max}")]);
+    let line = problem(
+        &format!("a={max}"),
+        &[
+            &format!("w1:a={}", max - 1),
+            "w2:a=1",
+            &format!("w3:a={max}"),
+        ],
+    );
     assert_eq!(cheapest(&line), format!(r#"[{{"w3":{{"a":{max}}}}}]"#));
 }
 
@@ -241,7 +334,10 @@ fn more_than_thirty_relevant_warehouses_use_the_bounded_search() {
     let names: Vec<String> = (0..40).map(|i| format!("w{i}:a=1,b=1")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let line = problem("a=3,b=3", &names);
-    assert_eq!(cheapest(&line), r#"[{"w0":{"a":1,"b":1}},{"w1":{"a":1,"b":1}},{"w2":{"a":1,"b":1}}]"#);
+    assert_eq!(
+        cheapest(&line),
+        r#"[{"w0":{"a":1,"b":1}},{"w1":{"a":1,"b":1}},{"w2":{"a":1,"b":1}}]"#
+    );
     let demand = [3u64];
     let stock = vec![1u64; 40];
     let inst = Instance {
@@ -295,23 +391,40 @@ fn brute_force(inst: &Instance<'_>, partial: bool) -> Allocation {
     let n = inst.warehouses;
     let total = |i: usize| (0..n).map(|w| inst.stock[w * m + i] as u128).sum::<u128>();
     let ordered: Vec<usize> = (0..m).filter(|&i| inst.demand[i] > 0).collect();
-    let short: Vec<usize> = ordered.iter().copied().filter(|&i| total(i) < inst.demand[i] as u128).collect();
+    let short: Vec<usize> = ordered
+        .iter()
+        .copied()
+        .filter(|&i| total(i) < inst.demand[i] as u128)
+        .collect();
     if !short.is_empty() && !partial {
         return Allocation {
             unshipped: ordered,
             ..Allocation::default()
         };
     }
-    let ship: Vec<usize> = ordered.iter().copied().filter(|i| !short.contains(i)).collect();
+    let ship: Vec<usize> = ordered
+        .iter()
+        .copied()
+        .filter(|i| !short.contains(i))
+        .collect();
     let mut cost_order: Vec<usize> = (0..n).collect();
-    cost_order.sort_by(|&a, &b| inst.cost_of(a).partial_cmp(&inst.cost_of(b)).unwrap().then(a.cmp(&b)));
+    cost_order.sort_by(|&a, &b| {
+        inst.cost_of(a)
+            .partial_cmp(&inst.cost_of(b))
+            .unwrap()
+            .then(a.cmp(&b))
+    });
     let rank = |w: usize| cost_order.iter().position(|&x| x == w).unwrap();
     let mut best: Option<(usize, f64, Vec<usize>)> = None;
     if !ship.is_empty() {
         for mask in 0u32..(1 << n) {
             let members: Vec<usize> = (0..n).filter(|w| mask & (1 << w) != 0).collect();
             let covers = ship.iter().all(|&i| {
-                members.iter().map(|&w| inst.stock[w * m + i] as u128).sum::<u128>() >= inst.demand[i] as u128
+                members
+                    .iter()
+                    .map(|&w| inst.stock[w * m + i] as u128)
+                    .sum::<u128>()
+                    >= inst.demand[i] as u128
             });
             if !covers {
                 continue;
@@ -322,7 +435,11 @@ fn brute_force(inst: &Instance<'_>, partial: bool) -> Allocation {
             let key = (members.len(), cost, ranks);
             let better = match &best {
                 None => true,
-                Some(b) => (key.0, key.1).partial_cmp(&(b.0, b.1)).unwrap().then_with(|| key.2.cmp(&b.2)).is_lt(),
+                Some(b) => (key.0, key.1)
+                    .partial_cmp(&(b.0, b.1))
+                    .unwrap()
+                    .then_with(|| key.2.cmp(&b.2))
+                    .is_lt(),
             };
             if better {
                 best = Some(key);
@@ -338,7 +455,11 @@ fn brute_force(inst: &Instance<'_>, partial: bool) -> Allocation {
                 let take = left.min(inst.stock[w * m + i]);
                 if take > 0 {
                     left -= take;
-                    picks.push(Pick { warehouse: w, item: i, qty: take });
+                    picks.push(Pick {
+                        warehouse: w,
+                        item: i,
+                        qty: take,
+                    });
                 }
             }
         }
@@ -357,11 +478,22 @@ fn check_valid(inst: &Instance<'_>, got: &Allocation, partial: bool) -> Result<(
     let mut shipped = vec![0u64; m];
     for (k, p) in got.picks.iter().enumerate() {
         prop_assert!(p.qty > 0);
-        prop_assert!(inst.demand[p.item] > 0, "ships {:?}, which was not ordered", p);
-        prop_assert!(p.qty <= inst.stock[p.warehouse * m + p.item], "ships more than stock: {:?}", p);
+        prop_assert!(
+            inst.demand[p.item] > 0,
+            "ships {:?}, which was not ordered",
+            p
+        );
+        prop_assert!(
+            p.qty <= inst.stock[p.warehouse * m + p.item],
+            "ships more than stock: {:?}",
+            p
+        );
         if k > 0 {
             let prev = got.picks[k - 1];
-            prop_assert!((prev.warehouse, prev.item) < (p.warehouse, p.item), "picks out of order");
+            prop_assert!(
+                (prev.warehouse, prev.item) < (p.warehouse, p.item),
+                "picks out of order"
+            );
         }
         shipped[p.item] += p.qty;
     }
@@ -370,7 +502,12 @@ fn check_valid(inst: &Instance<'_>, got: &Allocation, partial: bool) -> Result<(
         if got.unshipped.contains(&i) {
             prop_assert_eq!(shipped[i], 0);
         } else {
-            prop_assert_eq!(shipped[i], inst.demand[i], "item {} ships a different quantity", i);
+            prop_assert_eq!(
+                shipped[i],
+                inst.demand[i],
+                "item {} ships a different quantity",
+                i
+            );
         }
     }
     if !partial && !got.unshipped.is_empty() {
@@ -481,7 +618,10 @@ fn warehouses_before_order_parse_the_same() {
 #[test]
 fn malformed_warehouses_and_orders_name_the_problem() {
     let e = |line: &str| answer(line, Strategy::Cheapest, false).unwrap_err();
-    assert_eq!(e(r#"{"warehouses":[]}"#), r#"line 1: missing field "order""#);
+    assert_eq!(
+        e(r#"{"warehouses":[]}"#),
+        r#"line 1: missing field "order""#
+    );
     assert_eq!(
         e(r#"{"order":{"a":1},"warehouses":[{"name":"w"}]}"#),
         r#"line 1: warehouse 1: missing field "inventory""#
@@ -494,9 +634,17 @@ fn malformed_warehouses_and_orders_name_the_problem() {
         e(r#"{"order":{"a":1},"warehouses":[{"name":7,"inventory":{}}]}"#),
         r#"line 1: warehouse 1: invalid type: integer "7", expected a name"#
     );
-    assert_eq!(e(r#"{"order":[1],"warehouses":[]}"#), r#"line 1: invalid type: sequence, expected an object of item → quantity"#);
-    assert_eq!(e(r#"{"order":{"a":1},"warehouses":{}}"#), "line 1: invalid type: map, expected a list of warehouses");
+    assert_eq!(
+        e(r#"{"order":[1],"warehouses":[]}"#),
+        r#"line 1: invalid type: sequence, expected an object of item → quantity"#
+    );
+    assert_eq!(
+        e(r#"{"order":{"a":1},"warehouses":{}}"#),
+        "line 1: invalid type: map, expected a list of warehouses"
+    );
     assert_eq!(e("[]"), "line 1: expected a JSON object, got an array");
     assert!(e(r#"{"order":{"a":1},"warehouses":[]"#).starts_with("line 1: truncated JSON"));
-    assert!(e(r#"{"order":{"a":1},"warehouses":[]} x"#).starts_with("line 1: invalid JSON at column"));
+    assert!(
+        e(r#"{"order":{"a":1},"warehouses":[]} x"#).starts_with("line 1: invalid JSON at column")
+    );
 }
