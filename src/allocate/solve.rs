@@ -271,7 +271,8 @@ const EXCLUDED: u8 = 2;
 /// Bounds, from the free warehouses only: an item whose free stock falls short kills the node;
 /// each unmet item needs at least as many more warehouses as its largest free stocks take to
 /// cover it, and all of them together need at least as many as their largest useful totals take to
-/// cover the total missing units, so the set needs at least the largest of those counts (`need`);
+/// cover the total missing units, and items no free warehouse supplies two of add up their counts,
+/// so the set needs at least the largest of those counts (`need`);
 /// and those `need` more warehouses each supply something still missing (else the set is not
 /// minimal), so they cost at least the `need` cheapest such warehouses.
 #[derive(Debug, Default)]
@@ -298,6 +299,10 @@ struct Search {
     units: Vec<u64>,
     /// Scratch: the bound set of a node.
     cheapest_useful: Vec<u32>,
+    /// Scratch: each unmet item's own count bound.
+    item_need: Vec<(usize, usize)>,
+    /// Per item: a bit per relevant warehouse stocking it (when there are at most 64).
+    suppliers: Vec<u64>,
     best: Option<Best>,
     slack: f64,
     nodes: u64,
@@ -361,6 +366,15 @@ impl Search {
             largest.extend_from_slice(cheapest);
             let (cap, items) = (&self.cap, self.items);
             largest.sort_by(|&x, &y| cap[y as usize * items + a].cmp(&cap[x as usize * items + a]));
+        }
+        self.suppliers.clear();
+        if r <= 64 {
+            let cheapest = &self.cheapest;
+            self.suppliers.extend(
+                cheapest
+                    .iter()
+                    .map(|js| js.iter().fold(0u64, |m, &j| m | 1 << j)),
+            );
         }
         self.status.clear();
         self.status.resize(r, FREE);
@@ -496,6 +510,7 @@ impl Search {
         let items = self.items;
         let mut need = 0usize;
         let mut branch = None::<(usize, usize)>;
+        self.item_need.clear();
         for a in 0..items {
             let deficit = self.deficit[a];
             if deficit == 0 {
@@ -516,9 +531,27 @@ impl Search {
                 return Node::Pruned;
             }
             need = need.max(count);
+            self.item_need.push((count, a));
             if branch.is_none_or(|(_, fewest)| free < fewest) {
                 branch = Some((a, free));
             }
+        }
+        // Items that no free warehouse supplies two of need separate warehouses: their counts add
+        // up. (A greedy pick of such items, largest count first; with at most 64 warehouses.)
+        if self.warehouse.len() <= 64 && self.item_need.len() > 1 {
+            let free = (0..self.warehouse.len())
+                .filter(|&j| self.status[j] == FREE)
+                .fold(0u64, |m, j| m | 1 << j);
+            self.item_need.sort_unstable_by_key(|n| std::cmp::Reverse(n.0));
+            let (mut taken, mut disjoint) = (0u64, 0usize);
+            for &(count, a) in &self.item_need {
+                let suppliers = self.suppliers[a] & free;
+                if suppliers & taken == 0 {
+                    taken |= suppliers;
+                    disjoint += count;
+                }
+            }
+            need = need.max(disjoint);
         }
         // Each more warehouse reduces the total missing units by at most what it holds of them.
         let missing = self.deficit.iter().fold(0u64, |s, &d| s.saturating_add(d));
