@@ -542,7 +542,8 @@ impl Search {
             let free = (0..self.warehouse.len())
                 .filter(|&j| self.status[j] == FREE)
                 .fold(0u64, |m, j| m | 1 << j);
-            self.item_need.sort_unstable_by_key(|n| std::cmp::Reverse(n.0));
+            self.item_need
+                .sort_unstable_by_key(|n| std::cmp::Reverse(n.0));
             let (mut taken, mut disjoint) = (0u64, 0usize);
             for &(count, a) in &self.item_need {
                 let suppliers = self.suppliers[a] & free;
