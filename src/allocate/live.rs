@@ -489,23 +489,17 @@ impl StateFile {
 
 fn read_inventory(path: &Path) -> Result<Inventory> {
     #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum File<'a> {
+    struct Listed<'a> {
         #[serde(borrow)]
-        List(Warehouses<'a>),
-        Object {
-            #[serde(borrow)]
-            warehouses: Warehouses<'a>,
-        },
+        warehouses: Warehouses<'a>,
     }
     let text = fs::read_to_string(path)
         .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    // Either the warehouse list itself, or an object holding it as `warehouses`.
     let list = match text.trim_start().as_bytes().first() {
         Some(b'[') => serde_json::from_str::<Warehouses>(&text)
             .map_err(|e| crate::input::describe_json_error(&text, &e)),
-        _ => parse_object::<File>(&text).map(|f| match f {
-            File::List(w) | File::Object { warehouses: w } => w,
-        }),
+        _ => parse_object::<Listed>(&text).map(|l| l.warehouses),
     };
     let list = list.map_err(|e| Error::failed(format!("{}: {e}", path.display())))?;
     Inventory::new(&list).map_err(|e| Error::failed(format!("{}: {e}", path.display())))
