@@ -289,21 +289,41 @@ fn inventory_files_in_both_shapes_and_their_errors() {
     let path = dir.path().join("w.json");
     let inv = path.to_str().unwrap();
     let order = b"{\"apple\":1}\n";
-    write_json(&path, &json!({"warehouses": [{"name": "owd", "inventory": {"apple": 1}}]}));
+    write_json(
+        &path,
+        &json!({"warehouses": [{"name": "owd", "inventory": {"apple": 1}}]}),
+    );
     let out = run(EXE, &["--inventory", inv], order);
     out.expect_code(0);
-    assert_eq!(out.json_lines(), [json!({"id":null,"seq":1,"shipments":[{"owd":{"apple":1}}]})]);
+    assert_eq!(
+        out.json_lines(),
+        [json!({"id":null,"seq":1,"shipments":[{"owd":{"apple":1}}]})]
+    );
     for (content, message) in [
-        (json!([{"name": "a", "inventory": {}}, {"name": "a", "inventory": {}}]), r#"warehouse "a" is listed twice"#),
-        (json!({"warehouses": [{"inventory": {}}]}), r#"warehouse 1: missing field "name""#),
+        (
+            json!([{"name": "a", "inventory": {}}, {"name": "a", "inventory": {}}]),
+            r#"warehouse "a" is listed twice"#,
+        ),
+        (
+            json!({"warehouses": [{"inventory": {}}]}),
+            r#"warehouse 1: missing field "name""#,
+        ),
         (json!({"stock": []}), r#"missing field "warehouses""#),
-        (json!([{"name": "a", "inventory": {"apple": -1}}]), r#"warehouse 1: item "apple": quantity -1 is negative"#),
+        (
+            json!([{"name": "a", "inventory": {"apple": -1}}]),
+            r#"warehouse 1: item "apple": quantity -1 is negative"#,
+        ),
     ] {
         write_json(&path, &content);
         let out = run(EXE, &["--inventory", inv], order);
         out.expect_code(1);
         assert_eq!(out.stdout, "");
-        assert_eq!(out.stderr.trim(), format!("allocate: {inv}: {message}"), "{}", out.describe());
+        assert_eq!(
+            out.stderr.trim(),
+            format!("allocate: {inv}: {message}"),
+            "{}",
+            out.describe()
+        );
     }
 }
 

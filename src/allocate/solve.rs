@@ -299,6 +299,8 @@ struct Search {
     units: Vec<u64>,
     /// Scratch: the bound set of a node.
     cheapest_useful: Vec<u32>,
+    /// Scratch: a bound set in rank order.
+    tie: Vec<u32>,
     /// Scratch: each unmet item's own count bound.
     item_need: Vec<(usize, usize)>,
     /// Per item: a bit per relevant warehouse stocking it (when there are at most 64).
@@ -386,12 +388,11 @@ impl Search {
         self.undo_cost.clear();
         self.excluded_log.clear();
         self.best = None;
-        // Ranks are small integers and sum exactly; given costs are compared with a margin far
-        // above rounding error, so rounding never prunes a set that is really as cheap as the best.
-        self.slack = match inst.cost {
-            None => 0.0,
-            Some(_) => 1e-9 * (1.0 + self.cost.iter().sum::<f64>()),
-        };
+        // Whole costs (ranks included) sum exactly; others get a margin so that rounding never
+        // prunes a set that is really as cheap as the best.
+        let total: f64 = self.cost.iter().sum();
+        let whole = self.cost.iter().all(|c| c.fract() == 0.0) && total < 2f64.powi(52);
+        self.slack = if whole { 0.0 } else { 1e-9 * (1.0 + total) };
         for seed in seeds {
             self.chosen.clear();
             for pick in seed {
@@ -591,6 +592,21 @@ impl Search {
             let count = self.chosen.len() + need;
             if count > best.count || (count == best.count && bound > best.cost + self.slack) {
                 return Node::Pruned;
+            }
+            // A tie in count and cost goes to the first set in rank order, and no completion comes
+            // before the bound set (its k-th member is never after theirs). Needs exact sums.
+            if count == best.count
+                && self.slack == 0.0
+                && bound == best.cost
+                && self.cheapest_useful.len() == need
+            {
+                self.tie.clear();
+                self.tie.extend_from_slice(&self.chosen);
+                self.tie.extend_from_slice(&self.cheapest_useful);
+                self.tie.sort_unstable();
+                if self.tie >= best.members {
+                    return Node::Pruned;
+                }
             }
         }
         // Every completion has at least `need` more warehouses, each supplying something missing,

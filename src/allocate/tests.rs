@@ -585,6 +585,22 @@ proptest! {
         prop_assert_eq!(got.picks, brute_force(&inst, false).picks);
     }
 
+    /// Near-identical warehouses with tied whole costs: every same-size set ties, so the tie
+    /// order decides and its pruning is what is tested.
+    #[test]
+    fn ties_everywhere_still_equal_brute_force(
+        (demand, stock, n, cost) in (8usize..=16, 1usize..=4).prop_flat_map(|(n, m)| (
+            prop::collection::vec(3u64..=12, m),
+            prop::collection::vec(1u64..=2, n * m),
+            Just(n),
+            prop::option::of(prop::collection::vec(prop::sample::select(vec![1.0, 1.0, 2.0]), n)),
+        )),
+    ) {
+        let inst = Instance { demand: &demand, stock: &stock, warehouses: n, cost: cost.as_deref() };
+        let got = Allocator::new().allocate(&inst, Strategy::Cheapest, false);
+        prop_assert_eq!(got.picks, brute_force(&inst, false).picks);
+    }
+
     /// Bounded search (over 30 relevant warehouses) still returns a valid plan no worse than greedy.
     #[test]
     fn bounded_search_is_valid_and_no_worse_than_greedy(
