@@ -44,12 +44,14 @@ struct Args {
     #[arg(long)]
     partial: bool,
 
-    /// Live mode: read orders and draw them down from this warehouse list (a JSON array).
+    /// Live mode: read orders and draw them down from this warehouse list (a JSON array, or an
+    /// object with a "warehouses" array).
     #[arg(long, value_name = "FILE")]
     inventory: Option<PathBuf>,
 
-    /// Live mode: keep the remaining inventory in FILE, replaced atomically after each batch;
-    /// restarting with the same FILE resumes where a crash left off.
+    /// Live mode: keep the remaining inventory in FILE, replaced atomically after each batch.
+    /// After a crash, restart with the same FILE and the orders after its "seq"; the last batch's
+    /// lines are printed again first (deduplicate by seq).
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
 
