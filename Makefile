@@ -71,3 +71,18 @@ DEMO_SECONDS ?= 25
 demo-window: release
 	@echo "# $(RELEASE)/gen-events --rate 100 --duration $(DEMO_SECONDS)s | $(RELEASE)/window-agg --minutes 5"
 	@$(RELEASE)/gen-events --rate 100 --duration $(DEMO_SECONDS)s | $(RELEASE)/window-agg --minutes 5
+
+# allocate: the seed's problems, then orders drawn from one inventory kept in a state file.
+.PHONY: demo-allocate bench-allocate
+demo-allocate: release
+	@echo "# $(RELEASE)/allocate examples/allocate-problems.jsonl"
+	@$(RELEASE)/allocate examples/allocate-problems.jsonl
+	@rm -f bench-out/demo-stock.json
+	@mkdir -p bench-out
+	@echo "# $(RELEASE)/allocate --inventory examples/warehouses.json --state bench-out/demo-stock.json --partial examples/orders.jsonl"
+	@$(RELEASE)/allocate --inventory examples/warehouses.json --state bench-out/demo-stock.json --partial examples/orders.jsonl
+	@echo "# remaining: bench-out/demo-stock.json"
+	@jq -c '.warehouses[]' bench-out/demo-stock.json 2>/dev/null || cat bench-out/demo-stock.json
+
+bench-allocate: release
+	bash benches/allocate.sh

@@ -15,7 +15,10 @@
 //! - [`gen_events`]: random tracking, metric and load events at a steady rate;
 //! - [`window_agg`]: sliding N-minute counts by event type and tracking id, in memory or Memcached.
 //! - [`load_monitor`]: per-server CPU/RAM averages of the last hour by minute and day by hour.
+//! - [`allocate`]: the cheapest shipment of an order from ranked warehouses, and a crash-safe live
+//!   inventory.
 
+pub mod allocate;
 pub mod config;
 pub mod error;
 pub mod event_config;
