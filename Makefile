@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: build release test test-deps lint bench demo install clean
+.PHONY: build release test test-deps lint bench demo demo-stats install clean
 
 build:
 	$(CARGO) build
@@ -37,7 +37,10 @@ test: test-deps
 bench: release
 	@for script in benches/*.sh; do echo "== $$script"; bash $$script || exit 1; done
 
-demo: release
+# The main demo is the toolkit's headline pipeline (gen-events | window-agg, see demo-window).
+demo: demo-window
+
+demo-stats: release
 	@echo '$$ minute-stats examples/metrics.jsonl | jq -c .'
 	@$(RELEASE)/minute-stats examples/metrics.jsonl | jq -c .
 
@@ -60,6 +63,29 @@ demo-load: release
 	$(RELEASE)/gen-events --profile load --servers 50 --simulated --start 2016-04-10T00:00:00Z --rate 5 --count 432000 --seed 1 --post $$url/records --batch 500 --concurrency 4 --check; \
 	echo "\$$ curl -s $$url/report/server0005 | jq -c '{servername, minutes: (.\"1hourdata\" | length), hours: (.\"24hourdata\" | length), last: .\"1hourdata\"[-1]}'"; \
 	curl -s $$url/report/server0005 | jq -c '{servername, minutes: (."1hourdata" | length), hours: (."24hourdata" | length), last: ."1hourdata"[-1]}'
+
+# The headline pipeline of seed 002: a steady event stream and its sliding 5-minute summary.
+# Runs for DEMO_SECONDS (default 25 s: two 10 s bucket boundaries and the end-of-input line).
+DEMO_SECONDS ?= 25
+.PHONY: demo-window
+demo-window: release
+	@echo "# $(RELEASE)/gen-events --rate 100 --duration $(DEMO_SECONDS)s | $(RELEASE)/window-agg --minutes 5"
+	@$(RELEASE)/gen-events --rate 100 --duration $(DEMO_SECONDS)s | $(RELEASE)/window-agg --minutes 5
+
+# allocate: the seed's problems, then orders drawn from one inventory kept in a state file.
+.PHONY: demo-allocate bench-allocate
+demo-allocate: release
+	@echo "# $(RELEASE)/allocate examples/allocate-problems.jsonl"
+	@$(RELEASE)/allocate examples/allocate-problems.jsonl
+	@rm -f bench-out/demo-stock.json
+	@mkdir -p bench-out
+	@echo "# $(RELEASE)/allocate --inventory examples/warehouses.json --state bench-out/demo-stock.json --partial examples/orders.jsonl"
+	@$(RELEASE)/allocate --inventory examples/warehouses.json --state bench-out/demo-stock.json --partial examples/orders.jsonl
+	@echo "# remaining: bench-out/demo-stock.json"
+	@jq -c '.warehouses[]' bench-out/demo-stock.json 2>/dev/null || cat bench-out/demo-stock.json
+
+bench-allocate: release
+	bash benches/allocate.sh
 
 # chat-relay: 4 workers on port 8000 (CHAT_LISTEN=0.0.0.0:8000 to reach it from other machines).
 # Type a line to speak as the relay's bot; every message in the room is printed here. Ctrl-C stops.

@@ -15,8 +15,11 @@
 //! - [`gen_events`]: random tracking, metric and load events at a steady rate;
 //! - [`window_agg`]: sliding N-minute counts by event type and tracking id, in memory or Memcached;
 //! - [`load_monitor`]: per-server CPU/RAM averages of the last hour by minute and day by hour;
+//! - [`allocate`]: the cheapest shipment of an order from ranked warehouses, and a crash-safe live
+//!   inventory;
 //! - [`chat`]: chat-relay, a forking WebSocket chat whose broadcast crosses processes and machines.
 
+pub mod allocate;
 pub mod chat;
 pub mod config;
 pub mod error;
@@ -29,6 +32,7 @@ pub mod output;
 pub mod runner;
 pub mod server;
 pub mod time;
+pub mod window_agg;
 
 pub use error::{Error, Result};
 pub use runner::run;

@@ -195,6 +195,16 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Reads any RFC 3339 timestamp (as [`parse_timestamp`] does).
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        parse_timestamp(&s)
+            .map(Timestamp)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for Timestamp {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -354,12 +354,24 @@ fn pacing_holds_for_a_minute() {
     check_pacing(10_000.0, 60, true);
 }
 
+/// The same minute with stalls tolerated (`--max-lag 2s`): on a busy machine the process can be
+/// descheduled for a few hundred ms, which the strict soak reports as a skip. This one still checks
+/// that nothing drifts and nothing is early over 60 s.
+#[test]
+#[ignore = "60 s soak: cargo test --test gen_events -- --ignored"]
+fn pacing_holds_for_a_minute_on_a_busy_machine() {
+    check_pacing(100.0, 60, false);
+    check_pacing(10_000.0, 60, false);
+}
+
 #[test]
 fn a_stall_is_reported_and_not_made_up_in_a_burst() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
+    // `--max-lag 300ms` so that the ordinary hiccups of a busy machine are caught up and only
+    // the stall this test makes counts as one.
     let mut child = Command::new(EXE)
-        .args(["--rate", "1000", "--duration", "2s"])
+        .args(["--rate", "1000", "--duration", "3s", "--max-lag", "300ms"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -368,9 +380,9 @@ fn a_stall_is_reported_and_not_made_up_in_a_burst() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    // The stall itself: the process is frozen for 600 ms.
+    // The stall itself: the process is frozen for 1 s.
     kill(pid, Signal::SIGSTOP).unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(1000));
     kill(pid, Signal::SIGCONT).unwrap();
     let mut all: Vec<Value> = vec![serde_json::from_str(&line).unwrap()];
     all.extend(
@@ -381,19 +393,23 @@ fn a_stall_is_reported_and_not_made_up_in_a_burst() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("behind schedule: skipped"), "{stderr}");
-    // Far fewer than the 2000 scheduled: the ~600 missed events were skipped, not sent late.
+    // Far fewer than the 3000 scheduled: the ~1000 missed events were skipped, not sent late.
     let total = all.len();
     assert!(
-        (1100..=1550).contains(&total),
+        (1500..=2400).contains(&total),
         "{total} events; stderr: {stderr}"
     );
-    // Events stay 1 ms apart in schedule, except across the one skipped stretch.
+    // Events stay 1 ms apart in schedule, except across the skipped stretch, which is about as
+    // long as the stall.
     let stamps: Vec<i64> = all
         .iter()
         .map(|e| {
             pipeworks::time::parse_timestamp(e["value"]["timestamp"].as_str().unwrap()).unwrap()
         })
         .collect();
-    let gaps = stamps.windows(2).filter(|w| w[1] - w[0] > 100_000).count();
-    assert_eq!(gaps, 1, "exactly one skipped stretch");
+    let longest = stamps.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        longest >= 600_000,
+        "longest gap in the schedule {longest} µs"
+    );
 }
