@@ -10,13 +10,15 @@
 //! - [`time`]: RFC 3339 timestamps as microseconds, and durations such as `250ms` or `2h`;
 //! - [`config`]: JSON config files that flags override;
 //! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
-//! - [`minute_stats`]: per-period min/max/mean/median of metric events.
+//! - [`minute_stats`]: per-period min/max/mean/median of metric events;
+//! - [`reprice`]: the book-repricing loop (ticker, data-manager, price-api, reprice).
 
 pub mod config;
 pub mod error;
 pub mod input;
 pub mod minute_stats;
 pub mod output;
+pub mod reprice;
 pub mod runner;
 pub mod server;
 pub mod time;
