@@ -38,6 +38,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -290,7 +291,8 @@ struct Row {
 
 /// The CSV reader of one pass, positioned after what it has read.
 struct Rows {
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    reader: csv::Reader<Tail>,
+    tail: Arc<TailSeen>,
     record: csv::StringRecord,
     base_offset: u64,
     base_line: u64,
@@ -327,6 +329,8 @@ pub struct Feed {
     pending: Option<Row>,
     /// Steps consumed since the (virtual, with wrap) start.
     step: u64,
+    /// Steps skipped without reading (wrap): memory holds no history before this one.
+    history_from: u64,
     /// Steps consumed in the current pass, and how many one pass has once known.
     pass_steps: u64,
     steps_per_pass: Option<u64>,
@@ -353,6 +357,7 @@ impl Feed {
             rows: None,
             pending: None,
             step: 0,
+            history_from: 0,
             pass_steps: 0,
             steps_per_pass: None,
             pass: 0,
@@ -411,10 +416,13 @@ impl Feed {
             self.rewind();
         }
         if let (AtEnd::Wrap, Some(n)) = (self.at_end, self.steps_per_pass) {
-            if tick > self.step.saturating_add(2 * n) {
-                // Whole passes far behind the tick cannot affect its windows: skip them.
+            // Whole passes that end a full pass (and `points` steps) before the tick cannot
+            // affect its windows: skip them instead of reading them.
+            let base = tick.saturating_sub(points as u64 + n) / n * n;
+            if base > self.step + n {
                 self.rewind();
-                self.step = (tick / n - 1) * n;
+                self.step = base;
+                self.history_from = base;
             }
         }
         while self.step < tick {
@@ -447,8 +455,10 @@ impl Feed {
 
     /// Whether memory still holds every window of an earlier tick.
     fn covers(&self, tick: u64, points: usize, book: &Option<Arc<str>>) -> bool {
-        let covered =
-            |b: &Book| !b.dropped || b.points.iter().filter(|p| p.step <= tick).count() >= points;
+        let whole = self.history_from == 0;
+        let covered = |b: &Book| {
+            (whole && !b.dropped) || b.points.iter().filter(|p| p.step <= tick).count() >= points
+        };
         match book {
             Some(name) => self
                 .index
@@ -462,6 +472,7 @@ impl Feed {
         self.rows = None;
         self.pending = None;
         self.step = 0;
+        self.history_from = 0;
         self.pass_steps = 0;
         self.pass = 0;
         self.resume = (0, 0);
@@ -532,7 +543,11 @@ impl Feed {
     /// Open the CSV where reading goes on; at offset 0 read and check the header.
     fn open_rows(&mut self) -> io::Result<()> {
         let (offset, line) = self.resume;
-        let source = (self.open)(offset)?;
+        let tail = Arc::new(TailSeen::default());
+        let source = Tail {
+            inner: (self.open)(offset)?,
+            seen: tail.clone(),
+        };
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -540,6 +555,7 @@ impl Feed {
             .from_reader(source);
         let mut rows = Rows {
             reader,
+            tail,
             record: csv::StringRecord::new(),
             base_offset: offset,
             base_line: line,
@@ -571,9 +587,9 @@ impl Feed {
             let read = rows.reader.read_record(&mut rows.record);
             let line = rows.base_line + rows.record.position().map_or(0, |p| p.line());
             let complete = match read {
-                // A record the reader only finished at the end of the file had no newline: when
-                // following, it may still be being written, so it is read again later.
-                Ok(true) => !(self.follow && rows.reader.is_done()),
+                // A record that ends where the file ends, without a newline, may still be being
+                // written: when following, it is read again later.
+                Ok(true) => !(self.follow && rows.tail.unfinished(rows.reader.position().byte())),
                 Ok(false) => false,
                 Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(csv_io(e)),
                 Err(e) => {
@@ -659,6 +675,36 @@ impl Book {
     }
 }
 
+/// The source of the CSV reader, remembering how much it handed out and its last byte.
+struct Tail {
+    inner: Box<dyn Read + Send>,
+    seen: Arc<TailSeen>,
+}
+
+#[derive(Default)]
+struct TailSeen {
+    bytes: AtomicU64,
+    last: AtomicU8,
+}
+
+impl TailSeen {
+    /// Whether a record ending at stream offset `end` ended at the last byte read, not on a newline.
+    fn unfinished(&self, end: u64) -> bool {
+        end == self.bytes.load(Ordering::Relaxed) && self.last.load(Ordering::Relaxed) != b'\n'
+    }
+}
+
+impl Read for Tail {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.seen.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            self.seen.last.store(buf[n - 1], Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
 fn parse_header(record: &csv::StringRecord) -> std::result::Result<Columns, String> {
     let find = |name: &str| {
         record
@@ -721,5 +767,244 @@ fn strip_csv_position(msg: &str) -> String {
     match msg.find(": ") {
         Some(i) if msg.starts_with("CSV") => msg[i + 2..].to_string(),
         _ => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// A CSV held in memory (it may grow, for `--follow`), counting opens and bytes read.
+    #[derive(Clone, Default)]
+    struct Memory {
+        text: Arc<Mutex<Vec<u8>>>,
+        opens: Arc<AtomicUsize>,
+        bytes: Arc<AtomicUsize>,
+    }
+
+    struct Counting {
+        inner: io::Cursor<Vec<u8>>,
+        bytes: Arc<AtomicUsize>,
+    }
+
+    impl Read for Counting {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.bytes.fetch_add(n, Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+
+    impl Memory {
+        fn new(text: &str) -> Memory {
+            let m = Memory::default();
+            m.text.lock().unwrap().extend_from_slice(text.as_bytes());
+            m
+        }
+
+        fn append(&self, text: &str) {
+            self.text.lock().unwrap().extend_from_slice(text.as_bytes());
+        }
+
+        fn feed(&self, at_end: AtEnd, follow: bool) -> Feed {
+            let me = self.clone();
+            let opener: Opener = Box::new(move |offset| {
+                me.opens.fetch_add(1, Ordering::Relaxed);
+                let mut inner = io::Cursor::new(me.text.lock().unwrap().clone());
+                inner.set_position(offset);
+                Ok(Box::new(Counting {
+                    inner,
+                    bytes: me.bytes.clone(),
+                }))
+            });
+            let mut feed = Feed::new(opener, at_end, follow, 1000);
+            feed.start().unwrap();
+            feed
+        }
+    }
+
+    fn series(prices: &[f64]) -> String {
+        let mut s = String::from("Timestamp,Price\n");
+        for (i, p) in prices.iter().enumerate() {
+            s.push_str(&format!("{},{p}\n", i + 1));
+        }
+        s
+    }
+
+    fn one(answer: std::result::Result<Answer, String>) -> Window {
+        match answer {
+            Ok(Answer::One(w)) => w,
+            other => panic!("expected one window, got {other:?}"),
+        }
+    }
+
+    /// The windows as the module doc defines them, computed from the whole series at once.
+    fn oracle(prices: &[f64], at_end: AtEnd, tick: u64, points: usize) -> Window {
+        let n = prices.len() as u64;
+        let last = match at_end {
+            AtEnd::Hold => tick.min(n),
+            AtEnd::Wrap => tick,
+        };
+        let first = last.saturating_sub(points as u64 - 1).max(1);
+        let row = |v: u64| (v - 1) % n + 1;
+        Window {
+            book: None,
+            prices: (first..=last)
+                .map(|v| prices[(row(v) - 1) as usize])
+                .collect(),
+            first_row: row(first),
+            last_row: row(last),
+        }
+    }
+
+    #[test]
+    fn tick_t_ends_at_row_t_and_the_end_is_held() {
+        let prices: Vec<f64> = (1..=20).map(f64::from).collect();
+        let mem = Memory::new(&series(&prices));
+        let mut feed = mem.feed(AtEnd::Hold, false);
+        let w = one(feed.answer(7, 5, None));
+        assert_eq!(w.prices, vec![3.0, 4.0, 5.0, 6.0, 7.0]);
+        assert_eq!((w.first_row, w.last_row), (3, 7));
+        assert_eq!(one(feed.answer(1, 5, None)).prices, vec![1.0]);
+        let end = one(feed.answer(500, 5, None));
+        assert_eq!(end.prices, vec![16.0, 17.0, 18.0, 19.0, 20.0]);
+        assert!(feed.answer(0, 5, None).is_err());
+        assert!(feed.answer(3, 0, None).is_err());
+        assert!(feed
+            .answer(3, 5, Some("b1"))
+            .unwrap_err()
+            .contains("no Book column"));
+    }
+
+    #[test]
+    fn reads_forward_lazily_and_answers_from_memory() {
+        let prices: Vec<f64> = (1..=20_000).map(f64::from).collect();
+        let mem = Memory::new(&series(&prices));
+        let total = mem.text.lock().unwrap().len();
+        let mut feed = mem.feed(AtEnd::Hold, false);
+        one(feed.answer(10, 5, None));
+        let read = mem.bytes.load(Ordering::Relaxed);
+        assert!(
+            read < 64 * 1024 && read < total / 2,
+            "read {read} of {total} bytes for tick 10"
+        );
+        // An earlier tick that memory still covers: no new open, same answer as a fresh feed.
+        let opens = mem.opens.load(Ordering::Relaxed);
+        assert_eq!(
+            one(feed.answer(8, 3, None)),
+            oracle(&prices, AtEnd::Hold, 8, 3)
+        );
+        assert_eq!(mem.opens.load(Ordering::Relaxed), opens);
+        // One memory no longer covers: re-read from the start.
+        assert_eq!(
+            one(feed.answer(2, 5, None)),
+            oracle(&prices, AtEnd::Hold, 2, 5)
+        );
+        assert_eq!(mem.opens.load(Ordering::Relaxed), opens + 1);
+    }
+
+    #[test]
+    fn bad_rows_are_skipped_and_the_rest_is_kept() {
+        let text = "Timestamp,Price\n1,10\n2,abc\n3\n4,NaN\n5,11\n6,12\n";
+        let mem = Memory::new(text);
+        let mut feed = mem.feed(AtEnd::Hold, false);
+        let w = one(feed.answer(3, 5, None));
+        assert_eq!(w.prices, vec![10.0, 11.0, 12.0]);
+        assert_eq!(feed.bad_rows(), 3);
+        // Re-reading does not report them again.
+        one(feed.answer(1, 5, None));
+        assert_eq!(feed.bad_rows(), 3);
+    }
+
+    #[test]
+    fn a_header_without_price_is_refused() {
+        let mem = Memory::new("When,Cost\n1,2\n");
+        let me = mem.clone();
+        let opener: Opener =
+            Box::new(move |_| Ok(Box::new(io::Cursor::new(me.text.lock().unwrap().clone()))));
+        let err = Feed::new(opener, AtEnd::Hold, false, 10)
+            .start()
+            .unwrap_err();
+        assert!(err.contains("Timestamp and Price"), "{err}");
+    }
+
+    #[test]
+    fn books_step_by_timestamp() {
+        let text = "Timestamp,Price,Book\n1,10,a\n1,20,b\n2,11,a\n2,21,b\n3,12,a\n3,30,\"c, the third\"\n4,13,a\n";
+        let mem = Memory::new(text);
+        let mut feed = mem.feed(AtEnd::Hold, false);
+        let Ok(Answer::Books(books)) = feed.answer(3, 2, None) else {
+            panic!("expected books")
+        };
+        let got: Vec<(Option<String>, Vec<f64>, u64, u64)> = books
+            .into_iter()
+            .map(|w| (w.book, w.prices, w.first_row, w.last_row))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("a".into()), vec![11.0, 12.0], 2, 3),
+                (Some("b".into()), vec![20.0, 21.0], 1, 2),
+                (Some("c, the third".into()), vec![30.0], 1, 1),
+            ]
+        );
+        let b = one(feed.answer(4, 5, Some("b")));
+        assert_eq!((b.book.as_deref(), b.prices.len()), (Some("b"), 2));
+        assert!(feed
+            .answer(4, 5, Some("zz"))
+            .unwrap_err()
+            .contains("no rows"));
+    }
+
+    #[test]
+    fn follow_picks_up_appended_rows_and_waits_for_a_whole_line() {
+        let mem = Memory::new("Timestamp,Price\n1,10\n2,11\n");
+        let mut feed = mem.feed(AtEnd::Hold, true);
+        assert_eq!(one(feed.answer(5, 5, None)).prices, vec![10.0, 11.0]);
+        mem.append("3,12\n4,1");
+        assert_eq!(one(feed.answer(5, 5, None)).prices, vec![10.0, 11.0, 12.0]);
+        mem.append("3\n");
+        let w = one(feed.answer(5, 5, None));
+        assert_eq!(w.prices, vec![10.0, 11.0, 12.0, 13.0]);
+        assert_eq!(w.last_row, 4);
+    }
+
+    #[test]
+    fn wrap_skips_whole_passes_far_behind() {
+        let prices: Vec<f64> = (1..=10).map(f64::from).collect();
+        let mem = Memory::new(&series(&prices));
+        let mut feed = mem.feed(AtEnd::Wrap, false);
+        assert_eq!(
+            one(feed.answer(12, 5, None)),
+            oracle(&prices, AtEnd::Wrap, 12, 5)
+        );
+        let before = mem.bytes.load(Ordering::Relaxed);
+        assert_eq!(
+            one(feed.answer(10_000_003, 5, None)),
+            oracle(&prices, AtEnd::Wrap, 10_000_003, 5)
+        );
+        let read = mem.bytes.load(Ordering::Relaxed) - before;
+        assert!(read < 10_000, "read {read} bytes to skip a million passes");
+    }
+
+    proptest! {
+        /// Any sequence of requests gets the oracle's windows, whatever memory held before.
+        #[test]
+        fn answers_match_the_oracle(
+            prices in prop::collection::vec(1u32..100_000, 1..60),
+            requests in prop::collection::vec((1u64..200, 1usize..9), 1..30),
+            wrap: bool,
+        ) {
+            let prices: Vec<f64> = prices.into_iter().map(|p| f64::from(p) / 100.0).collect();
+            let at_end = if wrap { AtEnd::Wrap } else { AtEnd::Hold };
+            let mem = Memory::new(&series(&prices));
+            let mut feed = mem.feed(at_end, false);
+            for (tick, points) in requests {
+                prop_assert_eq!(one(feed.answer(tick, points, None)), oracle(&prices, at_end, tick, points));
+            }
+        }
     }
 }
