@@ -50,6 +50,23 @@ pub async fn stop_signal() -> Stop {
     }
 }
 
+/// Like [`stop_signal`], but the handlers are installed now rather than at the first poll, so a
+/// signal that arrives between this call and the serving loop is not lost (call it before [`bind`]
+/// announces the address, inside the runtime).
+pub fn stop_signal_installed() -> Result<impl Future<Output = Stop> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Error::io("installing a SIGTERM handler", e))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| Error::io("installing a SIGINT handler", e))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => Stop::Terminate,
+            _ = int.recv() => Stop::Interrupt,
+        }
+    })
+}
+
 /// Bind `addr` (e.g. `127.0.0.1:0`) and announce the bound address on stderr.
 pub fn bind(addr: &str) -> Result<StdListener> {
     let addrs: Vec<SocketAddr> = addr

@@ -112,10 +112,14 @@ pub fn run(config: &Config) -> Result<()> {
     if !(0.0..=1.0).contains(&config.fail_rate) {
         return Err(Error::usage("--fail-rate must be between 0 and 1"));
     }
-    let listener = server::bind(&config.listen)?;
-    let app = router(config);
     let runtime = server::runtime(config.threads)?;
-    let stop = runtime.block_on(server::serve(listener, app, server::stop_signal()))?;
+    let app = router(config);
+    let stop = runtime.block_on(async {
+        // Signals are handled from before the address is announced: a test may signal at once.
+        let stop = server::stop_signal_installed()?;
+        let listener = server::bind(&config.listen)?;
+        server::serve(listener, app, stop).await
+    })?;
     stop.into_result()
 }
 
