@@ -20,6 +20,7 @@ use pipeworks::time::Duration;
 #[command(
     name = "reprice",
     version,
+    args_override_self = true,
     after_help = "\
 Examples:
   price-api &  ticker 5s | reprice --csv examples/data.csv

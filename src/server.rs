@@ -57,8 +57,8 @@ pub fn stop_signal_installed() -> Result<impl Future<Output = Stop> + Send + 'st
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())
         .map_err(|e| Error::io("installing a SIGTERM handler", e))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| Error::io("installing a SIGINT handler", e))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io("installing a SIGINT handler", e))?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => Stop::Terminate,

@@ -50,9 +50,15 @@ fn ticker_reports_missed_ticks_after_a_stall_instead_of_bursting() {
     let next = ticker.json();
     let missed = next["missed"].as_u64().unwrap_or(0);
     assert!(missed >= 3, "after a 400 ms stall: {first} then {next}");
-    assert_eq!(next["tick"].as_u64().unwrap(), first["tick"].as_u64().unwrap() + missed + 1);
+    assert_eq!(
+        next["tick"].as_u64().unwrap(),
+        first["tick"].as_u64().unwrap() + missed + 1
+    );
     let after = ticker.json();
-    assert_eq!(after["tick"].as_u64().unwrap(), next["tick"].as_u64().unwrap() + 1);
+    assert_eq!(
+        after["tick"].as_u64().unwrap(),
+        next["tick"].as_u64().unwrap() + 1
+    );
     assert!(after.get("missed").is_none());
     assert!(ticker.is_running());
 }
@@ -89,7 +95,10 @@ fn ticker_keeps_ticking_into_a_fifo_with_no_reader_and_resumes() {
     let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert!(first["unread"].as_u64().unwrap() >= 1, "{first}");
     let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(second["tick"].as_u64().unwrap(), first["tick"].as_u64().unwrap() + 1);
+    assert_eq!(
+        second["tick"].as_u64().unwrap(),
+        first["tick"].as_u64().unwrap() + 1
+    );
     ticker.wait_stderr("reader attached", WITHIN);
 
     // The reader dies: the ticker notices, keeps ticking, and a new reader gets later ticks.
@@ -98,7 +107,10 @@ fn ticker_keeps_ticking_into_a_fifo_with_no_reader_and_resumes() {
     assert!(ticker.is_running());
     let mut again = BufReader::new(std::fs::File::open(&fifo).unwrap()).lines();
     let resumed: Value = serde_json::from_str(&again.next().unwrap().unwrap()).unwrap();
-    assert!(resumed["tick"].as_u64().unwrap() > second["tick"].as_u64().unwrap() + 1, "{resumed}");
+    assert!(
+        resumed["tick"].as_u64().unwrap() > second["tick"].as_u64().unwrap() + 1,
+        "{resumed}"
+    );
     assert!(resumed["unread"].as_u64().unwrap() >= 1, "{resumed}");
     assert!(ticker.is_running());
 }
@@ -108,7 +120,11 @@ fn ticker_refuses_bad_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("plain");
     std::fs::write(&plain, "").unwrap();
-    let r = run(&exe("ticker"), &["1s", "--out", plain.to_str().unwrap()], b"");
+    let r = run(
+        &exe("ticker"),
+        &["1s", "--out", plain.to_str().unwrap()],
+        b"",
+    );
     r.expect_code(2);
     assert!(r.stderr.contains("not a named pipe"), "{}", r.describe());
     run(&exe("ticker"), &["5"], b"").expect_code(2);
@@ -136,7 +152,10 @@ fn data_manager_serves_the_challenge_csv_row_by_row() {
     let prices = csv_prices(&csv);
     assert_eq!(prices.len(), 977);
     let ticks = [1u64, 5, 6, 123, 977, 978, 5000, 3];
-    let requests: Vec<Value> = ticks.iter().map(|&t| json!({"id": t, "tick": t, "points": 5})).collect();
+    let requests: Vec<Value> = ticks
+        .iter()
+        .map(|&t| json!({"id": t, "tick": t, "points": 5}))
+        .collect();
     let r = ask(&csv, &[], &requests);
     r.expect_code(0);
     let replies = r.json_lines();
@@ -158,13 +177,25 @@ fn data_manager_wraps_and_serves_the_synthetic_example() {
     let csv = example("data.csv");
     let prices = csv_prices(&csv);
     let n = prices.len() as u64;
-    let r = ask(&csv, &["--at-end", "wrap"], &[json!({"id": 1, "tick": n + 2, "points": 4})]);
+    let r = ask(
+        &csv,
+        &["--at-end", "wrap"],
+        &[json!({"id": 1, "tick": n + 2, "points": 4})],
+    );
     r.expect_code(0);
     let reply = &r.json_lines()[0];
     let got: Vec<f64> = serde_json::from_value(reply["prices"].clone()).unwrap();
-    let want = vec![prices[n as usize - 2], prices[n as usize - 1], prices[0], prices[1]];
+    let want = vec![
+        prices[n as usize - 2],
+        prices[n as usize - 1],
+        prices[0],
+        prices[1],
+    ];
     assert_eq!(got, want, "{reply}");
-    assert_eq!((reply["first_row"].as_u64(), reply["last_row"].as_u64()), (Some(n - 1), Some(2)));
+    assert_eq!(
+        (reply["first_row"].as_u64(), reply["last_row"].as_u64()),
+        (Some(n - 1), Some(2))
+    );
 }
 
 #[test]
@@ -179,12 +210,25 @@ fn data_manager_reports_bad_rows_and_requests_and_goes_on() {
     let replies = r.json_lines();
     assert_eq!(replies.len(), 4, "{}", r.describe());
     assert_eq!(replies[0]["prices"], json!([10.5, 11.5, 12.5]));
-    assert!(replies[1]["error"].as_str().unwrap().starts_with("line 2:"), "{}", r.describe());
+    assert!(
+        replies[1]["error"].as_str().unwrap().starts_with("line 2:"),
+        "{}",
+        r.describe()
+    );
     assert_eq!(replies[2]["id"], json!(2));
     assert!(replies[2]["error"].is_string());
     assert_eq!(replies[3]["prices"], json!([10.5, 11.5]));
-    assert!(r.stderr.contains("prices.csv: line 3: Price \"ten\" is not a number"), "{}", r.describe());
-    assert!(r.stderr.contains("data-manager: line 2:"), "{}", r.describe());
+    assert!(
+        r.stderr
+            .contains("prices.csv: line 3: Price \"ten\" is not a number"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.stderr.contains("data-manager: line 2:"),
+        "{}",
+        r.describe()
+    );
     assert!(r.stderr.contains("skipped 1 bad row"), "{}", r.describe());
 
     let missing = ask("/nonexistent/prices.csv", &[], &[]);
@@ -192,12 +236,23 @@ fn data_manager_reports_bad_rows_and_requests_and_goes_on() {
     std::fs::write(dir.path().join("bad.csv"), "When,Cost\n1,2\n").unwrap();
     let header = ask(dir.path().join("bad.csv").to_str().unwrap(), &[], &[]);
     header.expect_code(1);
-    assert!(header.stderr.contains("Timestamp and Price"), "{}", header.describe());
+    assert!(
+        header.stderr.contains("Timestamp and Price"),
+        "{}",
+        header.describe()
+    );
 }
 
 #[test]
 fn data_manager_answers_for_many_books() {
-    let r = ask(&example("books.csv"), &[], &[json!({"id": 1, "tick": 7}), json!({"id": 2, "tick": 7, "book": "book-00002", "points": 2})]);
+    let r = ask(
+        &example("books.csv"),
+        &[],
+        &[
+            json!({"id": 1, "tick": 7}),
+            json!({"id": 2, "tick": 7, "book": "book-00002", "points": 2}),
+        ],
+    );
     r.expect_code(0);
     let replies = r.json_lines();
     let books = replies[0]["books"].as_array().unwrap();
@@ -205,10 +260,16 @@ fn data_manager_answers_for_many_books() {
     assert_eq!(names, ["book-00001", "book-00002", "book-00003"]);
     for b in books {
         assert_eq!(b["prices"].as_array().unwrap().len(), 5);
-        assert_eq!((b["first_row"].as_u64(), b["last_row"].as_u64()), (Some(3), Some(7)));
+        assert_eq!(
+            (b["first_row"].as_u64(), b["last_row"].as_u64()),
+            (Some(3), Some(7))
+        );
     }
     assert_eq!(replies[1]["book"], json!("book-00002"));
-    assert_eq!(replies[1]["prices"], json!(books[1]["prices"].as_array().unwrap()[3..]));
+    assert_eq!(
+        replies[1]["prices"],
+        json!(books[1]["prices"].as_array().unwrap()[3..])
+    );
 }
 
 #[test]
@@ -217,14 +278,25 @@ fn data_manager_follows_a_growing_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.csv");
     std::fs::write(&path, "Timestamp,Price\n1,10\n").unwrap();
-    let mut dm = Proc::start("data-manager", &["--csv", path.to_str().unwrap(), "--follow"], Stdio::piped());
+    let mut dm = Proc::start(
+        "data-manager",
+        &["--csv", path.to_str().unwrap(), "--follow"],
+        Stdio::piped(),
+    );
     dm.send("{\"id\":1,\"tick\":3}\n");
     assert_eq!(dm.json()["prices"], json!([10]));
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     file.write_all(b"2,11\n3,1").unwrap();
     file.flush().unwrap();
     dm.send("{\"id\":2,\"tick\":3}\n");
-    assert_eq!(dm.json()["prices"], json!([10, 11]), "a half-written row is not read yet");
+    assert_eq!(
+        dm.json()["prices"],
+        json!([10, 11]),
+        "a half-written row is not read yet"
+    );
     file.write_all(b"2\n").unwrap();
     dm.send("{\"id\":3,\"tick\":3}\n");
     let reply = dm.json();
@@ -256,7 +328,8 @@ fn call(agent: &ureq::Agent, method: &str, url: &str, body: Option<&str>) -> (u1
     .unwrap();
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().unwrap();
-    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: body {text:?} is not JSON: {e}"));
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method} {url}: body {text:?} is not JSON: {e}"));
     (status, json)
 }
 
@@ -271,7 +344,8 @@ fn price_api_issues_unique_ids_and_answers_sales_by_parity() {
             let agent = agent();
             (0..50)
                 .map(|_| {
-                    let (status, body) = call(&agent, "POST", &format!("{base}/register-request"), None);
+                    let (status, body) =
+                        call(&agent, "POST", &format!("{base}/register-request"), None);
                     assert_eq!(status, 200);
                     body["id"].as_u64().unwrap()
                 })
@@ -281,16 +355,30 @@ fn price_api_issues_unique_ids_and_answers_sales_by_parity() {
     let mut ids: Vec<u64> = Vec::new();
     for h in handles {
         let mine = h.join().unwrap();
-        assert!(mine.windows(2).all(|w| w[0] < w[1]), "ids increase for each client");
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "ids increase for each client"
+        );
         ids.extend(mine);
     }
     ids.sort_unstable();
     assert_eq!(ids, (1..=200).collect::<Vec<u64>>());
     let agent = agent();
-    let (status, body) = call(&agent, "POST", &format!("{base}/register-request"), Some(r#"{"book":"b1","price":10}"#));
+    let (status, body) = call(
+        &agent,
+        "POST",
+        &format!("{base}/register-request"),
+        Some(r#"{"book":"b1","price":10}"#),
+    );
     assert_eq!((status, body), (200, json!({"id": 201})));
-    assert_eq!(call(&agent, "GET", &format!("{base}/request-data/200"), None), (200, json!({"sold": true})));
-    assert_eq!(call(&agent, "GET", &format!("{base}/request-data/201"), None), (200, json!({"sold": false})));
+    assert_eq!(
+        call(&agent, "GET", &format!("{base}/request-data/200"), None),
+        (200, json!({"sold": true}))
+    );
+    assert_eq!(
+        call(&agent, "GET", &format!("{base}/request-data/201"), None),
+        (200, json!({"sold": false}))
+    );
 }
 
 #[test]
@@ -323,24 +411,51 @@ fn price_api_answers_every_error_with_json() {
     let mut answer = Vec::new();
     let _ = raw.read_to_end(&mut answer);
     drop(std::net::TcpStream::connect(api.addr).unwrap());
-    assert_eq!(call(&agent, "GET", &format!("{base}/request-data/1"), None), (200, json!({"sold": false})));
+    assert_eq!(
+        call(&agent, "GET", &format!("{base}/request-data/1"), None),
+        (200, json!({"sold": false}))
+    );
 }
 
 #[test]
 fn price_api_plays_the_overloaded_server() {
-    let failing = Daemon::ours(&exe("price-api"), &["--listen", "127.0.0.1:0", "--fail-rate", "1"]);
+    let failing = Daemon::ours(
+        &exe("price-api"),
+        &["--listen", "127.0.0.1:0", "--fail-rate", "1"],
+    );
     let agent = agent();
-    let (status, body) = call(&agent, "POST", &format!("{}/register-request", failing.url()), None);
+    let (status, body) = call(
+        &agent,
+        "POST",
+        &format!("{}/register-request", failing.url()),
+        None,
+    );
     assert_eq!(status, 503);
     assert!(body["error"].is_string());
     let (_, health) = call(&agent, "GET", &format!("{}/health", failing.url()), None);
-    assert_eq!(health["issued"], json!(0), "a refused registration issues no id");
+    assert_eq!(
+        health["issued"],
+        json!(0),
+        "a refused registration issues no id"
+    );
 
-    let slow = Daemon::ours(&exe("price-api"), &["--listen", "127.0.0.1:0", "--latency", "150ms..200ms"]);
+    let slow = Daemon::ours(
+        &exe("price-api"),
+        &["--listen", "127.0.0.1:0", "--latency", "150ms..200ms"],
+    );
     let started = Instant::now();
-    let (status, _) = call(&agent, "POST", &format!("{}/register-request", slow.url()), None);
+    let (status, _) = call(
+        &agent,
+        "POST",
+        &format!("{}/register-request", slow.url()),
+        None,
+    );
     assert_eq!(status, 200);
-    assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

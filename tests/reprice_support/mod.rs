@@ -80,7 +80,13 @@ impl Proc {
         let stderr = Arc::new(Mutex::new(String::new()));
         let out = pump(child.stdout.take().unwrap(), None);
         let err = pump(child.stderr.take().unwrap(), Some(stderr.clone()));
-        Proc { name: format!("{name} {}", args.join(" ")), child, out, err, stderr }
+        Proc {
+            name: format!("{name} {}", args.join(" ")),
+            child,
+            out,
+            err,
+            stderr,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -92,7 +98,11 @@ impl Proc {
     }
 
     fn context(&self) -> String {
-        format!("{}\n--- stderr so far ---\n{}", self.name, self.stderr_text())
+        format!(
+            "{}\n--- stderr so far ---\n{}",
+            self.name,
+            self.stderr_text()
+        )
     }
 
     /// The next stdout line, or `None` once stdout is closed.
@@ -100,8 +110,15 @@ impl Proc {
         match self.out.recv_timeout(within) {
             Ok(line) => Some(line),
             Err(RecvTimeoutError::Disconnected) => None,
-            Err(RecvTimeoutError::Timeout) => panic!("no stdout line within {within:?} from {}", self.context()),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("no stdout line within {within:?} from {}", self.context())
+            }
         }
+    }
+
+    /// The next stdout line if one comes within `within`.
+    pub fn poll_line(&self, within: Duration) -> Option<String> {
+        self.out.recv_timeout(within).ok()
     }
 
     pub fn json(&self) -> Value {
@@ -115,7 +132,9 @@ impl Proc {
     pub fn rest(&self) -> Vec<Value> {
         let mut all = Vec::new();
         while let Some(line) = self.next_line(WITHIN) {
-            all.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}")));
+            all.push(
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}")),
+            );
         }
         all
     }
@@ -128,7 +147,10 @@ impl Proc {
             match self.err.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
-                Err(_) => panic!("no stderr line with {needle:?} within {within:?} from {}", self.context()),
+                Err(_) => panic!(
+                    "no stderr line with {needle:?} within {within:?} from {}",
+                    self.context()
+                ),
             }
         }
     }
@@ -157,7 +179,11 @@ impl Proc {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "did not exit within {within:?}: {}", self.context());
+            assert!(
+                Instant::now() < deadline,
+                "did not exit within {within:?}: {}",
+                self.context()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -191,18 +217,30 @@ pub fn usage(pid: i32) -> Usage {
             .map(|v| v.split_whitespace().next().unwrap().parse().unwrap())
             .unwrap_or(0)
     };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-    Usage { rss_kb: field("VmRSS:"), fds, threads: field("Threads:") }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    Usage {
+        rss_kb: field("VmRSS:"),
+        fds,
+        threads: field("Threads:"),
+    }
 }
 
 /// Pids of the live children of `pid`.
 pub fn children(pid: i32) -> Vec<i32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
         // Fields after the command name (which is in parentheses and may hold spaces).
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(pid) && fields[0] != "Z" {
             found.push(child);
@@ -219,13 +257,19 @@ pub fn only_child(pid: i32, within: Duration) -> i32 {
         if kids.len() == 1 {
             return kids[0];
         }
-        assert!(Instant::now() < deadline, "process {pid} has children {kids:?}");
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} has children {kids:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
