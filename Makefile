@@ -45,3 +45,9 @@ install:
 
 clean:
 	$(CARGO) clean
+
+# The repricing loop (issue 6): price-api, ticker into a FIFO, reprice on examples/data.csv; kills
+# and restarts the data manager, reprice and price-api in turn while the rest keep going.
+.PHONY: demo-reprice
+demo-reprice: release
+	@bash examples/demo-reprice.sh

@@ -16,8 +16,8 @@
 //! For each tick: ask the data manager (a supervised child, [`super::supervisor`]) for the last
 //! `--points` prices of every book; then, per book, `POST /register-request`, wait
 //! `--poll-after`, `GET /request-data/{id}`, and print `price` = avg × 1.1 if sold, × 0.9 if not,
-//! rounded to cents (`avg_comp_price` is the exact mean). `book` is `null` for a CSV without a
-//! Book column.
+//! rounded to cents (`avg_comp_price` is the mean rounded to a millionth). `book` is `null` for a
+//! CSV without a Book column.
 //!
 //! - A tick never waits for an earlier one: each tick is a task, each book a task within it, and
 //!   the wait before polling is a timer, so no thread is held while it runs.
@@ -347,6 +347,8 @@ async fn repriced(
     window: &Window,
 ) -> std::result::Result<PriceLine, String> {
     let avg = pricing::average(&window.prices).ok_or("the data manager sent no prices")?;
+    // Money: the average to a millionth (no float noise in the output), the price to the cent.
+    let avg = (avg * 1e6).round() / 1e6;
     let body = serde_json::json!({
         "tick": tick,
         "book": window.book,
