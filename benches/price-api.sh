@@ -47,7 +47,10 @@ for _ in $(seq 100); do curl -s "http://127.0.0.1:$NPORT/request-data/2" >/dev/n
 
 rps() { # command... -> requests/s
   echo "\$ $*" >&2
-  "$@" | tee /dev/stderr | awk '/Requests\/sec/ {print $2}'
+  local out
+  out=$("$@")
+  echo "$out" >&2
+  awk '/Requests\/sec/ {print $2}' <<<"$out"
 }
 declare -A RESULT
 for target in price-api nginx; do

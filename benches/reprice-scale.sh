@@ -25,7 +25,9 @@ URL=$(grep -o 'http://[0-9.:]*' "$TMP/api.err" | head -1)
 curl -s -XPOST "$URL/register-request" >/dev/null; curl -s -XPOST "$URL/register-request" >/dev/null
 
 echo "\$ wrk -t2 -c64 -d5s $URL/request-data/2"
-WRK=$(wrk -t2 -c64 -d5s "$URL/request-data/2" | tee /dev/stderr | awk '/Requests\/sec/ {print $2}')
+WRK_OUT=$(wrk -t2 -c64 -d5s "$URL/request-data/2")
+echo "$WRK_OUT"
+WRK=$(awk '/Requests\/sec/ {print $2}' <<<"$WRK_OUT")
 
 echo
 echo "| books | tick | priced within the 5 s tick | failed | last price after tick | books/s | share of wrk's req/s |"
