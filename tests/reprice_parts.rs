@@ -24,14 +24,21 @@ fn ticker_counts_on_an_absolute_schedule() {
     let r = run(&exe("ticker"), &["20ms", "--count", "5"], b"");
     r.expect_code(0);
     let ticks = r.json_lines();
-    assert_eq!(ticks.len(), 5, "{}", r.describe());
-    for (i, t) in ticks.iter().enumerate() {
-        assert_eq!(t["tick"], json!(i + 1));
-        assert!(t.get("missed").is_none(), "{}", r.describe());
+    // On a loaded machine a tick may be missed (and reported); the schedule still holds exactly.
+    let mut expected = 1;
+    for t in &ticks {
+        let missed = t["missed"].as_u64().unwrap_or(0);
+        assert_eq!(t["tick"], json!(expected + missed), "{}", r.describe());
+        expected += missed + 1;
     }
-    // Due times are exactly one period apart, whatever the scheduling jitter.
+    assert_eq!(expected, 6, "ends with tick 5\n{}", r.describe());
+    // Due times are exact multiples of the period, whatever the scheduling jitter.
     for pair in ticks.windows(2) {
-        assert_eq!(micros(&pair[1]["at"]) - micros(&pair[0]["at"]), 20_000);
+        let gap = pair[1]["tick"].as_i64().unwrap() - pair[0]["tick"].as_i64().unwrap();
+        assert_eq!(
+            micros(&pair[1]["at"]) - micros(&pair[0]["at"]),
+            20_000 * gap
+        );
     }
     let aligned = run(&exe("ticker"), &["100ms", "--align", "--count", "2"], b"");
     for t in aligned.expect_code(0).json_lines() {
@@ -74,7 +81,7 @@ fn ticker_ends_quietly_when_its_reader_goes_away() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     out.read_line(&mut first).unwrap();
-    assert!(first.starts_with("{\"tick\":1,"), "{first}");
+    assert!(first.starts_with("{\"tick\":"), "{first}");
     drop(out); // like `| head -1`
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));

@@ -6,8 +6,9 @@
 //! - A child that dies (EOF on its stdout), stops reading its requests, or leaves a request
 //!   unanswered for twice the request timeout is killed and restarted after a backoff that doubles
 //!   from `backoff_min` to `backoff_max` and resets after a good reply. The requests it held fail
-//!   at once ("at most the ticks in flight are lost"); requests made while it is down fail at once
-//!   too, rather than queue.
+//!   at once: at most the ticks in flight are lost. Requests made while it is down wait for the
+//!   new child (up to [`HELD_MAX`] of them; their callers' timeout still applies, and one whose
+//!   caller gave up is dropped unsent).
 //! - Its stderr is ours, so its own diagnostics (`data-manager: …`) show in the same place.
 //! - Dropping the last [`DataManager`] handle closes the child's stdin; it exits at that EOF.
 
@@ -37,6 +38,9 @@ pub struct Spec {
 }
 
 type Answered = std::result::Result<Answer, String>;
+
+/// Requests kept while the child is down; more than this fail at once.
+pub const HELD_MAX: usize = 1024;
 
 struct Job {
     tick: u64,
@@ -84,6 +88,7 @@ impl DataManager {
 async fn supervise(spec: Spec, mut jobs: mpsc::Receiver<Job>) {
     let mut backoff = spec.backoff_min;
     let mut next_id = 0u64;
+    let mut held: Vec<Job> = Vec::new();
     loop {
         let started = Command::new(&spec.program)
             .args(&spec.args)
@@ -93,7 +98,16 @@ async fn supervise(spec: Spec, mut jobs: mpsc::Receiver<Job>) {
             .kill_on_drop(true)
             .spawn();
         let why = match started {
-            Ok(child) => match serve(&spec, child, &mut jobs, &mut next_id, &mut backoff).await {
+            Ok(child) => match serve(
+                &spec,
+                child,
+                &mut jobs,
+                &mut held,
+                &mut next_id,
+                &mut backoff,
+            )
+            .await
+            {
                 Some(why) => why,
                 None => return,
             },
@@ -103,7 +117,7 @@ async fn supervise(spec: Spec, mut jobs: mpsc::Receiver<Job>) {
             "data manager {why}; restarting it in {}",
             time::Duration(backoff)
         ));
-        if !refuse_for(&mut jobs, backoff).await {
+        if !hold_for(&mut jobs, &mut held, backoff).await {
             return;
         }
         backoff = (backoff * 2).min(spec.backoff_max);
@@ -115,6 +129,7 @@ async fn serve(
     spec: &Spec,
     mut child: Child,
     jobs: &mut mpsc::Receiver<Job>,
+    held: &mut Vec<Job>,
     next_id: &mut u64,
     backoff: &mut Duration,
 ) -> Option<String> {
@@ -144,6 +159,21 @@ async fn serve(
     let mut stalled_since: Option<Instant> = None;
     let mut watch = tokio::time::interval(spec.timeout);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Requests held while the child was down go first.
+    for job in std::mem::take(held) {
+        if job.reply.is_closed() {
+            continue;
+        }
+        *next_id += 1;
+        let line = request_line(*next_id, &job);
+        if let Err(why) = send(&mut stdin, line.as_bytes(), spec.timeout).await {
+            let _ = job.reply.send(Err(format!("data manager {why}")));
+            continue;
+        }
+        pending.insert(*next_id, job.reply);
+        outstanding += 1;
+        stalled_since.get_or_insert_with(Instant::now);
+    }
     let why = loop {
         tokio::select! {
             job = jobs.recv() => {
@@ -154,11 +184,11 @@ async fn serve(
                     reader.abort();
                     return None;
                 };
+                if job.reply.is_closed() {
+                    continue;
+                }
                 *next_id += 1;
-                let line = format!(
-                    "{{\"id\":{},\"tick\":{},\"points\":{}}}\n",
-                    *next_id, job.tick, job.points
-                );
+                let line = request_line(*next_id, &job);
                 match send(&mut stdin, line.as_bytes(), spec.timeout).await {
                     Ok(()) => {
                         pending.insert(*next_id, job.reply);
@@ -210,6 +240,13 @@ async fn serve(
     Some(format!("{why}, {how}"))
 }
 
+fn request_line(id: u64, job: &Job) -> String {
+    format!(
+        "{{\"id\":{id},\"tick\":{},\"points\":{}}}\n",
+        job.tick, job.points
+    )
+}
+
 async fn send(stdin: &mut ChildStdin, line: &[u8], within: Duration) -> Result<(), String> {
     match tokio::time::timeout(within, async {
         stdin.write_all(line).await?;
@@ -235,14 +272,20 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// While the child is down: fail every request at once for `pause`. False when the handles are gone.
-async fn refuse_for(jobs: &mut mpsc::Receiver<Job>, pause: Duration) -> bool {
+/// While the child is down: keep requests for the next one, for `pause`. False when the handles
+/// are gone.
+async fn hold_for(jobs: &mut mpsc::Receiver<Job>, held: &mut Vec<Job>, pause: Duration) -> bool {
     let until = tokio::time::Instant::now() + pause;
     loop {
         tokio::select! {
             job = jobs.recv() => match job {
                 Some(job) => {
-                    let _ = job.reply.send(Err("data manager is restarting".into()));
+                    held.retain(|job| !job.reply.is_closed());
+                    if held.len() < HELD_MAX {
+                        held.push(job);
+                    } else {
+                        let _ = job.reply.send(Err("data manager is restarting".into()));
+                    }
                 }
                 None => return false,
             },
