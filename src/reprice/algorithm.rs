@@ -23,7 +23,9 @@
 //!   the wait before polling is a timer, so no thread is held while it runs.
 //! - Work is bounded: a book whose previous tick is still in flight is skipped for this tick and
 //!   reported; HTTP requests run at most `--max-connections` at a time over kept-alive connections
-//!   with `--http-timeout`; a data-manager request waits at most `--dm-timeout`.
+//!   with `--http-timeout`, half the slots for registrations and half for polls (so due polls are
+//!   not queued behind the registrations of later books); a data-manager request waits at most
+//!   `--dm-timeout`.
 //! - Every tick ends, for every book, in a price line on stdout or an error line on stderr
 //!   (`reprice: tick 12: price-api: …`, `reprice: tick 12 book "b7": skipped: …`); a failure
 //!   costs that tick's result and nothing else. Bad tick lines are reported with their line
@@ -127,7 +129,10 @@ pub fn run(config: &Config) -> Result<()> {
 struct Loop {
     dm: DataManager,
     http: reqwest::Client,
-    connections: Semaphore,
+    /// Request slots, half for registrations and half for polls: a poll that is due is never
+    /// queued behind the registrations of thousands of later books.
+    register_slots: Semaphore,
+    poll_slots: Semaphore,
     register_url: String,
     data_url: String,
     poll_after: Duration,
@@ -156,7 +161,8 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
     let state = Arc::new(Loop {
         dm,
         http,
-        connections: Semaphore::new(config.max_connections),
+        register_slots: Semaphore::new((config.max_connections / 2).max(1)),
+        poll_slots: Semaphore::new((config.max_connections - config.max_connections / 2).max(1)),
         register_url: format!("{api}/register-request"),
         data_url: format!("{api}/request-data/"),
         poll_after: config.poll_after.std(),
@@ -356,7 +362,7 @@ async fn repriced(
     });
     let registered: Registered = {
         let _slot = state
-            .connections
+            .register_slots
             .acquire()
             .await
             .map_err(|e| e.to_string())?;
@@ -366,7 +372,7 @@ async fn repriced(
     tokio::time::sleep(state.poll_after).await;
     let sale: Sale = {
         let _slot = state
-            .connections
+            .poll_slots
             .acquire()
             .await
             .map_err(|e| e.to_string())?;
