@@ -96,3 +96,9 @@ demo-chat: release
 	@echo "type a line here to speak as the bot; Ctrl-C stops the relay."
 	@echo '$$ $(RELEASE)/chat-relay --listen $(CHAT_LISTEN) --workers 4'
 	@$(RELEASE)/chat-relay --listen $(CHAT_LISTEN) --workers 4
+
+# The repricing loop (issue 6): price-api, ticker into a FIFO, reprice on examples/data.csv; kills
+# and restarts the data manager, reprice and price-api in turn while the rest keep going.
+.PHONY: demo-reprice
+demo-reprice: release
+	@bash examples/demo-reprice.sh

@@ -18,6 +18,7 @@
 //! - [`allocate`]: the cheapest shipment of an order from ranked warehouses, and a crash-safe live
 //!   inventory;
 //! - [`chat`]: chat-relay, a forking WebSocket chat whose broadcast crosses processes and machines.
+//! - [`reprice`]: the book-repricing loop (ticker, data-manager, price-api, reprice).
 
 pub mod allocate;
 pub mod chat;
@@ -29,6 +30,7 @@ pub mod input;
 pub mod load_monitor;
 pub mod minute_stats;
 pub mod output;
+pub mod reprice;
 pub mod runner;
 pub mod server;
 pub mod time;

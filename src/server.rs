@@ -39,21 +39,10 @@ impl Stop {
     }
 }
 
-/// Resolves at the first SIGTERM or SIGINT.
-pub async fn stop_signal() -> Stop {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => Stop::Terminate,
-        _ = int.recv() => Stop::Interrupt,
-    }
-}
-
-/// Like [`stop_signal`], but the handlers are installed now, not at the first poll. Call it inside
-/// the runtime before [`bind`] announces the address: a SIGTERM sent as soon as the listening
-/// line appears is then a graceful stop, not the default kill.
-pub fn stop_signal_armed() -> Result<impl Future<Output = Stop> + Send + 'static> {
+/// Install the SIGTERM and SIGINT handlers now and return a future that resolves at the first of
+/// them. Call it inside the runtime *before* [`bind`] announces the address: a signal sent as soon
+/// as the listening line appears is then a graceful stop, not the default kill.
+pub fn stop_signal() -> Result<impl Future<Output = Stop> + Send + 'static> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())
         .map_err(|e| Error::io("installing a SIGTERM handler", e))?;
@@ -100,63 +89,72 @@ pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::io("starting the async runtime", e))
 }
 
-/// Serve `app` on `listener` until `stop` resolves, then finish in-flight requests and return.
+/// How long in-flight requests may take to finish after the stop signal, by default.
+pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serve `app` on `listener` until `stop` resolves, then let in-flight requests finish for up to
+/// [`DEFAULT_GRACE`] and return why it stopped.
 pub async fn serve(
     listener: StdListener,
     app: Router,
     stop: impl Future<Output = Stop> + Send + 'static,
 ) -> Result<Stop> {
-    let listener = tokio::net::TcpListener::from_std(listener)
-        .map_err(|e| Error::io("registering the listener", e))?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let shutdown = async move {
-        let why = stop.await;
-        let _ = tx.send(why);
-    };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::io("serving", e))?;
-    Ok(rx.await.unwrap_or(Stop::Terminate))
+    serve_with_grace(listener, app, stop, DEFAULT_GRACE).await
 }
 
-/// Like [`serve`], but once `stop` has resolved, in-flight requests get at most `grace` to finish:
-/// a client that stalls in the middle of a request (or keeps one open on purpose) cannot hold the
-/// stop, and whatever the program does after serving (flushing, saving) still happens. The
-/// connections still open at the deadline are dropped with the runtime.
+/// Like [`serve`] with a chosen grace period.
 pub async fn serve_with_grace(
     listener: StdListener,
     app: Router,
     stop: impl Future<Output = Stop> + Send + 'static,
     grace: std::time::Duration,
 ) -> Result<Stop> {
-    use std::sync::{Arc, Mutex};
-    let stopped = Arc::new(tokio::sync::Notify::new());
-    let why = Arc::new(Mutex::new(None));
-    let stop = {
-        let (stopped, why) = (stopped.clone(), why.clone());
-        async move {
-            let w = stop.await;
-            *why.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
-            stopped.notify_one();
-            w
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .map_err(|e| Error::io("registering the listener", e))?;
+    serve_on(listener, app, stop, grace).await
+}
+
+/// Serve on any axum [`Listener`](axum::serve::Listener) (chat-relay's workers use one that shares
+/// accepts fairly between processes on the same socket). Once `stop` has resolved, in-flight
+/// requests get at most `grace` to finish: a client that stalls in the middle of a request (or
+/// keeps one open on purpose) cannot hold the stop, and whatever the program does after serving
+/// (flushing, saving) still happens. Connections still open at the deadline are dropped with the
+/// runtime.
+pub async fn serve_on<L>(
+    listener: L,
+    app: Router,
+    stop: impl Future<Output = Stop> + Send + 'static,
+    grace: std::time::Duration,
+) -> Result<Stop>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (tx, why) = tokio::sync::watch::channel(None);
+    let mut stop_seen = why.clone();
+    let shutdown = async move {
+        let stop = stop.await;
+        let _ = tx.send(Some(stop));
+    };
+    let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let serving = async { serving.await.map_err(|e| Error::io("serving", e)) };
+    tokio::pin!(serving);
+    let stopped = tokio::select! {
+        done = &mut serving => {
+            done?;
+            *why.borrow()
+        }
+        _ = stop_seen.wait_for(Option::is_some) => {
+            let stopped = *why.borrow();
+            if tokio::time::timeout(grace, &mut serving).await.is_err() {
+                warn(format_args!(
+                    "requests still open {grace:?} after the stop signal; closing their connections"
+                ));
+            }
+            stopped
         }
     };
-    let serving = serve(listener, app, stop);
-    tokio::pin!(serving);
-    tokio::select! {
-        done = &mut serving => done,
-        () = async {
-            stopped.notified().await;
-            tokio::time::sleep(grace).await;
-        } => {
-            warn(format_args!(
-                "requests still open {grace:?} after the stop signal; closing their connections"
-            ));
-            let w = *why.lock().unwrap_or_else(|e| e.into_inner());
-            Ok(w.unwrap_or(Stop::Terminate))
-        }
-    }
+    Ok(stopped.unwrap_or(Stop::Terminate))
 }
 
 /// Raise the open-file limit to its hard maximum (servers with many clients need it).
@@ -209,27 +207,4 @@ impl IntoResponse for ApiError {
 /// The fallback for unknown routes: a JSON 404.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
-}
-
-/// Like [`serve`], on any axum [`Listener`](axum::serve::Listener) (chat-relay's workers use one
-/// that shares accepts fairly between processes on the same socket).
-pub async fn serve_on<L>(
-    listener: L,
-    app: Router,
-    stop: impl Future<Output = Stop> + Send + 'static,
-) -> Result<Stop>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let shutdown = async move {
-        let why = stop.await;
-        let _ = tx.send(why);
-    };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::io("serving", e))?;
-    Ok(rx.await.unwrap_or(Stop::Terminate))
 }

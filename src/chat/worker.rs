@@ -131,7 +131,7 @@ pub fn run(start: WorkerStart) -> Result<()> {
     runtime.block_on(async {
         // Handlers first, then unblock what the hub had blocked: a SIGTERM that came meanwhile
         // is a graceful stop.
-        let stop_signal = server::stop_signal_armed()?;
+        let stop_signal = server::stop_signal()?;
         nix::sys::signal::SigSet::empty()
             .thread_set_mask()
             .map_err(|e| Error::io("unblocking signals", e.into()))?;
@@ -199,7 +199,7 @@ async fn serve(
     };
     warn(format_args!("worker {} (pid {pid}) serving", start.slot));
     let listener = BalancedListener::new(start.listener, start.loads, start.slot)?;
-    let why = server::serve_on(listener, app, stop).await?;
+    let why = server::serve_on(listener, app, stop, server::DEFAULT_GRACE).await?;
     // Every session got the shutdown word and sends its close frame; give them a moment.
     let all_closed = async {
         loop {

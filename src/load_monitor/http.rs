@@ -91,7 +91,7 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
     let runtime = server::runtime(threads)?;
     let stop = runtime.block_on(async {
         // Armed before the address is announced, so an early SIGTERM is a graceful stop too.
-        let stop = server::stop_signal_armed()?;
+        let stop = server::stop_signal()?;
         let listener = server::bind(addr)?;
         if let Some(path) = &config.snapshot {
             tokio::spawn(save_every(

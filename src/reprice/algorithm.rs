@@ -1,0 +1,439 @@
+//! reprice (the Algorithm): on every tick, reprice every book from the competitor's last prices
+//! and the marketplace's answer.
+//!
+//! Input: tick lines from `ticker` (other keys ignored):
+//!
+//! ```text
+//! {"tick":12,"at":"2026-11-21T11:21:00.000000Z"}
+//! ```
+//!
+//! Output, one line per book per tick, in the order the books finish:
+//!
+//! ```text
+//! {"tick":12,"book":null,"avg_comp_price":6210.35,"first_row":8,"last_row":12,"request_id":24,"sold":true,"price":6831.39,"at":"2026-11-21T11:21:01.004000Z"}
+//! ```
+//!
+//! For each tick: ask the data manager (a supervised child, [`super::supervisor`]) for the last
+//! `--points` prices of every book; then, per book, `POST /register-request`, wait
+//! `--poll-after`, `GET /request-data/{id}`, and print `price` = avg × 1.1 if sold, × 0.9 if not,
+//! rounded to cents (`avg_comp_price` is the mean rounded to a millionth). `book` is `null` for a
+//! CSV without a Book column.
+//!
+//! - A tick never waits for an earlier one: each tick is a task, each book a task within it, and
+//!   the wait before polling is a timer, so no thread is held while it runs.
+//! - Work is bounded: a book whose previous tick is still in flight is skipped for this tick and
+//!   reported; HTTP requests run at most `--max-connections` at a time over kept-alive connections
+//!   with `--http-timeout`, half the slots for registrations and half for polls (so due polls are
+//!   not queued behind the registrations of later books); a data-manager request waits at most
+//!   `--dm-timeout`.
+//! - Every tick ends, for every book, in a price line on stdout or an error line on stderr
+//!   (`reprice: tick 12: price-api: …`, `reprice: tick 12 book "b7": skipped: …`); a failure
+//!   costs that tick's result and nothing else. Bad tick lines are reported with their line
+//!   number and skipped.
+//! - At the end of input, in-flight ticks finish; the exit code is 1 if any tick failed or any
+//!   line was bad (with a summary on stderr).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::error::{Error, Result};
+use crate::input::{parse_object, InputArgs};
+use crate::output::{Number, Output};
+use crate::reprice::feed::{Answer, AtEnd, Window};
+use crate::reprice::pricing;
+use crate::reprice::supervisor::{DataManager, Spec};
+use crate::runner::warn;
+use crate::server;
+use crate::time::{self, Timestamp};
+
+/// What reprice is asked to do (the binary's flags, already parsed).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub csv: PathBuf,
+    pub api: String,
+    pub poll_after: time::Duration,
+    pub points: usize,
+    pub http_timeout: time::Duration,
+    pub dm_timeout: time::Duration,
+    pub max_connections: usize,
+    pub data_manager: Option<PathBuf>,
+    pub at_end: AtEnd,
+    pub follow: bool,
+    pub threads: usize,
+    pub input: InputArgs,
+}
+
+/// One output line: a book's new price for a tick.
+#[derive(Debug, Clone, Serialize)]
+pub struct PriceLine {
+    pub tick: u64,
+    pub book: Option<String>,
+    pub avg_comp_price: Number,
+    pub first_row: u64,
+    pub last_row: u64,
+    pub request_id: u64,
+    pub sold: bool,
+    pub price: Number,
+    pub at: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct TickLine {
+    tick: u64,
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct Sale {
+    sold: bool,
+}
+
+/// Run reprice until its input ends and the ticks in flight have finished.
+pub fn run(config: &Config) -> Result<()> {
+    if config.points == 0 {
+        return Err(Error::usage("--points must be at least 1"));
+    }
+    if config.max_connections == 0 {
+        return Err(Error::usage("--max-connections must be at least 1"));
+    }
+    let api = config.api.trim_end_matches('/').to_string();
+    if !api.starts_with("http://") && !api.starts_with("https://") {
+        return Err(Error::usage(format!(
+            "--api {api}: expected a URL like http://127.0.0.1:8080"
+        )));
+    }
+    if !config.csv.exists() {
+        return Err(Error::usage(format!(
+            "--csv {}: no such file",
+            config.csv.display()
+        )));
+    }
+    server::raise_fd_limit();
+    let runtime = server::runtime(config.threads)?;
+    runtime.block_on(reprice(config, api))
+}
+
+/// Shared by every tick and book task.
+struct Loop {
+    dm: DataManager,
+    http: reqwest::Client,
+    /// Request slots, half for registrations and half for polls: a poll that is due is never
+    /// queued behind the registrations of thousands of later books.
+    register_slots: Semaphore,
+    poll_slots: Semaphore,
+    register_url: String,
+    data_url: String,
+    poll_after: Duration,
+    points: usize,
+    /// Books with a tick in flight, and which tick.
+    in_flight: Mutex<HashMap<Arc<str>, u64>>,
+    out: mpsc::UnboundedSender<PriceLine>,
+    failed: AtomicU64,
+}
+
+async fn reprice(config: &Config, api: String) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(config.http_timeout.std())
+        .connect_timeout(config.http_timeout.std())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(config.max_connections)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| Error::failed(format!("cannot build the HTTP client: {e}")))?;
+    let (dm, supervisor) = DataManager::spawn(data_manager_spec(config)?);
+    let (out, lines) = mpsc::unbounded_channel();
+    let writer = std::thread::Builder::new()
+        .name("output".into())
+        .spawn(move || write_lines(lines))
+        .map_err(|e| Error::io("starting the output thread", e))?;
+    let state = Arc::new(Loop {
+        dm,
+        http,
+        register_slots: Semaphore::new((config.max_connections / 2).max(1)),
+        poll_slots: Semaphore::new((config.max_connections - config.max_connections / 2).max(1)),
+        register_url: format!("{api}/register-request"),
+        data_url: format!("{api}/request-data/"),
+        poll_after: config.poll_after.std(),
+        points: config.points,
+        in_flight: Mutex::new(HashMap::new()),
+        out,
+        failed: AtomicU64::new(0),
+    });
+
+    let (ticks_tx, mut ticks) = mpsc::channel::<u64>(1024);
+    let input = config.input.clone();
+    let reader = std::thread::Builder::new()
+        .name("ticks".into())
+        .spawn(move || read_ticks(&input, ticks_tx))
+        .map_err(|e| Error::io("starting the input thread", e))?;
+
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            tick = ticks.recv() => match tick {
+                Some(tick) => {
+                    tasks.spawn(run_tick(state.clone(), tick));
+                }
+                None => break,
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+        if state.out.is_closed() {
+            break;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let failed = state.failed.load(Ordering::Relaxed);
+    drop(state);
+    let _ = supervisor.await;
+    let written = writer
+        .join()
+        .map_err(|_| Error::failed("the output thread panicked"))?;
+    // A broken pipe ends here, quietly, without waiting for more input.
+    written?;
+    let read = reader
+        .join()
+        .map_err(|_| Error::failed("the input thread panicked"))?;
+    if failed > 0 {
+        warn(format_args!(
+            "{failed} book tick{} failed",
+            if failed == 1 { "" } else { "s" }
+        ));
+    }
+    read?;
+    if failed > 0 {
+        return Err(Error::Reported(1));
+    }
+    Ok(())
+}
+
+fn data_manager_spec(config: &Config) -> Result<Spec> {
+    let program = match &config.data_manager {
+        Some(path) => path.clone(),
+        None => sibling("data-manager")?,
+    };
+    let mut args: Vec<OsString> = vec!["--csv".into(), config.csv.clone().into_os_string()];
+    args.push("--at-end".into());
+    args.push(config.at_end.as_str().into());
+    args.push("--max-points".into());
+    args.push(config.points.max(5).to_string().into());
+    if config.follow {
+        args.push("--follow".into());
+    }
+    Ok(Spec {
+        program,
+        args,
+        timeout: config.dm_timeout.std(),
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(5),
+    })
+}
+
+/// The `data-manager` installed next to this program, else the one on `PATH`.
+fn sibling(name: &str) -> Result<PathBuf> {
+    let here = std::env::current_exe().map_err(|e| Error::io("finding this program", e))?;
+    let beside = here.with_file_name(name);
+    Ok(if beside.exists() {
+        beside
+    } else {
+        PathBuf::from(name)
+    })
+}
+
+/// The input thread: parse tick lines, report bad ones, hand ticks to the loop.
+fn read_ticks(input: &InputArgs, ticks: mpsc::Sender<u64>) -> Result<()> {
+    let mut reader = input.open()?;
+    let mut bad = input.bad_lines();
+    while let Some(line) = reader.next_line()? {
+        let text = match line.text {
+            Ok(text) => text,
+            Err(e) => {
+                bad.report(line.at, e)?;
+                continue;
+            }
+        };
+        match parse_object::<TickLine>(text) {
+            Ok(TickLine { tick: 0 }) => bad.report(line.at, "tick must be 1 or more")?,
+            Ok(TickLine { tick }) => {
+                if ticks.blocking_send(tick).is_err() {
+                    break;
+                }
+            }
+            Err(reason) => bad.report(line.at, reason)?,
+        }
+    }
+    bad.finish()
+}
+
+/// The output thread: write price lines, flushing whenever no more are waiting.
+fn write_lines(mut lines: mpsc::UnboundedReceiver<PriceLine>) -> Result<()> {
+    let mut out = Output::stdout();
+    while let Some(line) = lines.blocking_recv() {
+        out.emit(&line)?;
+        while let Ok(line) = lines.try_recv() {
+            out.emit(&line)?;
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
+
+impl Loop {
+    fn fail(&self, tick: u64, book: Option<&str>, why: impl std::fmt::Display) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        match book {
+            Some(book) => warn(format_args!("tick {tick} book {book:?}: {why}")),
+            None => warn(format_args!("tick {tick}: {why}")),
+        }
+    }
+}
+
+async fn run_tick(state: Arc<Loop>, tick: u64) {
+    let windows = match state.dm.query(tick, state.points).await {
+        Ok(Answer::One(window)) => vec![window],
+        Ok(Answer::Books(windows)) => windows,
+        Err(e) => return state.fail(tick, None, format_args!("data manager: {e}")),
+    };
+    let mut books = JoinSet::new();
+    for window in windows {
+        let key: Arc<str> = Arc::from(window.book.as_deref().unwrap_or(""));
+        let earlier = {
+            let mut in_flight = state.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            match in_flight.get(&key) {
+                Some(&earlier) => Some(earlier),
+                None => {
+                    in_flight.insert(key.clone(), tick);
+                    None
+                }
+            }
+        };
+        if let Some(earlier) = earlier {
+            state.fail(
+                tick,
+                window.book.as_deref(),
+                format_args!("skipped: tick {earlier} is still in flight for this book"),
+            );
+            continue;
+        }
+        books.spawn(price_book(state.clone(), tick, window, key));
+    }
+    while books.join_next().await.is_some() {}
+}
+
+async fn price_book(state: Arc<Loop>, tick: u64, window: Window, key: Arc<str>) {
+    let result = repriced(&state, tick, &window).await;
+    state
+        .in_flight
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key);
+    match result {
+        Ok(line) => {
+            let _ = state.out.send(line);
+        }
+        Err(why) => state.fail(tick, window.book.as_deref(), why),
+    }
+}
+
+async fn repriced(
+    state: &Loop,
+    tick: u64,
+    window: &Window,
+) -> std::result::Result<PriceLine, String> {
+    let avg = pricing::average(&window.prices).ok_or("the data manager sent no prices")?;
+    // Money: the average to a millionth (no float noise in the output), the price to the cent.
+    let avg = (avg * 1e6).round() / 1e6;
+    let body = serde_json::json!({
+        "tick": tick,
+        "book": window.book,
+        "avg_comp_price": Number(avg),
+    });
+    let registered: Registered = {
+        let _slot = state
+            .register_slots
+            .acquire()
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = state.http.post(&state.register_url).json(&body);
+        call(request, "POST /register-request").await?
+    };
+    tokio::time::sleep(state.poll_after).await;
+    let sale: Sale = {
+        let _slot = state
+            .poll_slots
+            .acquire()
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = format!("{}{}", state.data_url, registered.id);
+        let what = format!("GET /request-data/{}", registered.id);
+        call(state.http.get(url), &what).await?
+    };
+    let price = pricing::new_price(avg, sale.sold);
+    Ok(PriceLine {
+        tick,
+        book: window.book.clone(),
+        avg_comp_price: Number(avg),
+        first_row: window.first_row,
+        last_row: window.last_row,
+        request_id: registered.id,
+        sold: sale.sold,
+        price: Number((price * 100.0).round() / 100.0),
+        at: Timestamp(time::now()),
+    })
+}
+
+/// One HTTP exchange with price-api: a 200 with the expected JSON, or why not.
+async fn call<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> std::result::Result<T, String> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("price-api: {what}: {}", chain(&e)))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("price-api: {what}: reading the answer: {}", chain(&e)))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        return Err(format!(
+            "price-api answered {status} to {what}: {}",
+            text.trim()
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        format!(
+            "price-api: {what}: unexpected answer {:?}: {e}",
+            String::from_utf8_lossy(&body)
+        )
+    })
+}
+
+/// An error with its causes, `outer: inner: innermost` (reqwest's own text stops at the outer one).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

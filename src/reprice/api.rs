@@ -1,0 +1,236 @@
+//! price-api: the marketplace stub (the seed's "Amazon API server"), served over HTTP.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /register-request` (optional JSON body) | `200 {"id":N}`, ids unique and increasing from 1 |
+//! | `GET /request-data/{id}` | `200 {"sold":true}` for an even id, `{"sold":false}` for odd |
+//! | `GET /request-data/{id}`, id never issued | `404 {"error":"no request 42"}` |
+//! | `GET /request-data/abc` | `400 {"error":"…"}`, also for a body that is not JSON |
+//! | another method on a route | `405 {"error":"…"}` with `Allow` |
+//! | `GET /health` | `200 {"issued":N}` |
+//!
+//! - The state is one counter: whether an id exists is `1 <= id <= issued`, so memory does not grow
+//!   with the number of requests served.
+//! - `--latency 50ms..500ms` delays every answer by a uniform random time in the range (a timer,
+//!   no thread waits); `--fail-rate 0.05` answers that share of requests `503` (an id is not
+//!   issued by a failed registration). Both play the "overloaded" server for tests and demos;
+//!   `--seed` makes them repeatable.
+//! - Slow clients and dropped connections are hyper's to handle: a connection is a task, a
+//!   dropped one is cancelled with its delay, nothing else waits on it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::server::{self, ApiError};
+use crate::time;
+
+/// What price-api is asked to do (the binary's flags, already parsed).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub latency: Option<LatencyRange>,
+    pub fail_rate: f64,
+    pub seed: u64,
+    pub threads: usize,
+}
+
+/// `--latency MIN..MAX` (or one duration for a fixed delay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyRange {
+    pub min: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl std::str::FromStr for LatencyRange {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (min, max) = match s.split_once("..") {
+            Some((a, b)) => (time::parse_duration(a)?, time::parse_duration(b)?),
+            None => {
+                let d = time::parse_duration(s)?;
+                (d, d)
+            }
+        };
+        if min > max {
+            return Err(format!("latency range {s:?} runs backwards"));
+        }
+        Ok(LatencyRange { min, max })
+    }
+}
+
+/// The shared state of every connection: the id counter and the fault dice.
+struct Market {
+    issued: AtomicU64,
+    latency: Option<LatencyRange>,
+    fail_rate: f64,
+    dice: AtomicU64,
+}
+
+impl Market {
+    /// A uniform random number in [0, 1), from a lock-free SplitMix64 sequence.
+    fn roll(&self) -> f64 {
+        let mut z = self
+            .dice
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Play the overloaded server: wait a while, and maybe refuse.
+    async fn weather(&self) -> std::result::Result<(), ApiError> {
+        if let Some(range) = self.latency {
+            let spread = (range.max - range.min).as_secs_f64();
+            let delay = range.min + std::time::Duration::from_secs_f64(spread * self.roll());
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        if self.fail_rate > 0.0 && self.roll() < self.fail_rate {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded, try again later",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Run price-api until SIGTERM or SIGINT.
+pub fn run(config: &Config) -> Result<()> {
+    if !(0.0..=1.0).contains(&config.fail_rate) {
+        return Err(Error::usage("--fail-rate must be between 0 and 1"));
+    }
+    let runtime = server::runtime(config.threads)?;
+    let app = router(config);
+    let stop = runtime.block_on(async {
+        // Signals are handled from before the address is announced: a test may signal at once.
+        let stop = server::stop_signal()?;
+        let listener = server::bind(&config.listen)?;
+        server::serve(listener, app, stop).await
+    })?;
+    stop.into_result()
+}
+
+/// The routes and their state (tests serve it in-process).
+pub fn router(config: &Config) -> Router {
+    let market = Arc::new(Market {
+        issued: AtomicU64::new(0),
+        latency: config.latency,
+        fail_rate: config.fail_rate,
+        dice: AtomicU64::new(config.seed),
+    });
+    Router::new()
+        .route(
+            "/register-request",
+            post(register).fallback(|| method_not_allowed("POST")),
+        )
+        .route(
+            "/request-data/{id}",
+            get(request_data).fallback(|| method_not_allowed("GET, HEAD")),
+        )
+        .route(
+            "/health",
+            get(health).fallback(|| method_not_allowed("GET, HEAD")),
+        )
+        .fallback(server::not_found)
+        .with_state(market)
+}
+
+/// A JSON body written by hand: these answers are tiny and on the hot path.
+fn json_body(body: impl Into<axum::body::Body>) -> Response {
+    let mut response = Response::new(body.into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn register(
+    State(market): State<Arc<Market>>,
+    body: Bytes,
+) -> std::result::Result<Response, ApiError> {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    }
+    market.weather().await?;
+    let id = market.issued.fetch_add(1, Ordering::Relaxed) + 1;
+    Ok(json_body(format!("{{\"id\":{id}}}")))
+}
+
+async fn request_data(
+    State(market): State<Arc<Market>>,
+    Path(id): Path<String>,
+) -> std::result::Result<Response, ApiError> {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("request id {id:?} is not a number")))?;
+    market.weather().await?;
+    if id == 0 || id > market.issued.load(Ordering::Relaxed) {
+        return Err(ApiError::not_found(format!("no request {id}")));
+    }
+    Ok(json_body(if id % 2 == 0 {
+        r#"{"sold":true}"#
+    } else {
+        r#"{"sold":false}"#
+    }))
+}
+
+async fn health(State(market): State<Arc<Market>>) -> Json<serde_json::Value> {
+    Json(json!({ "issued": market.issued.load(Ordering::Relaxed) }))
+}
+
+async fn method_not_allowed(allow: &'static str) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed here; use {allow}"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_ranges_parse() {
+        let r: LatencyRange = "50ms..500ms".parse().unwrap();
+        assert_eq!(r.min, std::time::Duration::from_millis(50));
+        assert_eq!(r.max, std::time::Duration::from_millis(500));
+        let fixed: LatencyRange = "20ms".parse().unwrap();
+        assert_eq!(fixed.min, fixed.max);
+        assert!("500ms..50ms".parse::<LatencyRange>().is_err());
+        assert!("fast".parse::<LatencyRange>().is_err());
+    }
+
+    #[test]
+    fn the_dice_are_uniform_enough() {
+        let market = Market {
+            issued: AtomicU64::new(0),
+            latency: None,
+            fail_rate: 0.0,
+            dice: AtomicU64::new(7),
+        };
+        let rolls: Vec<f64> = (0..10_000).map(|_| market.roll()).collect();
+        assert!(rolls.iter().all(|r| (0.0..1.0).contains(r)));
+        let below = rolls.iter().filter(|&&r| r < 0.05).count();
+        assert!((350..650).contains(&below), "{below} of 10000 below 0.05");
+    }
+}

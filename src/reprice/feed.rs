@@ -1,0 +1,1010 @@
+//! data-manager (the DataManager): the last N competitor prices as of a tick, from a CSV replayed
+//! as a live feed and read forward one record at a time.
+//!
+//! Requests on stdin, one JSON object per line (`points` defaults to 5, `book` is optional):
+//!
+//! ```text
+//! {"id":7,"tick":123,"points":5}
+//! ```
+//!
+//! Replies on stdout, one line per request, in request order, flushed at once:
+//!
+//! ```text
+//! {"id":7,"prices":[6201.85,6160.95,6241.1,6230,6198.5],"first_row":119,"last_row":123}
+//! {"id":8,"books":[{"book":"b1","prices":[…],"first_row":3,"last_row":7},…]}
+//! {"id":9,"error":"tick must be 1 or more"}
+//! ```
+//!
+//! - The CSV has a header naming `Timestamp` and `Price` (any order, any case) and optionally
+//!   `Book`. Without `Book` the file is one series and tick t is data row t: the reply holds the
+//!   `points` rows ending at row t. With `Book`, consecutive rows with the same `Timestamp` form
+//!   one step of the feed: tick t is the t-th step, and each book's window is its last `points`
+//!   rows up to there (`first_row`/`last_row` count that book's rows). A request without `book`
+//!   on such a file gets every book seen so far, in order of first appearance; with `book`, that
+//!   book alone, in the single-series shape plus `"book"`.
+//! - Memory holds, per book, the last `points` prices (the largest `points` asked so far, at most
+//!   `--max-points`). A request those cover is answered from memory; a later tick reads forward
+//!   one record at a time, never loading the file; an earlier tick that memory no longer covers
+//!   re-reads from the start.
+//! - After the last row the final windows are held (`--at-end hold`, the default) or the file is
+//!   replayed from the start as an endless loop (`--at-end wrap`; row numbers restart, a window
+//!   may span the seam, and whole passes far behind a requested tick are skipped, not read).
+//!   `--follow` picks up rows appended while it runs: at the end it answers with what it has and
+//!   reads on at the next request; a last line still being written (no newline yet) waits for it.
+//! - A malformed row is reported once on stderr with its line number and skipped; at the end of
+//!   input the data manager exits 1 if there were any (`skipped 2 bad rows`).
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::input::{parse_owned, BadLines, Reader};
+use crate::output::{Number, Output};
+use crate::runner::warn;
+
+/// What happens after the last row of the CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AtEnd {
+    /// Keep answering with the final windows.
+    #[default]
+    Hold,
+    /// Replay the file from the start, as an endless loop.
+    Wrap,
+}
+
+impl AtEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AtEnd::Hold => "hold",
+            AtEnd::Wrap => "wrap",
+        }
+    }
+}
+
+/// What data-manager is asked to do (the binary's flags, already parsed).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub csv: PathBuf,
+    pub at_end: AtEnd,
+    pub follow: bool,
+    pub max_points: usize,
+}
+
+/// One request of the message queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub id: Value,
+    pub tick: u64,
+    #[serde(default = "default_points")]
+    pub points: usize,
+    #[serde(default)]
+    pub book: Option<String>,
+}
+
+fn default_points() -> usize {
+    5
+}
+
+/// One book's window in a reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub book: Option<String>,
+    pub prices: Vec<f64>,
+    pub first_row: u64,
+    pub last_row: u64,
+}
+
+/// What a request is answered with, before the id is attached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    One(Window),
+    Books(Vec<Window>),
+}
+
+/// The reply line: the request's id and its answer or error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    pub id: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub book: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices: Option<Vec<Price>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_row: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_row: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub books: Option<Vec<BookWindow>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A book's window as it travels in a reply (prices print whole numbers without `.0`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BookWindow {
+    pub book: String,
+    pub prices: Vec<Price>,
+    pub first_row: u64,
+    pub last_row: u64,
+}
+
+/// A price on the wire: printed as [`Number`] prints it (whole numbers without `.0`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price(pub f64);
+
+impl Serialize for Price {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        Number(self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Price {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        f64::deserialize(d).map(Price)
+    }
+}
+
+impl Reply {
+    pub fn new(id: Value, answer: std::result::Result<Answer, String>) -> Reply {
+        let mut reply = Reply {
+            id,
+            book: None,
+            prices: None,
+            first_row: None,
+            last_row: None,
+            books: None,
+            error: None,
+        };
+        match answer {
+            Ok(Answer::One(w)) => {
+                reply.book = w.book;
+                reply.prices = Some(w.prices.into_iter().map(Price).collect());
+                reply.first_row = Some(w.first_row);
+                reply.last_row = Some(w.last_row);
+            }
+            Ok(Answer::Books(books)) => {
+                let books = books.into_iter().map(|w| BookWindow {
+                    book: w.book.unwrap_or_default(),
+                    prices: w.prices.into_iter().map(Price).collect(),
+                    first_row: w.first_row,
+                    last_row: w.last_row,
+                });
+                reply.books = Some(books.collect());
+            }
+            Err(e) => reply.error = Some(e),
+        }
+        reply
+    }
+
+    /// The answer carried by a reply line, as the client reads it.
+    pub fn into_answer(self) -> std::result::Result<Answer, String> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if let Some(books) = self.books {
+            let books = books.into_iter().map(|b| Window {
+                book: Some(b.book),
+                prices: b.prices.into_iter().map(|n| n.0).collect(),
+                first_row: b.first_row,
+                last_row: b.last_row,
+            });
+            return Ok(Answer::Books(books.collect()));
+        }
+        match (self.prices, self.first_row, self.last_row) {
+            (Some(prices), Some(first_row), Some(last_row)) => Ok(Answer::One(Window {
+                book: self.book,
+                prices: prices.into_iter().map(|n| n.0).collect(),
+                first_row,
+                last_row,
+            })),
+            _ => Err("reply has neither prices, books nor error".into()),
+        }
+    }
+}
+
+/// Run the data manager: requests on stdin, replies on stdout, until stdin ends.
+pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
+    if config.max_points == 0 {
+        return Err(Error::usage("--max-points must be at least 1"));
+    }
+    let path = config.csv.clone();
+    let opener: Opener = Box::new(move |offset| open_at(&path, offset));
+    let mut feed = Feed::new(opener, config.at_end, config.follow, config.max_points)
+        .with_name(config.csv.display().to_string());
+    feed.start()
+        .map_err(|e| Error::failed(format!("{}: {e}", config.csv.display())))?;
+    let mut requests = Reader::open(&[])?;
+    let mut bad = BadLines::new(false);
+    while let Some(line) = requests.next_line()? {
+        let reply = match line.text {
+            Err(e) => {
+                bad.report(line.at, &e)?;
+                Reply::new(Value::Null, Err(format!("{}: {e}", line.at)))
+            }
+            Ok(text) => match parse_owned::<Request>(text) {
+                Ok(req) => {
+                    let answer = feed.answer(req.tick, req.points, req.book.as_deref());
+                    Reply::new(req.id, answer)
+                }
+                Err(reason) => {
+                    // Echo the id when there is one, so the client can fail that request now.
+                    let id = serde_json::from_str::<Value>(text)
+                        .ok()
+                        .and_then(|v| v.get("id").cloned())
+                        .unwrap_or(Value::Null);
+                    bad.report(line.at, &reason)?;
+                    Reply::new(id, Err(format!("{}: {reason}", line.at)))
+                }
+            },
+        };
+        out.emit(&reply)?;
+        out.flush()?;
+    }
+    let rows = feed.bad_rows();
+    let requests = bad.finish();
+    if rows > 0 {
+        warn(format_args!(
+            "skipped {rows} bad row{}",
+            if rows == 1 { "" } else { "s" }
+        ));
+        return Err(Error::Reported(1));
+    }
+    requests
+}
+
+fn open_at(path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+    let mut file = File::open(path)?;
+    if offset > 0 {
+        file.seek(SeekFrom::Start(offset))?;
+    }
+    Ok(Box::new(io::BufReader::with_capacity(64 * 1024, file)))
+}
+
+/// Opens the CSV positioned at a byte offset (0 = the header).
+pub type Opener = Box<dyn FnMut(u64) -> io::Result<Box<dyn Read + Send>> + Send>;
+
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    timestamp: usize,
+    price: usize,
+    book: Option<usize>,
+}
+
+#[derive(Debug)]
+struct Row {
+    /// The pass over the file and the step key (timestamp text, or the row's line with no Book
+    /// column): a step is a run of rows with equal `(pass, key)`.
+    pass: u64,
+    key: String,
+    book: Option<Arc<str>>,
+    price: f64,
+}
+
+/// The CSV reader of one pass, positioned after what it has read.
+struct Rows {
+    reader: csv::Reader<Tail>,
+    tail: Arc<TailSeen>,
+    record: csv::StringRecord,
+    base_offset: u64,
+    base_line: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    step: u64,
+    row: u64,
+    price: f64,
+}
+
+#[derive(Debug)]
+struct Book {
+    name: Option<Arc<str>>,
+    points: VecDeque<Point>,
+    /// Whether older points were dropped (memory no longer holds the whole history).
+    dropped: bool,
+    /// Rows of this book in pass `pass`.
+    rows: u64,
+    pass: u64,
+}
+
+/// The feed: the CSV as a sequence of steps, and each book's latest points.
+pub struct Feed {
+    open: Opener,
+    name: String,
+    at_end: AtEnd,
+    follow: bool,
+    max_points: usize,
+    keep: usize,
+    columns: Option<Columns>,
+    rows: Option<Rows>,
+    pending: Option<Row>,
+    /// Steps consumed since the (virtual, with wrap) start.
+    step: u64,
+    /// Steps skipped without reading (wrap): memory holds no history before this one.
+    history_from: u64,
+    /// Steps consumed in the current pass, and how many one pass has once known.
+    pass_steps: u64,
+    steps_per_pass: Option<u64>,
+    pass: u64,
+    /// Where reading goes on: byte offset and lines before it.
+    resume: (u64, u64),
+    ended: bool,
+    books: Vec<Book>,
+    index: HashMap<Option<Arc<str>>, usize>,
+    reported_up_to: u64,
+    bad_rows: u64,
+}
+
+impl Feed {
+    pub fn new(open: Opener, at_end: AtEnd, follow: bool, max_points: usize) -> Feed {
+        Feed {
+            open,
+            name: "csv".into(),
+            at_end,
+            follow,
+            max_points,
+            keep: default_points().min(max_points),
+            columns: None,
+            rows: None,
+            pending: None,
+            step: 0,
+            history_from: 0,
+            pass_steps: 0,
+            steps_per_pass: None,
+            pass: 0,
+            resume: (0, 0),
+            ended: false,
+            books: Vec::new(),
+            index: HashMap::new(),
+            reported_up_to: 0,
+            bad_rows: 0,
+        }
+    }
+
+    /// The name bad rows are reported under (the CSV's path).
+    pub fn with_name(mut self, name: String) -> Feed {
+        self.name = name;
+        self
+    }
+
+    /// Open the file and read its header, so a missing file or header fails before any request.
+    pub fn start(&mut self) -> std::result::Result<(), String> {
+        self.open_rows().map_err(|e| e.to_string())
+    }
+
+    pub fn bad_rows(&self) -> u64 {
+        self.bad_rows
+    }
+
+    /// The window(s) as of tick `tick`: see the module doc.
+    pub fn answer(
+        &mut self,
+        tick: u64,
+        points: usize,
+        book: Option<&str>,
+    ) -> std::result::Result<Answer, String> {
+        if tick == 0 {
+            return Err("tick must be 1 or more".into());
+        }
+        if points == 0 || points > self.max_points {
+            return Err(format!(
+                "points must be between 1 and {} (--max-points)",
+                self.max_points
+            ));
+        }
+        let columns = self.columns.ok_or("the CSV was never opened")?;
+        if book.is_some() && columns.book.is_none() {
+            return Err("this CSV has no Book column; ask without \"book\"".into());
+        }
+        if points > self.keep {
+            self.keep = points;
+            if self.books.iter().any(|b| b.dropped) {
+                self.rewind();
+            }
+        }
+        let wanted = book.map(Arc::<str>::from);
+        if tick < self.step && !self.covers(tick, points, &wanted) {
+            self.rewind();
+        }
+        if let (AtEnd::Wrap, Some(n)) = (self.at_end, self.steps_per_pass) {
+            // Whole passes that end a full pass (and `points` steps) before the tick cannot
+            // affect its windows: skip them instead of reading them.
+            let base = tick.saturating_sub(points as u64 + n) / n * n;
+            if base > self.step + n {
+                self.rewind();
+                self.step = base;
+                self.history_from = base;
+            }
+        }
+        while self.step < tick {
+            if !self
+                .advance()
+                .map_err(|e| format!("reading {}: {e}", self.name))?
+            {
+                break;
+            }
+        }
+        let at = tick.min(self.step);
+        if columns.book.is_none() || wanted.is_some() {
+            let key = if columns.book.is_none() { None } else { wanted };
+            let window = self
+                .index
+                .get(&key)
+                .and_then(|&i| self.books[i].window(at, points));
+            return match window {
+                Some(w) => Ok(Answer::One(w)),
+                None if key.is_none() => Err(format!("no rows by tick {tick}")),
+                None => Err(format!(
+                    "book {:?} has no rows by tick {tick}",
+                    book.unwrap_or("")
+                )),
+            };
+        }
+        let windows = self.books.iter().filter_map(|b| b.window(at, points));
+        Ok(Answer::Books(windows.collect()))
+    }
+
+    /// Whether memory still holds every window of an earlier tick.
+    fn covers(&self, tick: u64, points: usize, book: &Option<Arc<str>>) -> bool {
+        let whole = self.history_from == 0;
+        let covered = |b: &Book| {
+            (whole && !b.dropped) || b.points.iter().filter(|p| p.step <= tick).count() >= points
+        };
+        match book {
+            Some(name) => self
+                .index
+                .get(&Some(name.clone()))
+                .is_none_or(|&i| covered(&self.books[i])),
+            None => self.books.iter().all(covered),
+        }
+    }
+
+    fn rewind(&mut self) {
+        self.rows = None;
+        self.pending = None;
+        self.step = 0;
+        self.history_from = 0;
+        self.pass_steps = 0;
+        self.pass = 0;
+        self.resume = (0, 0);
+        self.ended = false;
+        self.books.clear();
+        self.index.clear();
+    }
+
+    /// Consume one step of the feed; false when there is none (yet).
+    fn advance(&mut self) -> io::Result<bool> {
+        let first = match self.pending.take() {
+            Some(row) => row,
+            None => match self.read_row()? {
+                Some(row) => row,
+                None => return Ok(false),
+            },
+        };
+        self.step += 1;
+        self.pass_steps += 1;
+        let (pass, key) = (first.pass, first.key.clone());
+        self.push(first);
+        loop {
+            match self.read_row()? {
+                Some(row) if row.pass == pass && row.key == key => self.push(row),
+                Some(row) => {
+                    self.pending = Some(row);
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(true)
+    }
+
+    fn push(&mut self, row: Row) {
+        let i = match self.index.get(&row.book) {
+            Some(&i) => i,
+            None => {
+                self.books.push(Book {
+                    name: row.book.clone(),
+                    points: VecDeque::with_capacity(self.keep + 1),
+                    dropped: false,
+                    rows: 0,
+                    pass: row.pass,
+                });
+                self.index.insert(row.book, self.books.len() - 1);
+                self.books.len() - 1
+            }
+        };
+        let book = &mut self.books[i];
+        if book.pass != row.pass {
+            // Row numbers count within a pass over the file.
+            book.pass = row.pass;
+            book.rows = 0;
+        }
+        book.rows += 1;
+        book.points.push_back(Point {
+            step: self.step,
+            row: book.rows,
+            price: row.price,
+        });
+        while book.points.len() > self.keep {
+            book.points.pop_front();
+            book.dropped = true;
+        }
+    }
+
+    /// Open the CSV where reading goes on; at offset 0 read and check the header.
+    fn open_rows(&mut self) -> io::Result<()> {
+        let (offset, line) = self.resume;
+        let tail = Arc::new(TailSeen::default());
+        let source = Tail {
+            inner: (self.open)(offset)?,
+            seen: tail.clone(),
+        };
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(source);
+        let mut rows = Rows {
+            reader,
+            tail,
+            record: csv::StringRecord::new(),
+            base_offset: offset,
+            base_line: line,
+        };
+        if offset == 0 {
+            if !rows.reader.read_record(&mut rows.record).map_err(csv_io)? {
+                return Err(io::Error::other("the file is empty (no header)"));
+            }
+            let columns = parse_header(&rows.record).map_err(io::Error::other)?;
+            self.columns = Some(columns);
+            let next = rows.reader.position();
+            self.resume = (next.byte(), next.line() - 1);
+        }
+        self.rows = Some(rows);
+        Ok(())
+    }
+
+    /// The next good row, or `None` at the end (after which a wrap reopens the file).
+    fn read_row(&mut self) -> io::Result<Option<Row>> {
+        loop {
+            if self.ended {
+                return Ok(None);
+            }
+            if self.rows.is_none() {
+                self.open_rows()?;
+            }
+            let columns = self.columns.expect("the header was read");
+            let rows = self.rows.as_mut().expect("just opened");
+            let read = rows.reader.read_record(&mut rows.record);
+            let line = rows.base_line + rows.record.position().map_or(0, |p| p.line());
+            let complete = match read {
+                // A record that ends where the file ends, without a newline, may still be being
+                // written: when following, it is read again later.
+                Ok(true) => !(self.follow && rows.tail.unfinished(rows.reader.position().byte())),
+                Ok(false) => false,
+                Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(csv_io(e)),
+                Err(e) => {
+                    let next = rows.reader.position();
+                    self.resume = (
+                        rows.base_offset + next.byte(),
+                        rows.base_line + next.line() - 1,
+                    );
+                    self.bad_row(line, &strip_csv_position(&e.to_string()));
+                    continue;
+                }
+            };
+            if !complete {
+                self.end_of_file()?;
+                if self.rows.is_some() {
+                    continue;
+                }
+                return Ok(None);
+            }
+            let next = rows.reader.position();
+            self.resume = (
+                rows.base_offset + next.byte(),
+                rows.base_line + next.line() - 1,
+            );
+            match parse_row(&rows.record, columns, line) {
+                Ok((key, book, price)) => {
+                    return Ok(Some(Row {
+                        pass: self.pass,
+                        key,
+                        book,
+                        price,
+                    }))
+                }
+                Err(reason) => self.bad_row(line, &reason),
+            }
+        }
+    }
+
+    /// At the end of the data: wrap (reopen), hold (stop for good) or follow (retry later).
+    fn end_of_file(&mut self) -> io::Result<()> {
+        self.rows = None;
+        if self.follow {
+            return Ok(());
+        }
+        match self.at_end {
+            AtEnd::Hold => self.ended = true,
+            AtEnd::Wrap if self.pass_steps == 0 => self.ended = true,
+            AtEnd::Wrap => {
+                self.steps_per_pass = Some(self.pass_steps);
+                self.pass_steps = 0;
+                self.pass += 1;
+                self.resume = (0, 0);
+                self.open_rows()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn bad_row(&mut self, line: u64, reason: &str) {
+        if line > self.reported_up_to {
+            warn(format_args!("{}: line {line}: {reason}", self.name));
+            self.reported_up_to = line;
+            self.bad_rows += 1;
+        }
+    }
+}
+
+impl Book {
+    /// The last `points` points at or before `step`.
+    fn window(&self, step: u64, points: usize) -> Option<Window> {
+        let upto = self.points.partition_point(|p| p.step <= step);
+        if upto == 0 {
+            return None;
+        }
+        let from = upto.saturating_sub(points);
+        let slice: Vec<Point> = self.points.range(from..upto).copied().collect();
+        Some(Window {
+            book: self.name.as_deref().map(str::to_owned),
+            prices: slice.iter().map(|p| p.price).collect(),
+            first_row: slice[0].row,
+            last_row: slice[slice.len() - 1].row,
+        })
+    }
+}
+
+/// The source of the CSV reader, remembering how much it handed out and its last byte.
+struct Tail {
+    inner: Box<dyn Read + Send>,
+    seen: Arc<TailSeen>,
+}
+
+#[derive(Default)]
+struct TailSeen {
+    bytes: AtomicU64,
+    last: AtomicU8,
+}
+
+impl TailSeen {
+    /// Whether a record ending at stream offset `end` ended at the last byte read, not on a newline.
+    fn unfinished(&self, end: u64) -> bool {
+        end == self.bytes.load(Ordering::Relaxed) && self.last.load(Ordering::Relaxed) != b'\n'
+    }
+}
+
+impl Read for Tail {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.seen.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            self.seen.last.store(buf[n - 1], Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+fn parse_header(record: &csv::StringRecord) -> std::result::Result<Columns, String> {
+    let find = |name: &str| {
+        record
+            .iter()
+            .position(|f| f.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name))
+    };
+    match (find("Timestamp"), find("Price")) {
+        (Some(timestamp), Some(price)) => Ok(Columns {
+            timestamp,
+            price,
+            book: find("Book"),
+        }),
+        _ => Err(format!(
+            "the header must name Timestamp and Price columns (and optionally Book), got {:?}",
+            record.iter().collect::<Vec<_>>().join(",")
+        )),
+    }
+}
+
+fn parse_row(
+    record: &csv::StringRecord,
+    columns: Columns,
+    line: u64,
+) -> std::result::Result<(String, Option<Arc<str>>, f64), String> {
+    let field = |i: usize, name: &str| -> std::result::Result<&str, String> {
+        match record.get(i) {
+            Some("") => Err(format!("empty {name}")),
+            Some(text) => Ok(text),
+            None => Err(format!(
+                "{} fields, expected a {name} in field {}",
+                record.len(),
+                i + 1
+            )),
+        }
+    };
+    let price_text = field(columns.price, "Price")?;
+    let price: f64 = price_text
+        .parse()
+        .map_err(|_| format!("Price {price_text:?} is not a number"))?;
+    if !price.is_finite() {
+        return Err(format!("Price {price_text:?} is not a finite number"));
+    }
+    let timestamp = field(columns.timestamp, "Timestamp")?;
+    let (key, book) = match columns.book {
+        Some(i) => (timestamp.to_owned(), Some(Arc::from(field(i, "Book")?))),
+        None => (line.to_string(), None),
+    };
+    Ok((key, book, price))
+}
+
+fn csv_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    }
+}
+
+/// csv's messages carry their own position; the line number is already in ours.
+fn strip_csv_position(msg: &str) -> String {
+    match msg.find(": ") {
+        Some(i) if msg.starts_with("CSV") => msg[i + 2..].to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// A CSV held in memory (it may grow, for `--follow`), counting opens and bytes read.
+    #[derive(Clone, Default)]
+    struct Memory {
+        text: Arc<Mutex<Vec<u8>>>,
+        opens: Arc<AtomicUsize>,
+        bytes: Arc<AtomicUsize>,
+    }
+
+    struct Counting {
+        inner: io::Cursor<Vec<u8>>,
+        bytes: Arc<AtomicUsize>,
+    }
+
+    impl Read for Counting {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.bytes.fetch_add(n, Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+
+    impl Memory {
+        fn new(text: &str) -> Memory {
+            let m = Memory::default();
+            m.text.lock().unwrap().extend_from_slice(text.as_bytes());
+            m
+        }
+
+        fn append(&self, text: &str) {
+            self.text.lock().unwrap().extend_from_slice(text.as_bytes());
+        }
+
+        fn feed(&self, at_end: AtEnd, follow: bool) -> Feed {
+            let me = self.clone();
+            let opener: Opener = Box::new(move |offset| {
+                me.opens.fetch_add(1, Ordering::Relaxed);
+                let mut inner = io::Cursor::new(me.text.lock().unwrap().clone());
+                inner.set_position(offset);
+                Ok(Box::new(Counting {
+                    inner,
+                    bytes: me.bytes.clone(),
+                }))
+            });
+            let mut feed = Feed::new(opener, at_end, follow, 1000);
+            feed.start().unwrap();
+            feed
+        }
+    }
+
+    fn series(prices: &[f64]) -> String {
+        let mut s = String::from("Timestamp,Price\n");
+        for (i, p) in prices.iter().enumerate() {
+            s.push_str(&format!("{},{p}\n", i + 1));
+        }
+        s
+    }
+
+    fn one(answer: std::result::Result<Answer, String>) -> Window {
+        match answer {
+            Ok(Answer::One(w)) => w,
+            other => panic!("expected one window, got {other:?}"),
+        }
+    }
+
+    /// The windows as the module doc defines them, computed from the whole series at once.
+    fn oracle(prices: &[f64], at_end: AtEnd, tick: u64, points: usize) -> Window {
+        let n = prices.len() as u64;
+        let last = match at_end {
+            AtEnd::Hold => tick.min(n),
+            AtEnd::Wrap => tick,
+        };
+        let first = last.saturating_sub(points as u64 - 1).max(1);
+        let row = |v: u64| (v - 1) % n + 1;
+        Window {
+            book: None,
+            prices: (first..=last)
+                .map(|v| prices[(row(v) - 1) as usize])
+                .collect(),
+            first_row: row(first),
+            last_row: row(last),
+        }
+    }
+
+    #[test]
+    fn tick_t_ends_at_row_t_and_the_end_is_held() {
+        let prices: Vec<f64> = (1..=20).map(f64::from).collect();
+        let mem = Memory::new(&series(&prices));
+        let mut feed = mem.feed(AtEnd::Hold, false);
+        let w = one(feed.answer(7, 5, None));
+        assert_eq!(w.prices, vec![3.0, 4.0, 5.0, 6.0, 7.0]);
+        assert_eq!((w.first_row, w.last_row), (3, 7));
+        assert_eq!(one(feed.answer(1, 5, None)).prices, vec![1.0]);
+        let end = one(feed.answer(500, 5, None));
+        assert_eq!(end.prices, vec![16.0, 17.0, 18.0, 19.0, 20.0]);
+        assert!(feed.answer(0, 5, None).is_err());
+        assert!(feed.answer(3, 0, None).is_err());
+        assert!(feed
+            .answer(3, 5, Some("b1"))
+            .unwrap_err()
+            .contains("no Book column"));
+    }
+
+    #[test]
+    fn reads_forward_lazily_and_answers_from_memory() {
+        let prices: Vec<f64> = (1..=20_000).map(f64::from).collect();
+        let mem = Memory::new(&series(&prices));
+        let total = mem.text.lock().unwrap().len();
+        let mut feed = mem.feed(AtEnd::Hold, false);
+        one(feed.answer(10, 5, None));
+        let read = mem.bytes.load(Ordering::Relaxed);
+        assert!(
+            read < 64 * 1024 && read < total / 2,
+            "read {read} of {total} bytes for tick 10"
+        );
+        // An earlier tick that memory still covers: no new open, same answer as a fresh feed.
+        let opens = mem.opens.load(Ordering::Relaxed);
+        assert_eq!(
+            one(feed.answer(8, 3, None)),
+            oracle(&prices, AtEnd::Hold, 8, 3)
+        );
+        assert_eq!(mem.opens.load(Ordering::Relaxed), opens);
+        // One memory no longer covers: re-read from the start.
+        assert_eq!(
+            one(feed.answer(2, 5, None)),
+            oracle(&prices, AtEnd::Hold, 2, 5)
+        );
+        assert_eq!(mem.opens.load(Ordering::Relaxed), opens + 1);
+    }
+
+    #[test]
+    fn bad_rows_are_skipped_and_the_rest_is_kept() {
+        let text = "Timestamp,Price\n1,10\n2,abc\n3\n4,NaN\n5,11\n6,12\n";
+        let mem = Memory::new(text);
+        let mut feed = mem.feed(AtEnd::Hold, false);
+        let w = one(feed.answer(3, 5, None));
+        assert_eq!(w.prices, vec![10.0, 11.0, 12.0]);
+        assert_eq!(feed.bad_rows(), 3);
+        // Re-reading does not report them again.
+        one(feed.answer(1, 5, None));
+        assert_eq!(feed.bad_rows(), 3);
+    }
+
+    #[test]
+    fn a_header_without_price_is_refused() {
+        let mem = Memory::new("When,Cost\n1,2\n");
+        let me = mem.clone();
+        let opener: Opener =
+            Box::new(move |_| Ok(Box::new(io::Cursor::new(me.text.lock().unwrap().clone()))));
+        let err = Feed::new(opener, AtEnd::Hold, false, 10)
+            .start()
+            .unwrap_err();
+        assert!(err.contains("Timestamp and Price"), "{err}");
+    }
+
+    #[test]
+    fn books_step_by_timestamp() {
+        let text = "Timestamp,Price,Book\n1,10,a\n1,20,b\n2,11,a\n2,21,b\n3,12,a\n3,30,\"c, the third\"\n4,13,a\n";
+        let mem = Memory::new(text);
+        let mut feed = mem.feed(AtEnd::Hold, false);
+        let Ok(Answer::Books(books)) = feed.answer(3, 2, None) else {
+            panic!("expected books")
+        };
+        let got: Vec<(Option<String>, Vec<f64>, u64, u64)> = books
+            .into_iter()
+            .map(|w| (w.book, w.prices, w.first_row, w.last_row))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("a".into()), vec![11.0, 12.0], 2, 3),
+                (Some("b".into()), vec![20.0, 21.0], 1, 2),
+                (Some("c, the third".into()), vec![30.0], 1, 1),
+            ]
+        );
+        let b = one(feed.answer(4, 5, Some("b")));
+        assert_eq!((b.book.as_deref(), b.prices.len()), (Some("b"), 2));
+        assert!(feed
+            .answer(4, 5, Some("zz"))
+            .unwrap_err()
+            .contains("no rows"));
+    }
+
+    #[test]
+    fn follow_picks_up_appended_rows_and_waits_for_a_whole_line() {
+        let mem = Memory::new("Timestamp,Price\n1,10\n2,11\n");
+        let mut feed = mem.feed(AtEnd::Hold, true);
+        assert_eq!(one(feed.answer(5, 5, None)).prices, vec![10.0, 11.0]);
+        mem.append("3,12\n4,1");
+        assert_eq!(one(feed.answer(5, 5, None)).prices, vec![10.0, 11.0, 12.0]);
+        mem.append("3\n");
+        let w = one(feed.answer(5, 5, None));
+        assert_eq!(w.prices, vec![10.0, 11.0, 12.0, 13.0]);
+        assert_eq!(w.last_row, 4);
+    }
+
+    #[test]
+    fn wrap_skips_whole_passes_far_behind() {
+        let prices: Vec<f64> = (1..=10).map(f64::from).collect();
+        let mem = Memory::new(&series(&prices));
+        let mut feed = mem.feed(AtEnd::Wrap, false);
+        assert_eq!(
+            one(feed.answer(12, 5, None)),
+            oracle(&prices, AtEnd::Wrap, 12, 5)
+        );
+        let before = mem.bytes.load(Ordering::Relaxed);
+        assert_eq!(
+            one(feed.answer(10_000_003, 5, None)),
+            oracle(&prices, AtEnd::Wrap, 10_000_003, 5)
+        );
+        let read = mem.bytes.load(Ordering::Relaxed) - before;
+        assert!(read < 10_000, "read {read} bytes to skip a million passes");
+    }
+
+    proptest! {
+        /// Any sequence of requests gets the oracle's windows, whatever memory held before.
+        #[test]
+        fn answers_match_the_oracle(
+            prices in prop::collection::vec(1u32..100_000, 1..60),
+            requests in prop::collection::vec((1u64..200, 1usize..9), 1..30),
+            wrap: bool,
+        ) {
+            let prices: Vec<f64> = prices.into_iter().map(|p| f64::from(p) / 100.0).collect();
+            let at_end = if wrap { AtEnd::Wrap } else { AtEnd::Hold };
+            let mem = Memory::new(&series(&prices));
+            let mut feed = mem.feed(at_end, false);
+            for (tick, points) in requests {
+                prop_assert_eq!(one(feed.answer(tick, points, None)), oracle(&prices, at_end, tick, points));
+            }
+        }
+    }
+}
