@@ -10,8 +10,10 @@
 //! - [`time`]: RFC 3339 timestamps as microseconds, and durations such as `250ms` or `2h`;
 //! - [`config`]: JSON config files that flags override;
 //! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
-//! - [`minute_stats`]: per-period min/max/mean/median of metric events.
+//! - [`minute_stats`]: per-period min/max/mean/median of metric events;
+//! - [`chat_bench`]: how many WebSocket chat clients a server sustains (sends, deliveries, latency).
 
+pub mod chat_bench;
 pub mod config;
 pub mod error;
 pub mod input;
