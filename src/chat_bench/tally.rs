@@ -204,7 +204,8 @@ impl StepReport {
         let expected = totals.sent * u64::from(totals.connected);
         let lost = expected.saturating_sub(totals.delivered);
         let unsent = totals.planned.saturating_sub(totals.sent);
-        let q = |q: f64| latencies.quantile_us(q).map(ms);
+        // The histogram rounds up to its bucket's top; never past the exact maximum.
+        let q = |q: f64| latencies.quantile_us(q).map(|v| ms(v.min(totals.max_us)));
         let pct = |s: f64| {
             if cpu.wall_s > 0.0 {
                 round2(100.0 * s / cpu.wall_s)
