@@ -33,12 +33,13 @@ test: test-deps
 		$(CARGO) test --no-fail-fast; \
 	fi
 
+# Every benches/*.sh prints its figures with the command that produced them.
 bench: release
-	bash benches/run.sh
+	@for script in benches/*.sh; do echo "== $$script"; bash $$script || exit 1; done
 
 demo: release
-	@echo "# $(RELEASE)/gen-events --profile metrics --simulated --start 2017-01-03T15:53:00Z --rate 50 --count 1000 --seed 7 | $(RELEASE)/minute-stats"
-	@$(RELEASE)/minute-stats examples/metrics.jsonl
+	@echo '$$ minute-stats examples/metrics.jsonl | jq -c .'
+	@$(RELEASE)/minute-stats examples/metrics.jsonl | jq -c .
 
 install:
 	$(CARGO) install --path . --locked

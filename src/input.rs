@@ -255,6 +255,71 @@ impl Reader {
     }
 }
 
+/// Read on one thread, parse batches on `workers` threads, and deliver `(batch, parsed)` in input
+/// order. `parse` sees a whole batch, so per-line results can point into [`Batch::text`]. This is
+/// how a program parses on every core while its aggregation stays single-threaded and ordered.
+pub fn spawn_parsed<T, F>(
+    reader: Reader,
+    batch_lines: usize,
+    workers: usize,
+    parse: F,
+) -> mpsc::Receiver<Result<(Batch, T)>>
+where
+    T: Send + 'static,
+    F: Fn(&Batch) -> T + Send + Sync + 'static,
+{
+    let workers = workers.max(1);
+    let batches = reader.spawn(batch_lines);
+    let parse = Arc::new(parse);
+    let mut to_workers = Vec::with_capacity(workers);
+    let mut from_workers = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (in_tx, in_rx) = mpsc::sync_channel::<Result<Batch>>(2);
+        let (out_tx, out_rx) = mpsc::sync_channel::<Result<(Batch, T)>>(2);
+        let parse = Arc::clone(&parse);
+        std::thread::Builder::new()
+            .name(format!("parse-{i}"))
+            .spawn(move || {
+                for batch in in_rx {
+                    let item = batch.map(|b| {
+                        let parsed = parse(&b);
+                        (b, parsed)
+                    });
+                    if out_tx.send(item).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawning a parse thread");
+        to_workers.push(in_tx);
+        from_workers.push(out_rx);
+    }
+    // Batches go round-robin to the workers; reading the results round-robin restores the order.
+    std::thread::Builder::new()
+        .name("dispatch".into())
+        .spawn(move || {
+            for (n, batch) in batches.into_iter().enumerate() {
+                if to_workers[n % workers].send(batch).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawning the dispatch thread");
+    let (tx, rx) = mpsc::sync_channel(2);
+    std::thread::Builder::new()
+        .name("order".into())
+        .spawn(move || {
+            for n in 0.. {
+                let Ok(item) = from_workers[n % workers].recv() else { return };
+                if tx.send(item).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawning the ordering thread");
+    rx
+}
+
 fn stdin_reader() -> BufReader<Box<dyn Read + Send>> {
     BufReader::with_capacity(READ_BUFFER, Box::new(io::stdin()))
 }
@@ -355,6 +420,11 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// All the batch's text; every line's text is a slice of it.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Line<'_>> {
@@ -524,6 +594,17 @@ mod tests {
         }
         assert_eq!(seen.len(), 10_000);
         assert!(seen.iter().all(|(n, v)| n == v));
+    }
+
+    #[test]
+    fn parallel_parsing_keeps_the_input_order() {
+        let text: String = (1..=50_000).map(|i| format!("{i}\n")).collect();
+        let reader = Reader::from_reader(io::Cursor::new(text.into_bytes()));
+        let rx = spawn_parsed(reader, 64, 3, |batch: &Batch| {
+            batch.iter().map(|l| l.text.unwrap().parse::<u64>().unwrap()).collect::<Vec<_>>()
+        });
+        let all: Vec<u64> = rx.into_iter().flat_map(|r| r.unwrap().1).collect();
+        assert_eq!(all, (1..=50_000).collect::<Vec<u64>>());
     }
 
     #[test]

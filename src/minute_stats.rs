@@ -28,7 +28,9 @@
 //!   keeps open.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::io::Write;
 use std::sync::mpsc::RecvTimeoutError;
@@ -37,7 +39,7 @@ use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::input::{parse_object, BadLines, InputArgs, Line};
+use crate::input::{parse_object, spawn_parsed, Batch, InputArgs};
 use crate::output::{Number, Output};
 use crate::time::{self, Micros, Timestamp};
 
@@ -62,8 +64,11 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         stats = stats.with_group_key(key.clone());
     }
     let mut bad = config.input.bad_lines();
-    let batches = config.input.open()?.spawn(4096);
-    let group_by = config.group_by_tag.as_deref();
+    let group_by = config.group_by_tag.clone();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let batches = spawn_parsed(config.input.open()?, 4096, workers, move |batch| {
+        parse_batch(batch, group_by.as_deref())
+    });
     loop {
         let next = if config.live {
             match stats.next_deadline() {
@@ -77,9 +82,20 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
             batches.recv().map_err(|_| RecvTimeoutError::Disconnected)
         };
         match next {
-            Ok(batch) => {
-                for line in batch?.iter() {
-                    read_event(&mut stats, &mut bad, group_by, &line, out)?;
+            Ok(item) => {
+                let (batch, parsed) = item?;
+                for (line, event) in batch.iter().zip(parsed) {
+                    let (at, kind, tag, value) = match event {
+                        Parsed::Event { at, kind, tag, value } => (at, kind, tag, value),
+                        Parsed::Bad(reason) => {
+                            bad.report(line.at, reason)?;
+                            continue;
+                        }
+                    };
+                    emit(out, stats.close_until(at))?;
+                    if let Err(late) = stats.add(at, kind.resolve(batch.text()), tag.as_deref(), value) {
+                        bad.report(line.at, late)?;
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => emit(out, stats.close_until(time::now()))?,
@@ -91,47 +107,58 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     bad.finish()
 }
 
-fn read_event(
-    stats: &mut Stats,
-    bad: &mut BadLines,
-    group_by: Option<&str>,
-    line: &Line<'_>,
-    out: &mut Output<impl Write>,
-) -> Result<()> {
-    let text = match &line.text {
-        Ok(text) => *text,
-        Err(e) => return bad.report(line.at, e),
-    };
-    let parsed = match group_by {
-        None => parse_object::<Event<IgnoredAny>>(text).map(|e| (e, None)),
-        Some(key) => parse_object::<Event<Tags>>(text).map(|e| {
-            let tag = e
-                .tags
-                .as_ref()
-                .and_then(|t| t.get(key))
-                .map(Cow::into_owned);
-            let event = Event {
-                kind: e.kind,
-                value: e.value,
-                timestamp: e.timestamp,
-                tags: None,
-            };
-            (event, tag)
-        }),
-    };
-    let (event, tag) = match parsed {
-        Ok(parsed) => parsed,
-        Err(reason) => return bad.report(line.at, reason),
-    };
-    let at = match time::parse_timestamp(&event.timestamp) {
-        Ok(at) => at,
-        Err(reason) => return bad.report(line.at, reason),
-    };
-    emit(out, stats.close_until(at))?;
-    if let Err(late) = stats.add(at, &event.kind, tag.as_deref(), event.value.0) {
-        return bad.report(line.at, late);
+/// One line after parsing (on a parse thread): an event, or why the line is bad.
+enum Parsed {
+    Event { at: Micros, kind: Text, tag: Option<String>, value: f64 },
+    Bad(String),
+}
+
+/// A string inside the batch's text (no copy), or owned when JSON escapes had to be decoded.
+enum Text {
+    InBatch(usize, usize),
+    Owned(String),
+}
+
+impl Text {
+    fn new(s: Cow<'_, str>, batch_text: &str) -> Text {
+        match s {
+            Cow::Borrowed(s) => {
+                let start = s.as_ptr() as usize - batch_text.as_ptr() as usize;
+                Text::InBatch(start, start + s.len())
+            }
+            Cow::Owned(s) => Text::Owned(s),
+        }
     }
-    Ok(())
+
+    fn resolve<'a>(&'a self, batch_text: &'a str) -> &'a str {
+        match self {
+            Text::InBatch(start, end) => &batch_text[*start..*end],
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+fn parse_batch(batch: &Batch, group_by: Option<&str>) -> Vec<Parsed> {
+    batch
+        .iter()
+        .map(|line| match line.text {
+            Ok(text) => parse_line(text, batch.text(), group_by).unwrap_or_else(Parsed::Bad),
+            Err(e) => Parsed::Bad(e.to_string()),
+        })
+        .collect()
+}
+
+fn parse_line(text: &str, batch_text: &str, group_by: Option<&str>) -> std::result::Result<Parsed, String> {
+    let (event, tag) = match group_by {
+        None => (parse_object::<Event<IgnoredAny>>(text)?, None),
+        Some(key) => {
+            let e = parse_object::<Event<Tags>>(text)?;
+            let tag = e.tags.as_ref().and_then(|t| t.get(key)).map(Cow::into_owned);
+            (Event { kind: e.kind, value: e.value, timestamp: e.timestamp, tags: None }, tag)
+        }
+    };
+    let at = time::parse_timestamp(&event.timestamp)?;
+    Ok(Parsed::Event { at, kind: Text::new(event.kind, batch_text), tag, value: event.value.0 })
 }
 
 fn emit(out: &mut Output<impl Write>, summaries: Vec<Summary>) -> Result<()> {
@@ -273,7 +300,7 @@ pub struct Stats {
 #[derive(Debug, Default)]
 struct Period {
     /// `type \0 tag` → values. A flat string key lets us look up without allocating.
-    groups: HashMap<Box<str>, Vec<f64>>,
+    groups: FxHashMap<Box<str>, Vec<f64>>,
 }
 
 /// Separates the type from the tag value inside a group key; `\u{1}` marks "no tag".
@@ -333,9 +360,10 @@ impl Stats {
         let watermark = now.saturating_sub(self.lateness);
         // Periods ending at or before the watermark close: start + period <= watermark.
         let limit = time::floor(watermark, self.period);
-        if limit > self.closed_before {
-            self.closed_before = limit;
+        if limit <= self.closed_before {
+            return Vec::new();
         }
+        self.closed_before = limit;
         let still_open = self.open.split_off(&self.closed_before);
         let closed = std::mem::replace(&mut self.open, still_open);
         closed
@@ -558,28 +586,30 @@ mod tests {
     }
 
     fn stream() -> impl Strategy<Value = Vec<(Micros, u8, f64)>> {
-        // Steps of 0 (duplicates) to beyond a period (gaps); values include edges of periods.
+        // Steps of 0 (duplicates), 1 µs and a minute less/more than 1 µs (period edges:
+        // :59.999999 against :00.000000), ordinary steps, and gaps longer than a period.
         let step = prop_oneof![
             Just(0i64),
+            Just(1i64),
+            Just(59_999_999i64),
+            Just(60_000_000i64),
             0i64..2_000_000,
-            Just(1),
             50_000_000i64..200_000_000
         ];
         let value = prop_oneof![(-1000i64..1000).prop_map(|v| v as f64), -1e6f64..1e6];
-        (
-            -200_000_000_000i64..200_000_000_000,
-            prop::collection::vec((step, 0u8..4, value), 1..300),
-        )
-            .prop_map(|(start, steps)| {
-                let mut t = start;
-                steps
-                    .into_iter()
-                    .map(|(dt, k, v)| {
-                        t += dt;
-                        (t, k, v)
-                    })
-                    .collect()
-            })
+        // Starts on a minute boundary or 1 µs before one, far before and after 1970.
+        let start = (-3_000_000i64..3_000_000, prop::bool::ANY)
+            .prop_map(|(m, edge)| m * MIN - i64::from(edge));
+        (start, prop::collection::vec((step, 0u8..4, value), 1..300)).prop_map(|(start, steps)| {
+            let mut t = start;
+            steps
+                .into_iter()
+                .map(|(dt, k, v)| {
+                    t += dt;
+                    (t, k, v)
+                })
+                .collect()
+        })
     }
 
     proptest! {

@@ -33,7 +33,12 @@ impl Run {
 
     /// Assert the exit code, showing everything on failure.
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.status.code(), Some(code), "unexpected exit code\n{}", self.describe());
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "unexpected exit code\n{}",
+            self.describe()
+        );
         self
     }
 
@@ -42,8 +47,9 @@ impl Run {
         self.stdout
             .lines()
             .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("stdout line {l:?} is not JSON: {e}\n{}", self.describe()))
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!("stdout line {l:?} is not JSON: {e}\n{}", self.describe())
+                })
             })
             .collect()
     }
@@ -75,14 +81,21 @@ pub fn run(exe: &str, args: &[&str], stdin: &[u8]) -> Run {
 
 /// A port that was free a moment ago, for servers that cannot bind port 0 themselves.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Wait until something accepts TCP connections on `addr` (the event a server's start is).
 pub fn wait_for_port(addr: SocketAddr, within: Duration) {
     let deadline = Instant::now() + within;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr} after {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {addr} after {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -98,7 +111,20 @@ impl Daemon {
     /// A real memcached on a free loopback port.
     pub fn memcached() -> Daemon {
         let port = free_port();
-        Daemon::external("memcached", &["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "64"], port)
+        Daemon::external(
+            "memcached",
+            &[
+                "-l",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "0",
+                "-m",
+                "64",
+            ],
+            port,
+        )
     }
 
     /// A real redis-server on a free loopback port, with persistence off.
@@ -106,7 +132,16 @@ impl Daemon {
         let port = free_port();
         Daemon::external(
             "redis-server",
-            &["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"],
+            &[
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             port,
         )
     }
@@ -118,11 +153,17 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program} (is it installed? `make test` installs it): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start {program} (is it installed? `make test` installs it): {e}")
+            });
         let stderr = drain(child.stderr.take().unwrap());
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_for_port(addr, Duration::from_secs(10));
-        Daemon { child, addr, stderr }
+        Daemon {
+            child,
+            addr,
+            stderr,
+        }
     }
 
     /// Start one of our servers with `--listen 127.0.0.1:0` among `args` and wait for the
@@ -136,7 +177,11 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
         let (addr, stderr) = wait_for_listen_line(child.stderr.take().unwrap(), exe);
-        Daemon { child, addr, stderr }
+        Daemon {
+            child,
+            addr,
+            stderr,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -161,7 +206,10 @@ impl Drop for Daemon {
 }
 
 /// Read stderr until the `listening on http://ADDR` line; keep draining it into a buffer after.
-pub fn wait_for_listen_line(stderr: impl Read + Send + 'static, what: &str) -> (SocketAddr, Arc<Mutex<String>>) {
+pub fn wait_for_listen_line(
+    stderr: impl Read + Send + 'static,
+    what: &str,
+) -> (SocketAddr, Arc<Mutex<String>>) {
     let buf = Arc::new(Mutex::new(String::new()));
     let (tx, rx) = std::sync::mpsc::channel();
     let keep = buf.clone();
@@ -181,7 +229,12 @@ pub fn wait_for_listen_line(stderr: impl Read + Send + 'static, what: &str) -> (
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("{what} never said where it listens; stderr:\n{}", buf.lock().unwrap()));
+        .unwrap_or_else(|_| {
+            panic!(
+                "{what} never said where it listens; stderr:\n{}",
+                buf.lock().unwrap()
+            )
+        });
     (addr.parse().unwrap(), buf)
 }
 
