@@ -310,7 +310,9 @@ where
         .name("order".into())
         .spawn(move || {
             for n in 0.. {
-                let Ok(item) = from_workers[n % workers].recv() else { return };
+                let Ok(item) = from_workers[n % workers].recv() else {
+                    return;
+                };
                 if tx.send(item).is_err() {
                     return;
                 }
@@ -601,7 +603,10 @@ mod tests {
         let text: String = (1..=50_000).map(|i| format!("{i}\n")).collect();
         let reader = Reader::from_reader(io::Cursor::new(text.into_bytes()));
         let rx = spawn_parsed(reader, 64, 3, |batch: &Batch| {
-            batch.iter().map(|l| l.text.unwrap().parse::<u64>().unwrap()).collect::<Vec<_>>()
+            batch
+                .iter()
+                .map(|l| l.text.unwrap().parse::<u64>().unwrap())
+                .collect::<Vec<_>>()
         });
         let all: Vec<u64> = rx.into_iter().flat_map(|r| r.unwrap().1).collect();
         assert_eq!(all, (1..=50_000).collect::<Vec<u64>>());

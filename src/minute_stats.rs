@@ -86,14 +86,21 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
                 let (batch, parsed) = item?;
                 for (line, event) in batch.iter().zip(parsed) {
                     let (at, kind, tag, value) = match event {
-                        Parsed::Event { at, kind, tag, value } => (at, kind, tag, value),
+                        Parsed::Event {
+                            at,
+                            kind,
+                            tag,
+                            value,
+                        } => (at, kind, tag, value),
                         Parsed::Bad(reason) => {
                             bad.report(line.at, reason)?;
                             continue;
                         }
                     };
                     emit(out, stats.close_until(at))?;
-                    if let Err(late) = stats.add(at, kind.resolve(batch.text()), tag.as_deref(), value) {
+                    if let Err(late) =
+                        stats.add(at, kind.resolve(batch.text()), tag.as_deref(), value)
+                    {
                         bad.report(line.at, late)?;
                     }
                 }
@@ -109,7 +116,12 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
 
 /// One line after parsing (on a parse thread): an event, or why the line is bad.
 enum Parsed {
-    Event { at: Micros, kind: Text, tag: Option<String>, value: f64 },
+    Event {
+        at: Micros,
+        kind: Text,
+        tag: Option<String>,
+        value: f64,
+    },
     Bad(String),
 }
 
@@ -148,17 +160,38 @@ fn parse_batch(batch: &Batch, group_by: Option<&str>) -> Vec<Parsed> {
         .collect()
 }
 
-fn parse_line(text: &str, batch_text: &str, group_by: Option<&str>) -> std::result::Result<Parsed, String> {
+fn parse_line(
+    text: &str,
+    batch_text: &str,
+    group_by: Option<&str>,
+) -> std::result::Result<Parsed, String> {
     let (event, tag) = match group_by {
         None => (parse_object::<Event<IgnoredAny>>(text)?, None),
         Some(key) => {
             let e = parse_object::<Event<Tags>>(text)?;
-            let tag = e.tags.as_ref().and_then(|t| t.get(key)).map(Cow::into_owned);
-            (Event { kind: e.kind, value: e.value, timestamp: e.timestamp, tags: None }, tag)
+            let tag = e
+                .tags
+                .as_ref()
+                .and_then(|t| t.get(key))
+                .map(Cow::into_owned);
+            (
+                Event {
+                    kind: e.kind,
+                    value: e.value,
+                    timestamp: e.timestamp,
+                    tags: None,
+                },
+                tag,
+            )
         }
     };
     let at = time::parse_timestamp(&event.timestamp)?;
-    Ok(Parsed::Event { at, kind: Text::new(event.kind, batch_text), tag, value: event.value.0 })
+    Ok(Parsed::Event {
+        at,
+        kind: Text::new(event.kind, batch_text),
+        tag,
+        value: event.value.0,
+    })
 }
 
 fn emit(out: &mut Output<impl Write>, summaries: Vec<Summary>) -> Result<()> {

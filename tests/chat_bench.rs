@@ -85,8 +85,18 @@ fn a_small_room_on_chat_relay_holds_and_every_delivery_is_counted() {
     let r = run(
         BENCH,
         &[
-            "--url", &url, "--clients", "40", "--duration", "2s", "--interval", "500ms",
-            "--server-pid", &pid, "--plot", svg.to_str().unwrap(),
+            "--url",
+            &url,
+            "--clients",
+            "40",
+            "--duration",
+            "2s",
+            "--interval",
+            "500ms",
+            "--server-pid",
+            &pid,
+            "--plot",
+            svg.to_str().unwrap(),
         ],
         b"",
     );
@@ -102,7 +112,11 @@ fn a_small_room_on_chat_relay_holds_and_every_delivery_is_counted() {
     assert_eq!(line["lost"], 0);
     assert_eq!(line["late"], 0);
     assert_eq!(line["duplicates"], 0);
-    let ms = |k: &str| line[k].as_f64().unwrap_or_else(|| panic!("{k} missing\n{}", r.describe()));
+    let ms = |k: &str| {
+        line[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} missing\n{}", r.describe()))
+    };
     assert!(ms("p50_ms") <= ms("p99_ms") && ms("p99_ms") <= ms("p999_ms"));
     assert!(ms("p999_ms") <= ms("max_ms") && ms("max_ms") <= 1000.0);
     assert!(ms("client_cpu_s") >= 0.0);
@@ -117,8 +131,18 @@ fn a_relay_stalled_for_two_seconds_is_not_ok() {
     let url = relay.url();
     let mut bench = Command::new(BENCH)
         .args([
-            "--url", &url, "--clients", "10", "--duration", "4s", "--interval", "250ms",
-            "--budget", "1s", "--grace", "1s",
+            "--url",
+            &url,
+            "--clients",
+            "10",
+            "--duration",
+            "4s",
+            "--interval",
+            "250ms",
+            "--budget",
+            "1s",
+            "--grace",
+            "1s",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -129,7 +153,10 @@ fn a_relay_stalled_for_two_seconds_is_not_ok() {
     let mut seen = String::new();
     loop {
         let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "chat-bench ended early:\n{seen}");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "chat-bench ended early:\n{seen}"
+        );
         seen.push_str(&line);
         if line.contains("chatting") {
             break;
@@ -148,7 +175,11 @@ fn a_relay_stalled_for_two_seconds_is_not_ok() {
     let lost = line["lost"].as_u64().unwrap();
     assert!(late + lost > 0, "{line}");
     assert!(line["max_ms"].as_f64().unwrap() > 1000.0, "{line}");
-    assert_eq!(out.status.code(), Some(1), "a run that is not ok exits 1: {line}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a run that is not ok exits 1: {line}"
+    );
 }
 
 #[test]
@@ -158,8 +189,19 @@ fn a_search_grows_and_ends_with_max_clients() {
     let r = run(
         BENCH,
         &[
-            "--url", &url, "--search", "--start", "5", "--max", "20", "--duration", "1s",
-            "--interval", "250ms", "--pause", "100ms",
+            "--url",
+            &url,
+            "--search",
+            "--start",
+            "5",
+            "--max",
+            "20",
+            "--duration",
+            "1s",
+            "--interval",
+            "250ms",
+            "--pause",
+            "100ms",
         ],
         b"",
     );
@@ -170,7 +212,11 @@ fn a_search_grows_and_ends_with_max_clients() {
         .map(|l| l["clients"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, [5, 10, 20], "{}", r.describe());
-    assert!(lines[..3].iter().all(|l| l["ok"] == true), "{}", r.describe());
+    assert!(
+        lines[..3].iter().all(|l| l["ok"] == true),
+        "{}",
+        r.describe()
+    );
     assert_eq!(lines[3], serde_json::json!({"max_clients": 20}));
 }
 
@@ -180,8 +226,19 @@ fn a_closed_stdout_ends_a_search_quietly() {
     let url = relay.url();
     let mut bench = Command::new(BENCH)
         .args([
-            "--url", &url, "--search", "--start", "2", "--max", "64", "--duration", "500ms",
-            "--interval", "250ms", "--pause", "10ms",
+            "--url",
+            &url,
+            "--search",
+            "--start",
+            "2",
+            "--max",
+            "64",
+            "--duration",
+            "500ms",
+            "--interval",
+            "250ms",
+            "--pause",
+            "10ms",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -195,16 +252,29 @@ fn a_closed_stdout_ends_a_search_quietly() {
     assert_eq!(line["clients"], 2);
     // The reader is gone (as with `| head -1`): the next line fails to write and chat-bench stops.
     let out = bench.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panick"));
 }
 
 #[test]
 fn an_unreachable_server_is_an_error() {
     let url = format!("ws://127.0.0.1:{}/chat", free_port());
-    let r = run(BENCH, &["--url", &url, "--clients", "3", "--duration", "1s"], b"");
+    let r = run(
+        BENCH,
+        &["--url", &url, "--clients", "3", "--duration", "1s"],
+        b"",
+    );
     r.expect_code(1);
-    assert!(r.stderr.contains("chat-bench: cannot connect to"), "{}", r.describe());
+    assert!(
+        r.stderr.contains("chat-bench: cannot connect to"),
+        "{}",
+        r.describe()
+    );
     assert!(r.stdout.is_empty());
 }
 
@@ -220,7 +290,11 @@ fn bad_flags_are_usage_errors() {
     ] {
         let r = run(BENCH, args, b"");
         r.expect_code(2);
-        assert!(r.stderr.contains("chat-bench") || r.stderr.contains("error:"), "{}", r.describe());
+        assert!(
+            r.stderr.contains("chat-bench") || r.stderr.contains("error:"),
+            "{}",
+            r.describe()
+        );
     }
 }
 
@@ -228,8 +302,15 @@ fn bad_flags_are_usage_errors() {
 fn help_and_version() {
     let r = run(BENCH, &["--help"], b"");
     r.expect_code(0);
-    assert!(r.stdout.contains("every client sends a message every 3 seconds"), "{}", r.describe());
-    assert!(r.stdout.contains("chat-bench --url ws://127.0.0.1:8000/chat"));
+    assert!(
+        r.stdout
+            .contains("every client sends a message every 3 seconds"),
+        "{}",
+        r.describe()
+    );
+    assert!(r
+        .stdout
+        .contains("chat-bench --url ws://127.0.0.1:8000/chat"));
     let r = run(BENCH, &["--version"], b"");
     r.expect_code(0);
     assert!(r.stdout.starts_with("chat-bench "));

@@ -69,7 +69,11 @@ pub fn server(roots: &[i32]) -> Duration {
     let mut procs = HashMap::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
             if let Some(stat) = std::fs::read_to_string(entry.path().join("stat"))
@@ -97,18 +101,42 @@ mod tests {
     fn reads_a_stat_line_whose_name_has_spaces() {
         let text = "4242 (gunicorn: worker (x)) S 4200 4200 4200 0 -1 4194560 1 0 0 0 \
                     150 30 0 0 20 0 1 0 100 0 0";
-        assert_eq!(parse_stat(text), Some(ProcStat { ppid: 4200, ticks: 180 }));
+        assert_eq!(
+            parse_stat(text),
+            Some(ProcStat {
+                ppid: 4200,
+                ticks: 180
+            })
+        );
         assert_eq!(parse_stat("garbage"), None);
     }
 
     #[test]
     fn a_tree_counts_every_descendant_once() {
         let procs: HashMap<i32, ProcStat> = [
-            (1, ProcStat { ppid: 0, ticks: 1000 }),
+            (
+                1,
+                ProcStat {
+                    ppid: 0,
+                    ticks: 1000,
+                },
+            ),
             (10, ProcStat { ppid: 1, ticks: 5 }),
             (11, ProcStat { ppid: 10, ticks: 7 }),
-            (12, ProcStat { ppid: 10, ticks: 11 }),
-            (13, ProcStat { ppid: 11, ticks: 13 }),
+            (
+                12,
+                ProcStat {
+                    ppid: 10,
+                    ticks: 11,
+                },
+            ),
+            (
+                13,
+                ProcStat {
+                    ppid: 11,
+                    ticks: 13,
+                },
+            ),
             (20, ProcStat { ppid: 1, ticks: 17 }),
         ]
         .into();

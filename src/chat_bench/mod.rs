@@ -86,7 +86,9 @@ const SPARE_FDS: u64 = 64;
 /// exit 1, after its line; a finished search is a success whatever it found.
 pub fn run<W: Write>(config: &Config, out: &mut Output<W>) -> Result<()> {
     if config.interval.is_zero() || config.budget.is_zero() {
-        return Err(Error::usage("--interval and --budget must be more than zero"));
+        return Err(Error::usage(
+            "--interval and --budget must be more than zero",
+        ));
     }
     if config.clients == 0 || config.start == 0 {
         return Err(Error::usage("--clients and --start must be at least 1"));
@@ -107,16 +109,23 @@ pub fn run<W: Write>(config: &Config, out: &mut Output<W>) -> Result<()> {
             config.clients
         )));
     }
-    let runtime = crate::server::runtime(config.threads.max(2))?;
+    // The main thread only orchestrates; the clients live on `threads` runtimes of their own.
+    let shards = clients::Shards::start(config.threads)?;
+    let runtime = crate::server::runtime(1)?;
     runtime.block_on(async {
         tokio::select! {
-            r = bench(config, fit, out) => r,
+            r = bench(config, fit, &shards, out) => r,
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
         }
     })
 }
 
-async fn bench<W: Write>(config: &Config, fit: u32, out: &mut Output<W>) -> Result<()> {
+async fn bench<W: Write>(
+    config: &Config,
+    fit: u32,
+    shards: &clients::Shards,
+    out: &mut Output<W>,
+) -> Result<()> {
     let target = Target::resolve(&config.url).await?;
     let mut progress = Progress::stderr();
     let mut steps: Vec<StepReport> = Vec::new();
@@ -147,7 +156,7 @@ async fn bench<W: Write>(config: &Config, fit: u32, out: &mut Output<W>) -> Resu
             }
             first = false;
             run_id = run_id.wrapping_add(1);
-            let report = step(&target, &plan(n), run_id, &mut progress).await?;
+            let report = step(&target, &plan(n), run_id, shards, &mut progress).await?;
             search.record(n, report.ok);
             out.emit(&report)?;
             out.flush()?;
@@ -159,7 +168,14 @@ async fn bench<W: Write>(config: &Config, fit: u32, out: &mut Output<W>) -> Resu
         out.flush()?;
         Ok(())
     } else {
-        let report = step(&target, &plan(config.clients), run_id, &mut progress).await?;
+        let report = step(
+            &target,
+            &plan(config.clients),
+            run_id,
+            shards,
+            &mut progress,
+        )
+        .await?;
         out.emit(&report)?;
         out.flush()?;
         let ok = report.ok;
@@ -187,10 +203,11 @@ async fn step(
     target: &Target,
     plan: &Plan,
     run_id: u32,
+    shards: &clients::Shards,
     progress: &mut Progress,
 ) -> Result<StepReport> {
     progress.step(format!("{} clients", plan.clients));
-    let report = clients::measure(target, plan, run_id, progress).await?;
+    let report = clients::measure(target, plan, run_id, shards, progress).await?;
     let verdict = if report.ok { "ok" } else { "NOT ok" };
     progress.note(format_args!(
         "{verdict}: {} lost, {} late, p99 {} ms, client CPU {}%{}",

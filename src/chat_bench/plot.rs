@@ -29,7 +29,10 @@ pub fn svg(steps: &[StepReport], budget_ms: f64, title: &str) -> String {
     let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| {
         (lo.min(v.max(0.01)), hi.max(v))
     });
-    let (dec_lo, dec_hi) = (lo.log10().floor() as i32, hi.log10().ceil().max(lo.log10().floor() + 1.0) as i32);
+    let (dec_lo, dec_hi) = (
+        lo.log10().floor() as i32,
+        hi.log10().ceil().max(lo.log10().floor() + 1.0) as i32,
+    );
     let max_clients = steps.iter().map(|s| s.clients).max().unwrap_or(1).max(1);
     let x_top = nice_ceiling(f64::from(max_clients));
 
@@ -105,7 +108,10 @@ pub fn svg(steps: &[StepReport], budget_ms: f64, title: &str) -> String {
             .iter()
             .filter_map(|s| f(s).map(|v| (x(f64::from(s.clients)), y(v), s.ok)))
             .collect();
-        let path: Vec<String> = pts.iter().map(|(a, b, _)| format!("{a:.1},{b:.1}")).collect();
+        let path: Vec<String> = pts
+            .iter()
+            .map(|(a, b, _)| format!("{a:.1},{b:.1}"))
+            .collect();
         let _ = writeln!(
             out,
             r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
@@ -165,7 +171,9 @@ fn trim(v: f64) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -202,7 +210,11 @@ mod tests {
 
     #[test]
     fn draws_one_point_per_step_and_series() {
-        let doc = svg(&[step(400, 30.0, false), step(100, 0.5, true)], 1000.0, "a <b>");
+        let doc = svg(
+            &[step(400, 30.0, false), step(100, 0.5, true)],
+            1000.0,
+            "a <b>",
+        );
         assert!(doc.starts_with("<svg"));
         assert!(doc.trim_end().ends_with("</svg>"));
         assert_eq!(doc.matches("<circle").count(), 8);

@@ -21,7 +21,9 @@ impl Schedule {
     /// `duration` of sending at one message per `interval` per client: at least one round.
     pub fn new(clients: u32, duration_us: u64, interval_us: u64) -> Schedule {
         let interval_us = interval_us.max(1);
-        let rounds = duration_us.div_ceil(interval_us).clamp(1, u64::from(u32::MAX - 1)) as u32;
+        let rounds = duration_us
+            .div_ceil(interval_us)
+            .clamp(1, u64::from(u32::MAX - 1)) as u32;
         Schedule {
             clients,
             rounds,
@@ -274,7 +276,10 @@ mod tests {
         assert!(!t.record(0, 700, 1_000_000));
         assert!(t.record(3, 1_000_001, 1_000_000));
         assert!(!t.record(99, 1, 1_000_000));
-        assert_eq!((t.delivered, t.duplicates, t.late, t.max_us), (2, 1, 1, 1_000_001));
+        assert_eq!(
+            (t.delivered, t.duplicates, t.late, t.max_us),
+            (2, 1, 1, 1_000_001)
+        );
     }
 
     fn totals(connected: u32, sent: u64, delivered: u64, late: u64) -> Totals {
