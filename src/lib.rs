@@ -11,8 +11,10 @@
 //! - [`config`]: JSON config files that flags override;
 //! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
 //! - [`minute_stats`]: per-period min/max/mean/median of metric events;
+//! - [`chat`]: chat-relay, a forking WebSocket chat whose broadcast crosses processes and machines;
 //! - [`chat_bench`]: how many WebSocket chat clients a server sustains (sends, deliveries, latency).
 
+pub mod chat;
 pub mod chat_bench;
 pub mod config;
 pub mod error;

@@ -1,0 +1,122 @@
+//! chat-relay: a WebSocket chat room served by forked worker processes, whose broadcast crosses
+//! processes over Unix sockets, or processes and machines over Redis pub/sub.
+//!
+//! Protocol (the one the challenge's original page speaks, so that page works unchanged):
+//! - `GET /` is the chat page; a WebSocket upgrade on `/chat` joins the room.
+//! - Client → server: a text frame holding a JSON object with a string `"message"`:
+//!   `{"message":"hello"}`.
+//! - Server → every client, the sender included: the same object with `"user"` set to the
+//!   sender's 32-hex-character id, fixed for the connection (any `"user"` the client sent is
+//!   overwritten; other keys pass through): `{"message":"hello","user":"9f0c…"}`.
+//! - Server → the sender only, when a frame is refused: `{"error":"missing \"message\""}`.
+//!
+//! stdin: each line is said by the relay's own bot user (a line that is a JSON object with a string
+//! `"message"` is used as it is, any other line is the text of a message). stdout: every message
+//! the room hears, one JSON line each, flushed as it comes.
+//!
+//! Layers, one file each:
+//! - [`hub`]: the parent. Binds once, forks `--workers` processes that accept on the shared socket,
+//!   replaces dead ones, relays messages between them over Unix socket pairs, owns stdin/stdout;
+//! - [`link`]: the line format on the parent–worker sockets and the bounded outbox;
+//! - [`worker`]: a worker process: one single-threaded tokio runtime, the HTTP routes, the room;
+//! - [`connection`]: one client's session and the slow-client, size and rate policies;
+//! - [`redis_bus`]: the Redis pub/sub backend with reconnect and backoff;
+//! - [`message`]: the pure core: user ids, stamping, bot lines, the rate limiter.
+
+pub mod connection;
+pub mod hub;
+pub mod link;
+pub mod message;
+pub mod redis_bus;
+pub mod worker;
+
+use crate::error::{Error, Result};
+use crate::runner::warn;
+use crate::server;
+use message::UserId;
+
+/// Limits that apply to every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest text frame accepted, in bytes.
+    pub max_message: usize,
+    /// Messages per second a connection may send, on average.
+    pub rate: f64,
+    /// Messages a connection may send at once before the rate applies.
+    pub burst: u32,
+    /// Messages waiting for one client before it is disconnected as too slow.
+    pub queue: usize,
+    /// Connections one worker takes; more get 503.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message: 4096,
+            rate: 20.0,
+            burst: 40,
+            queue: 1024,
+            max_connections: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub workers: usize,
+    pub redis: Option<String>,
+    pub channel: String,
+    pub limits: Limits,
+    /// The bot user's id (random when not given).
+    pub bot: Option<UserId>,
+    /// Serve this page at `/` instead of the built-in one (e.g. the challenge's original page).
+    pub page: Option<std::path::PathBuf>,
+}
+
+/// Run the relay until SIGTERM/SIGINT (or until stdout's reader goes away).
+pub fn run(config: Config) -> Result<()> {
+    if config.workers == 0 || config.workers > 256 {
+        return Err(Error::usage("--workers must be between 1 and 256"));
+    }
+    if config.limits.max_message < 16 {
+        return Err(Error::usage("--max-message must be at least 16 bytes"));
+    }
+    if config.limits.rate <= 0.0 || config.limits.rate.is_nan() {
+        return Err(Error::usage("--rate must be above 0"));
+    }
+    if let Some(url) = &config.redis {
+        redis::Client::open(url.as_str())
+            .map_err(|e| Error::usage(format!("--redis {url}: {e}")))?;
+    }
+    let page: std::sync::Arc<str> = match &config.page {
+        None => worker::PAGE.into(),
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("cannot read --page {}", path.display()), e))?
+            .into(),
+    };
+    let fd_limit = server::raise_fd_limit();
+    let listener = server::bind(&config.listen)?;
+    let mut seed = [0u8; 24];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom")
+            .map_err(|e| Error::io("opening /dev/urandom", e))?,
+        &mut seed,
+    )
+    .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    let mut bot_bytes = [0u8; 16];
+    bot_bytes.copy_from_slice(&seed[..16]);
+    let bot = config.bot.unwrap_or_else(|| UserId::from_bytes(bot_bytes));
+    // Tells this instance's messages from other instances' on a shared Redis channel.
+    let instance: String = seed[16..].iter().map(|b| format!("{b:02x}")).collect();
+    warn(format_args!(
+        "{} workers, {}, open-file limit {fd_limit}, bot user {bot}",
+        config.workers,
+        match &config.redis {
+            Some(url) => format!("room shared through {url} channel {:?}", config.channel),
+            None => "room shared between workers over Unix sockets".to_string(),
+        }
+    ));
+    hub::run(config, listener, bot, instance, page)
+}

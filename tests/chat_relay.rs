@@ -1,0 +1,690 @@
+//! chat-relay through the real binary, with real WebSocket clients (tokio-tungstenite) and a real
+//! redis-server: broadcast across workers, spoofing, stdin/stdout, abuse, slow clients, kill -9,
+//! graceful stop, and two relays joined through Redis.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const EXE: &str = env!("CARGO_BIN_EXE_chat-relay");
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A running chat-relay with piped stdin/stdout; killed when dropped.
+struct Relay {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    stdin: Option<ChildStdin>,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Relay {
+    /// Start with `args` (plus `--listen 127.0.0.1:0`) and wait until every worker serves.
+    fn start(args: &[&str]) -> Relay {
+        let mut child = Command::new(EXE)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting chat-relay");
+        let (addr, stderr) = common::wait_for_listen_line(child.stderr.take().unwrap(), EXE);
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let relay = Relay {
+            child,
+            addr,
+            stderr,
+            stdin,
+            stdout,
+        };
+        let workers = args
+            .iter()
+            .position(|a| *a == "--workers")
+            .map_or(1, |i| args[i + 1].parse().unwrap());
+        relay.wait_stderr(" serving", workers);
+        relay
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/chat", self.addr)
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait until stderr holds `needle` at least `count` times (the event we wait for is a line).
+    fn wait_stderr(&self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = self.stderr_text();
+            if text.matches(needle).count() >= count {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stderr never showed {needle:?} {count} times:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pid of worker `slot` as it last announced itself.
+    fn worker_pid(&self, slot: usize) -> i32 {
+        let prefix = format!("worker {slot} (pid ");
+        let text = self.stderr_text();
+        let at = text.rfind(&prefix).expect("worker announced") + prefix.len();
+        text[at..].split(')').next().unwrap().parse().unwrap()
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    fn stats(&self) -> Value {
+        let body = ureq::get(&format!("http://{}/stats", self.addr))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The next stdout line as JSON.
+    fn next_stdout(&self) -> Value {
+        let line = self
+            .stdout
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no stdout line; stderr:\n{}", self.stderr_text()));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout {line:?}: {e}"))
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "chat-relay did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- chat-relay stderr ---\n{}", self.stderr_text());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Client {
+    ws: Ws,
+    /// The worker that took the connection (the `x-chat-worker` header).
+    worker: usize,
+}
+
+async fn connect(url: &str) -> Client {
+    let (ws, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    let worker = response.headers()["x-chat-worker"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    Client { ws, worker }
+}
+
+impl Client {
+    async fn send(&mut self, value: Value) {
+        self.ws
+            .send(Message::text(value.to_string()))
+            .await
+            .unwrap();
+    }
+
+    async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next data or close frame (pings and pongs skipped).
+    async fn next_frame(&mut self) -> Message {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no frame in time")
+                .expect("stream ended")
+                .expect("websocket error");
+            if !matches!(frame, Message::Ping(_) | Message::Pong(_)) {
+                return frame;
+            }
+        }
+    }
+
+    async fn next_json(&mut self) -> Value {
+        match self.next_frame().await {
+            Message::Text(text) => serde_json::from_str(&text).unwrap(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The close frame's code, after skipping any data frames still in flight.
+    async fn close_code(&mut self) -> CloseCode {
+        loop {
+            match self.next_frame().await {
+                Message::Close(Some(frame)) => return frame.code,
+                Message::Close(None) => panic!("close frame without a code"),
+                _ => continue,
+            }
+        }
+    }
+}
+
+fn is_user_id(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_client_across_workers() {
+    let relay = Relay::start(&["--workers", "4"]);
+    let url = relay.url();
+    let mut clients: Vec<Client> =
+        futures_util::future::join_all((0..24).map(|_| connect(&url))).await;
+    let workers: BTreeSet<usize> = clients.iter().map(|c| c.worker).collect();
+    assert!(
+        workers.len() >= 2,
+        "all 24 connections went to one worker: {workers:?}"
+    );
+    for (i, client) in clients.iter_mut().enumerate() {
+        client
+            .send(json!({"message": format!("from {i}"), "user": "mallory", "seq": i}))
+            .await;
+    }
+    let mut senders: BTreeMap<String, Value> = BTreeMap::new();
+    for client in &mut clients {
+        let mut heard = BTreeSet::new();
+        for _ in 0..24 {
+            let msg = client.next_json().await;
+            assert!(is_user_id(&msg["user"]), "user not a 32-hex id: {msg}");
+            let text = msg["message"].as_str().unwrap().to_string();
+            let i: u64 = text.strip_prefix("from ").unwrap().parse().unwrap();
+            assert_eq!(msg["seq"], json!(i), "other keys pass through: {msg}");
+            // Every recipient sees the same user for the same sender.
+            let user = senders.entry(text.clone()).or_insert(msg["user"].clone());
+            assert_eq!(*user, msg["user"]);
+            assert!(heard.insert(text), "duplicate: {msg}");
+        }
+    }
+    let users: BTreeSet<String> = senders.values().map(Value::to_string).collect();
+    assert_eq!(users.len(), 24, "each connection has its own id");
+    // Every message the room heard is on stdout, once.
+    let mut logged = BTreeSet::new();
+    for _ in 0..24 {
+        logged.insert(relay.next_stdout()["message"].as_str().unwrap().to_string());
+    }
+    assert_eq!(logged.len(), 24);
+}
+
+#[tokio::test]
+async fn stdin_lines_are_bot_messages_and_stdout_is_the_room() {
+    let bot = "0123456789abcdef0123456789abcdef";
+    let mut relay = Relay::start(&["--workers", "2", "--bot-user", bot]);
+    let mut alice = connect(&relay.url()).await;
+    let stdin = relay.stdin.as_mut().unwrap();
+    stdin
+        .write_all(b"good morning\n\xff\xfe\n{\"message\":\"tick\",\"at\":1}\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(
+        alice.next_json().await,
+        json!({"message": "good morning", "user": bot})
+    );
+    assert_eq!(
+        alice.next_json().await,
+        json!({"message": "tick", "user": bot, "at": 1})
+    );
+    relay.wait_stderr("line 2: not valid UTF-8", 1);
+    alice.send(json!({"message": "hi bot"})).await;
+    let echoed = alice.next_json().await;
+    assert_eq!(echoed["message"], "hi bot");
+    assert_eq!(
+        relay.next_stdout(),
+        json!({"message": "good morning", "user": bot})
+    );
+    assert_eq!(relay.next_stdout()["at"], 1);
+    assert_eq!(relay.next_stdout(), echoed);
+}
+
+#[tokio::test]
+async fn bad_frames_get_errors_or_closes_and_leave_no_dead_socket() {
+    let relay = Relay::start(&["--workers", "1", "--max-message", "100"]);
+    let url = relay.url();
+    let mut bystander = connect(&url).await;
+    let mut client = connect(&url).await;
+
+    client.send_text("not json at all").await;
+    let error = client.next_json().await;
+    assert!(
+        error["error"].as_str().unwrap().starts_with("not JSON"),
+        "{error}"
+    );
+    client.send(json!({"text": "no message key"})).await;
+    assert_eq!(
+        client.next_json().await,
+        json!({"error": "missing \"message\""})
+    );
+    client.send(json!({"message": 42})).await;
+    assert_eq!(
+        client.next_json().await,
+        json!({"error": "\"message\" must be a string, got a number"})
+    );
+    // Still in the room after all that.
+    client.send(json!({"message": "still here"})).await;
+    assert_eq!(client.next_json().await["message"], "still here");
+    assert_eq!(bystander.next_json().await["message"], "still here");
+
+    let mut oversized = connect(&url).await;
+    oversized.send(json!({"message": "x".repeat(200)})).await;
+    assert_eq!(oversized.close_code().await, CloseCode::Size);
+    let mut binary = connect(&url).await;
+    binary
+        .ws
+        .send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(binary.close_code().await, CloseCode::Unsupported);
+
+    // The closed ones left the room: the worker counts only the two good connections.
+    let deadline = Instant::now() + WAIT;
+    while relay.stats()["connections"] != 2 {
+        assert!(Instant::now() < deadline, "stats: {}", relay.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bystander.send(json!({"message": "after the abuse"})).await;
+    assert_eq!(client.next_json().await["message"], "after the abuse");
+    assert_eq!(bystander.next_json().await["message"], "after the abuse");
+}
+
+#[tokio::test]
+async fn rate_limit_refuses_then_disconnects() {
+    let relay = Relay::start(&["--workers", "1", "--rate", "1", "--burst", "2"]);
+    let mut client = connect(&relay.url()).await;
+    for i in 0..3 {
+        client.send(json!({"message": format!("m{i}")})).await;
+    }
+    let mut frames = Vec::new();
+    for _ in 0..3 {
+        frames.push(client.next_json().await);
+    }
+    let said: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f.get("message").is_some())
+        .collect();
+    let errors: Vec<&Value> = frames.iter().filter(|f| f.get("error").is_some()).collect();
+    assert_eq!(said.len(), 2, "{frames:?}");
+    assert_eq!(errors.len(), 1, "{frames:?}");
+    assert!(errors[0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("rate limit"));
+    for i in 0..10 {
+        if client
+            .ws
+            .send(Message::text(json!({"message": i}).to_string()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(client.close_code().await, CloseCode::Policy);
+}
+
+#[tokio::test]
+async fn connections_over_the_worker_limit_get_503() {
+    let relay = Relay::start(&["--workers", "1", "--max-connections", "2"]);
+    let _a = connect(&relay.url()).await;
+    let _b = connect(&relay.url()).await;
+    match tokio_tungstenite::connect_async(relay.url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!("expected 503, got {:?}", other.map(|(_, r)| r.status())),
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_the_room_keeps_up() {
+    let relay = Relay::start(&[
+        "--workers",
+        "1",
+        "--queue",
+        "500",
+        "--rate",
+        "100000",
+        "--burst",
+        "100000",
+        "--max-message",
+        "4096",
+    ]);
+    // The slow client: a tiny receive window, and it never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(relay.addr).await.unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(relay.url(), MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    let talker = connect(&relay.url()).await;
+    let mut listener = connect(&relay.url()).await;
+    assert_eq!(relay.stats()["connections"], 3);
+
+    // 3000 messages of 4 kB: 12 MB, more than the slow client's socket buffers can hide.
+    let n = 3000;
+    let started = Instant::now();
+    let text = "y".repeat(4000);
+    let (mut talk, mut echoes) = talker.ws.split();
+    // The talker reads its echoes as any live client does.
+    let drain = tokio::spawn(async move {
+        let mut count = 0;
+        while count < n {
+            match echoes.next().await {
+                Some(Ok(Message::Text(_))) => count += 1,
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+        count
+    });
+    // In rounds of 100, so the room never goes faster than a live reader (this test) can follow.
+    let mut slowest_round = Duration::ZERO;
+    for round in 0..n / 100 {
+        let round_start = Instant::now();
+        for i in round * 100..(round + 1) * 100 {
+            let frame = json!({"message": text, "i": i}).to_string();
+            talk.send(Message::text(frame)).await.unwrap();
+        }
+        for i in round * 100..(round + 1) * 100 {
+            assert_eq!(
+                listener.next_json().await["i"],
+                i,
+                "the listener lost or reordered a message"
+            );
+        }
+        slowest_round = slowest_round.max(round_start.elapsed());
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(
+        drain.await.unwrap(),
+        n,
+        "the talker missed its own messages"
+    );
+    assert!(
+        slowest_round < Duration::from_secs(2),
+        "a round of 100 messages took {slowest_round:?}: the room waited for the slow client"
+    );
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "the room slowed down: {elapsed:?}"
+    );
+    // The slow client was cut off: its connection no longer counts…
+    let deadline = Instant::now() + WAIT;
+    while relay.stats()["connections"] != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "slow client still connected: {}",
+            relay.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …and what it finally reads ends before the flood did.
+    let mut got = 0;
+    loop {
+        match tokio::time::timeout(WAIT, slow.next())
+            .await
+            .expect("slow client stalled")
+        {
+            Some(Ok(Message::Text(_))) => got += 1,
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| f.code), Some(CloseCode::Policy));
+                break;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    assert!(
+        got < n,
+        "the slow client got everything ({got}); it was never behind"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
+    let relay = Relay::start(&["--workers", "2"]);
+    let url = relay.url();
+    // Connect until both workers hold clients.
+    let mut on: BTreeMap<usize, Vec<Client>> = BTreeMap::new();
+    for _ in 0..200 {
+        let client = connect(&url).await;
+        on.entry(client.worker).or_default().push(client);
+        if on.len() == 2 && on.values().all(|v| v.len() >= 2) {
+            break;
+        }
+    }
+    assert_eq!(on.len(), 2, "only one worker took connections");
+    let mut survivors = on.remove(&0).unwrap();
+    let mut victims = on.remove(&1).unwrap();
+    let victim = relay.worker_pid(1);
+
+    // Messages flow on worker 0 while worker 1 dies.
+    let mut talker = survivors.pop().unwrap();
+    let n = 30; // under the default burst of the rate limit
+    for i in 0..n / 2 {
+        talker.send(json!({"message": format!("m{i}")})).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for i in n / 2..n {
+        talker.send(json!({"message": format!("m{i}")})).await;
+    }
+    for client in survivors.iter_mut().chain(std::iter::once(&mut talker)) {
+        for i in 0..n {
+            assert_eq!(client.next_json().await["message"], format!("m{i}"));
+        }
+    }
+    // The victim's clients were cut off.
+    for client in &mut victims {
+        loop {
+            match tokio::time::timeout(WAIT, client.ws.next())
+                .await
+                .expect("victim client hangs")
+            {
+                Some(Ok(Message::Text(_))) | Some(Ok(Message::Ping(_))) => continue,
+                _ => break,
+            }
+        }
+    }
+    let stderr = relay.wait_stderr(" serving", 3);
+    assert!(
+        stderr.contains(&format!("worker 1 (pid {victim}) was killed by SIGKILL")),
+        "{stderr}"
+    );
+    let replacement = relay.worker_pid(1);
+    assert_ne!(replacement, victim);
+    // The new worker is part of the room.
+    let newcomer = loop {
+        let client = connect(&url).await;
+        if client.worker == 1 {
+            break client;
+        }
+    };
+    let mut newcomer = newcomer;
+    talker.send(json!({"message": "welcome back"})).await;
+    assert_eq!(newcomer.next_json().await["message"], "welcome back");
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_client_and_exits_0() {
+    let mut relay = Relay::start(&["--workers", "2"]);
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(connect(&relay.url()).await);
+    }
+    relay.signal(nix::sys::signal::Signal::SIGTERM);
+    for client in &mut clients {
+        assert_eq!(client.close_code().await, CloseCode::Away);
+    }
+    let status = relay.wait_exit();
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", relay.stderr_text());
+}
+
+#[tokio::test]
+async fn sigint_exits_130() {
+    let mut relay = Relay::start(&["--workers", "1"]);
+    let mut client = connect(&relay.url()).await;
+    relay.signal(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(client.close_code().await, CloseCode::Away);
+    assert_eq!(relay.wait_exit().code(), Some(130));
+}
+
+/// A redis-server on a given port (so it can be restarted on the same one); killed on drop.
+struct Redis(Child);
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server (make test-deps installs it)");
+        common::wait_for_port(format!("127.0.0.1:{port}").parse().unwrap(), WAIT);
+        Redis(child)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn redis_joins_two_relays_into_one_room_and_survives_an_outage() {
+    let port = common::free_port();
+    let redis = Redis::start(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let channel = format!("test-{port}");
+    let args = ["--workers", "1", "--redis", &url, "--channel", &channel];
+    let east = Relay::start(&args);
+    let west = Relay::start(&args);
+    let mut a = connect(&east.url()).await;
+    let mut a2 = connect(&east.url()).await;
+    let mut b = connect(&west.url()).await;
+
+    // Subscriptions are made as each worker starts; wait until a message crosses.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        a.send(json!({"message": "ping"})).await;
+        assert_eq!(a.next_json().await["message"], "ping");
+        assert_eq!(a2.next_json().await["message"], "ping");
+        if let Ok(msg) = tokio::time::timeout(Duration::from_millis(300), b.next_json()).await {
+            assert_eq!(msg["message"], "ping");
+            break;
+        }
+        assert!(Instant::now() < deadline, "east never reached west");
+    }
+    b.send(json!({"message": "hello from the west", "user": "spoof"}))
+        .await;
+    let heard = a.next_json().await;
+    assert_eq!(heard["message"], "hello from the west");
+    assert!(is_user_id(&heard["user"]));
+    assert_eq!(
+        b.next_json().await,
+        heard,
+        "the sender gets its own message, once"
+    );
+    assert_eq!(a2.next_json().await, heard);
+    // East's stdout shows the west's message too (after its own pings).
+    loop {
+        if east.next_stdout() == heard {
+            break;
+        }
+    }
+
+    // Redis goes away: each relay still serves its own clients, and says so.
+    drop(redis);
+    east.wait_stderr("redis: ", 1);
+    a.send(json!({"message": "local only"})).await;
+    assert_eq!(a.next_json().await["message"], "local only");
+    assert_eq!(a2.next_json().await["message"], "local only");
+
+    // Redis is back: both relays reconnect on their own.
+    let _redis = Redis::start(port);
+    east.wait_stderr("redis: connected again", 1);
+    west.wait_stderr("redis: connected again", 1);
+    b.send(json!({"message": "back together"})).await;
+    assert_eq!(a.next_json().await["message"], "back together");
+    assert_eq!(b.next_json().await["message"], "back together");
+}
+
+#[test]
+fn help_version_and_usage_errors() {
+    let help = common::run(EXE, &["--help"], b"");
+    help.expect_code(0);
+    assert!(
+        help.stdout.contains("ticker 5s | chat-relay"),
+        "{}",
+        help.stdout
+    );
+    common::run(EXE, &["--version"], b"").expect_code(0);
+    let bad = common::run(EXE, &["--workers", "0", "--listen", "127.0.0.1:0"], b"");
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("--workers"), "{}", bad.describe());
+    common::run(EXE, &["--bot-user", "nothex"], b"").expect_code(2);
+    common::run(EXE, &["--listen", "not an address"], b"").expect_code(2);
+}
