@@ -48,9 +48,11 @@ impl Target {
             .map_err(|e| Error::usage(format!("--url {url}: {e}")))?;
         match uri.scheme_str() {
             Some("ws") => {}
-            Some("wss") => return Err(Error::usage(format!(
+            Some("wss") => {
+                return Err(Error::usage(format!(
                 "--url {url}: wss:// is not supported; benchmark the server behind its TLS proxy"
-            ))),
+            )))
+            }
             _ => {
                 return Err(Error::usage(format!(
                     "--url {url}: expected ws://HOST:PORT/PATH"

@@ -17,15 +17,18 @@
 //! {"clients":300,"connected":300,"disconnected":0,"rounds":10,"sent":3000,"unsent":0,
 //!  "expected":900000,"delivered":900000,"lost":0,"late":0,"duplicates":0,"p50_ms":0.61,
 //!  "p90_ms":1.2,"p99_ms":2.3,"p999_ms":4.1,"max_ms":9.8,"send_lag_max_ms":0.4,"wall_s":31.2,
-//!  "client_cpu_s":3.1,"client_cpu_pct":9.94,"server_cpu_s":5.2,"server_cpu_pct":16.67,"ok":true}
+//!  "client_cpu_s":3.1,"client_cpu_pct":9.94,"server_cpu_s":5.2,"server_cpu_pct":16.67,
+//!  "client_cpu_us_per_delivery":3.444,"server_cpu_us_per_delivery":5.778,"ok":true}
 //! ```
 //!
 //! `expected` = sent × connected; `lost` = expected − delivered (a delivery after the deadline is
 //! lost); `late` = delivered later than the budget; latency percentiles from an HdrHistogram (3
 //! significant digits; `max_ms` exact). `ok` holds only if every client connected and stayed,
 //! every planned message was sent, and nothing was lost or late. `send_lag_max_ms` is how far the
-//! benchmark's own sends fell behind schedule and `client_cpu_pct` its CPU use: when they are high,
-//! the client, not the server, is the limit.
+//! benchmark's own sends fell behind schedule and `client_cpu_pct` its CPU use (percent of one
+//! core over the step): when they are high, the client, not the server, is the limit. The
+//! `*_cpu_us_per_delivery` figures divide CPU time by deliveries, which stays comparable when the
+//! machine is shared and the percentages are not.
 //!
 //! `--search` runs steps growing from `--start` (doubling) until one fails, then bisects to within
 //! `--tolerance` percent, printing each step's line and then `{"max_clients":N}`.
@@ -93,7 +96,7 @@ pub fn run<W: Write>(config: &Config, out: &mut Output<W>) -> Result<()> {
     if config.clients == 0 || config.start == 0 {
         return Err(Error::usage("--clients and --start must be at least 1"));
     }
-    if !(config.ramp > 0.0) {
+    if config.ramp.is_nan() || config.ramp <= 0.0 {
         return Err(Error::usage("--ramp must be more than zero"));
     }
     for &pid in &config.server_pids {

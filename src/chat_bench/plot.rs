@@ -12,11 +12,14 @@ const RIGHT: f64 = 150.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 
+/// A percentile's legend, colour and value in a step.
+type Series = (&'static str, &'static str, fn(&StepReport) -> Option<f64>);
+
 /// The SVG document for these steps (in any order) and this budget.
 pub fn svg(steps: &[StepReport], budget_ms: f64, title: &str) -> String {
     let mut steps: Vec<&StepReport> = steps.iter().filter(|s| s.p50_ms.is_some()).collect();
     steps.sort_by_key(|s| s.clients);
-    let series: [(&str, &str, fn(&StepReport) -> Option<f64>); 4] = [
+    let series: [Series; 4] = [
         ("p50", "#1f77b4", |s| s.p50_ms),
         ("p99", "#ff7f0e", |s| s.p99_ms),
         ("p99.9", "#2ca02c", |s| s.p999_ms),
@@ -204,6 +207,8 @@ mod tests {
             client_cpu_pct: 0.0,
             server_cpu_s: None,
             server_cpu_pct: None,
+            client_cpu_us_per_delivery: None,
+            server_cpu_us_per_delivery: None,
             ok,
         }
     }

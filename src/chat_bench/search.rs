@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(&steps[..5], &[100, 200, 400, 800, 1600]);
         assert!(steps[5..].iter().all(|&n| n > 800 && n < 1600));
         let found = s.max_clients();
-        assert!(found <= 1000 && found >= 950, "{found} from {steps:?}");
+        assert!((950..=1000).contains(&found), "{found} from {steps:?}");
     }
 
     #[test]

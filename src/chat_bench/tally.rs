@@ -187,11 +187,18 @@ pub struct StepReport {
     pub client_cpu_pct: f64,
     pub server_cpu_s: Option<f64>,
     pub server_cpu_pct: Option<f64>,
+    /// CPU time per delivery: comparable across machines and loads, unlike the percentages.
+    pub client_cpu_us_per_delivery: Option<f64>,
+    pub server_cpu_us_per_delivery: Option<f64>,
     pub ok: bool,
 }
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 /// Two decimals are plenty for seconds and percentages.
@@ -208,6 +215,10 @@ impl StepReport {
         let unsent = totals.planned.saturating_sub(totals.sent);
         // The histogram rounds up to its bucket's top; never past the exact maximum.
         let q = |q: f64| latencies.quantile_us(q).map(|v| ms(v.min(totals.max_us)));
+        let per_delivery = |s: Option<f64>| {
+            let n = totals.delivered as f64;
+            s.filter(|_| n > 0.0).map(|s| round3(s * 1e6 / n))
+        };
         let pct = |s: f64| {
             if cpu.wall_s > 0.0 {
                 round2(100.0 * s / cpu.wall_s)
@@ -238,6 +249,8 @@ impl StepReport {
             client_cpu_pct: pct(cpu.client_s),
             server_cpu_s: cpu.server_s.map(round2),
             server_cpu_pct: cpu.server_s.map(pct),
+            client_cpu_us_per_delivery: per_delivery(Some(cpu.client_s)),
+            server_cpu_us_per_delivery: per_delivery(cpu.server_s),
             ok: totals.connected == totals.clients
                 && totals.disconnected == 0
                 && unsent == 0
