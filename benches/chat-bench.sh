@@ -23,7 +23,7 @@ OUT=bench-out/chat-bench
 VENV=bench-out/venv
 DURATION=${CHAT_BENCH_DURATION:-30s}
 TOLERANCE=${CHAT_BENCH_TOLERANCE:-5}
-ONLY=${CHAT_BENCH_ONLY:-relay-unix-1 relay-unix-2 relay-unix-4 relay-redis-1 relay-redis-2 relay-redis-4 python-gevent-2}
+ONLY=${CHAT_BENCH_ONLY:-python-gevent-2 relay-unix-1 relay-unix-2 relay-unix-4 relay-redis-1 relay-redis-2 relay-redis-4}
 mkdir -p "$OUT"
 
 say() { printf '%s\n' "$*" >&2; }
@@ -64,7 +64,7 @@ REDIS_PID=$!; PIDS+=("$REDIS_PID")
 wait_port "$REDIS_PORT"
 
 # One search against a running server. Args: name url start server-pids...
-declare -A MAX P99 SCPU CCPU CMD
+declare -A MAX P99 SCPU CCPU SUS CUS LOAD CMD
 search() {
     local name=$1 url=$2 start=$3; shift 3
     local pids=()
@@ -74,15 +74,17 @@ search() {
     say "# $name"
     say "\$ $cmd > $OUT/$name.jsonl"
     CMD[$name]=$cmd
+    LOAD[$name]=$(cut -d' ' -f1 /proc/loadavg)
     $cmd >"$OUT/$name.jsonl" 2>"$OUT/$name.log" || { say "chat-bench failed:"; tail -5 "$OUT/$name.log" >&2; }
     cat "$OUT/$name.jsonl" >&2
-    read -r MAX[$name] P99[$name] SCPU[$name] CCPU[$name] < <(python3 - "$OUT/$name.jsonl" <<'PY'
+    read -r MAX[$name] P99[$name] SCPU[$name] CCPU[$name] SUS[$name] CUS[$name] < <(python3 - "$OUT/$name.jsonl" <<'PY'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 best = next((l["max_clients"] for l in lines if "max_clients" in l), 0)
 step = next((l for l in lines if l.get("clients") == best and l.get("ok")), {})
 fmt = lambda v: "-" if v is None else str(v)
-print(best, fmt(step.get("p99_ms")), fmt(step.get("server_cpu_pct")), fmt(step.get("client_cpu_pct")))
+print(best, fmt(step.get("p99_ms")), fmt(step.get("server_cpu_pct")), fmt(step.get("client_cpu_pct")),
+      fmt(step.get("server_cpu_us_per_delivery")), fmt(step.get("client_cpu_us_per_delivery")))
 PY
 )
 }
@@ -136,14 +138,16 @@ say "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- the table ---------------------------------------------------------------------------------
 anchor=${MAX[python-gevent-2]:-}
-printf '\n| server | max clients | p99 at max (ms) | server CPU %% | client CPU %% | vs Python |\n'
-printf '|---|---:|---:|---:|---:|---:|\n'
+printf '\n| server | max clients | vs Python | p99 at max (ms) | server CPU %% | client CPU %% | server CPU µs/delivery | client CPU µs/delivery | load avg |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for name in $ONLY; do
     ratio="-"
     if [ -n "$anchor" ] && [ "$anchor" != 0 ]; then
         ratio=$(python3 -c "print(f'{${MAX[$name]}/$anchor:.1f}x')")
     fi
-    printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "${MAX[$name]}" "${P99[$name]}" "${SCPU[$name]}" "${CCPU[$name]}" "$ratio"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${MAX[$name]}" "$ratio" "${P99[$name]}" \
+        "${SCPU[$name]}" "${CCPU[$name]}" "${SUS[$name]}" "${CUS[$name]}" "${LOAD[$name]}"
 done
-printf '\nCPU: percent of one core over the step at max clients (server = all its processes, plus redis-server where used).\n'
+printf '\nAll figures from the step at max clients. CPU %%: percent of one core over the step (server = all its\n'
+printf 'processes, plus redis-server where used). load avg: 1-minute load average when the search started.\n'
 printf 'Duration per step: %s; plots and step lines in %s/.\n' "$DURATION" "$OUT"
