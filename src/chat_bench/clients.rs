@@ -139,8 +139,10 @@ impl Drop for Shards {
 
 /// At most this many handshakes in flight while ramping.
 const HANDSHAKES_IN_FLIGHT: usize = 200;
-/// Latencies are moved to the shared histogram this many at a time.
+/// Latencies are moved to the shared histogram this many at a time, or when the oldest has waited
+/// this long (so the progress display's delivery count stays current).
 const BATCH: usize = 256;
+const BATCH_AGE_US: u64 = 200_000;
 
 /// What every client task shares.
 struct Room {
@@ -230,13 +232,13 @@ pub async fn measure(
         }
     }
 
-    progress.phase("roll call", u64::from(connected));
+    progress.phase("roll call", "clients joined", u64::from(connected));
     roll_call(&room, &mut sinks[0], progress).await;
 
     // Everyone is in the room: start the clock for the schedule a moment from now.
     let t0_us = room.now_us() + 50_000;
     let last_send_us = t0_us + schedule.last_offset_us();
-    progress.phase("chatting", plan.duration.as_millis() as u64);
+    progress.phase("chatting", "ms", plan.duration.as_millis() as u64);
     let mut writers = JoinSet::new();
     for (sender, sink) in sinks {
         writers.spawn_on(
@@ -271,7 +273,7 @@ pub async fn measure(
     // Wait for the deliveries still on their way, up to the deadline.
     let sent = room.sent.load(Ordering::SeqCst);
     let expected = sent * u64::from(connected);
-    progress.phase("draining", expected);
+    progress.phase("draining", "deliveries", expected);
     loop {
         let delivered = room.delivered.load(Ordering::SeqCst);
         progress.update(delivered, Some(delivered));
@@ -338,7 +340,7 @@ async fn ramp_up(
     shards: &Shards,
     progress: &mut Progress,
 ) -> (Vec<Option<Ws>>, Option<String>) {
-    progress.phase("connecting", u64::from(plan.clients));
+    progress.phase("connecting", "connected", u64::from(plan.clients));
     let gate = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT));
     let mut handshakes = JoinSet::new();
     let mut sockets: Vec<Option<Ws>> = (0..plan.clients).map(|_| None).collect();
@@ -500,6 +502,7 @@ async fn read(
     let finder = StampFinder::default();
     let mut tally = ClientTally::new(&room.schedule);
     let mut batch: Vec<u64> = Vec::with_capacity(BATCH);
+    let mut batch_since = 0;
     let mut joined = false;
     let mut disconnected = None;
     let all = room.schedule.messages();
@@ -544,10 +547,17 @@ async fn read(
         let Some(index) = room.schedule.index(stamp.sender, stamp.round) else {
             continue;
         };
-        let latency = room.now_us().saturating_sub(stamp.sent_us);
+        let now = room.now_us();
+        let latency = now.saturating_sub(stamp.sent_us);
         if tally.record(index, latency, room.budget_us) {
+            if batch.is_empty() {
+                batch_since = now;
+            }
             batch.push(latency);
-            if batch.len() == BATCH || tally.delivered == all {
+            if batch.len() == BATCH
+                || tally.delivered == all
+                || now.saturating_sub(batch_since) > BATCH_AGE_US
+            {
                 flush(&room, &mut batch);
             }
         }

@@ -13,6 +13,7 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     label: String,
     phase: &'static str,
+    unit: &'static str,
 }
 
 impl Progress {
@@ -31,6 +32,7 @@ impl Progress {
             bar,
             label: String::new(),
             phase: "",
+            unit: "",
         }
     }
 
@@ -42,14 +44,15 @@ impl Progress {
         }
     }
 
-    /// A phase of the step, counting up to `len` (clients, milliseconds or deliveries).
-    pub fn phase(&mut self, name: &'static str, len: u64) {
+    /// A phase of the step, counting `unit`s (clients, milliseconds, deliveries) up to `len`.
+    pub fn phase(&mut self, name: &'static str, unit: &'static str, len: u64) {
         self.phase = name;
+        self.unit = unit;
         match &self.bar {
             Some(bar) => {
                 bar.set_length(len);
                 bar.set_position(0);
-                bar.set_message(name);
+                bar.set_message(format!("{unit} · {name}"));
             }
             None => warn(format_args!("{}: {name}", self.label)),
         }
@@ -59,7 +62,7 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_position(pos);
             if let Some(d) = delivered {
-                bar.set_message(format!("{} · {d} delivered", self.phase));
+                bar.set_message(format!("{} · {} · {d} delivered", self.unit, self.phase));
             }
         }
     }
