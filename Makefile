@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: build release test test-deps lint bench demo install clean
+.PHONY: build release test test-deps lint bench demo demo-stats install clean
 
 build:
 	$(CARGO) build
@@ -37,7 +37,10 @@ test: test-deps
 bench: release
 	@for script in benches/*.sh; do echo "== $$script"; bash $$script || exit 1; done
 
-demo: release
+# The main demo is the toolkit's headline pipeline (gen-events | window-agg, see demo-window).
+demo: demo-window
+
+demo-stats: release
 	@echo '$$ minute-stats examples/metrics.jsonl | jq -c .'
 	@$(RELEASE)/minute-stats examples/metrics.jsonl | jq -c .
 
@@ -46,6 +49,53 @@ install:
 
 clean:
 	$(CARGO) clean
+
+# load-monitor: start the service, post a day of simulated load for 50 servers in batches, check
+# every server's report against what was sent, and show one report's size.
+.PHONY: demo-load
+demo-load: release
+	@set -e; log=$$(mktemp); \
+	$(RELEASE)/load-monitor --listen 127.0.0.1:0 --clock records 2>$$log & pid=$$!; \
+	trap "kill $$pid 2>/dev/null; rm -f $$log" EXIT; \
+	until grep -q 'listening on' $$log; do sleep 0.1; done; \
+	url=$$(grep -o 'http://[0-9.:]*' $$log); \
+	echo "\$$ gen-events --profile load --servers 50 --simulated --start 2016-04-10T00:00:00Z --rate 5 --count 432000 --seed 1 --post $$url/records --batch 500 --concurrency 4 --check"; \
+	$(RELEASE)/gen-events --profile load --servers 50 --simulated --start 2016-04-10T00:00:00Z --rate 5 --count 432000 --seed 1 --post $$url/records --batch 500 --concurrency 4 --check; \
+	echo "\$$ curl -s $$url/report/server0005 | jq -c '{servername, minutes: (.\"1hourdata\" | length), hours: (.\"24hourdata\" | length), last: .\"1hourdata\"[-1]}'"; \
+	curl -s $$url/report/server0005 | jq -c '{servername, minutes: (."1hourdata" | length), hours: (."24hourdata" | length), last: ."1hourdata"[-1]}'
+
+# The headline pipeline of seed 002: a steady event stream and its sliding 5-minute summary.
+# Runs for DEMO_SECONDS (default 25 s: two 10 s bucket boundaries and the end-of-input line).
+DEMO_SECONDS ?= 25
+.PHONY: demo-window
+demo-window: release
+	@echo "# $(RELEASE)/gen-events --rate 100 --duration $(DEMO_SECONDS)s | $(RELEASE)/window-agg --minutes 5"
+	@$(RELEASE)/gen-events --rate 100 --duration $(DEMO_SECONDS)s | $(RELEASE)/window-agg --minutes 5
+
+# allocate: the seed's problems, then orders drawn from one inventory kept in a state file.
+.PHONY: demo-allocate bench-allocate
+demo-allocate: release
+	@echo "# $(RELEASE)/allocate examples/allocate-problems.jsonl"
+	@$(RELEASE)/allocate examples/allocate-problems.jsonl
+	@rm -f bench-out/demo-stock.json
+	@mkdir -p bench-out
+	@echo "# $(RELEASE)/allocate --inventory examples/warehouses.json --state bench-out/demo-stock.json --partial examples/orders.jsonl"
+	@$(RELEASE)/allocate --inventory examples/warehouses.json --state bench-out/demo-stock.json --partial examples/orders.jsonl
+	@echo "# remaining: bench-out/demo-stock.json"
+	@jq -c '.warehouses[]' bench-out/demo-stock.json 2>/dev/null || cat bench-out/demo-stock.json
+
+bench-allocate: release
+	bash benches/allocate.sh
+
+# chat-relay: 4 workers on port 8000 (CHAT_LISTEN=0.0.0.0:8000 to reach it from other machines).
+# Type a line to speak as the relay's bot; every message in the room is printed here. Ctrl-C stops.
+CHAT_LISTEN ?= 127.0.0.1:8000
+.PHONY: demo-chat
+demo-chat: release
+	@echo "chat-relay: open http://$(subst 0.0.0.0,localhost,$(CHAT_LISTEN))/ in a browser (two tabs to chat);"
+	@echo "type a line here to speak as the bot; Ctrl-C stops the relay."
+	@echo '$$ $(RELEASE)/chat-relay --listen $(CHAT_LISTEN) --workers 4'
+	@$(RELEASE)/chat-relay --listen $(CHAT_LISTEN) --workers 4
 
 # chat-bench: 300 clients chatting by the challenge's rule against chat-relay (2 workers), then a
 # short capacity search with a plot. The full comparison with the Python stack: `make bench-chat`.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pipeworks::chat::message::UserId;
 use pipeworks::chat::{self, Config, Limits};
+use pipeworks::time::Duration;
 
 /// A WebSocket chat room served by several worker processes.
 ///
@@ -63,6 +64,11 @@ struct Args {
     #[arg(long, default_value_t = Limits::default().queue, value_name = "N")]
     queue: usize,
 
+    /// How long a worker gathers messages before sending them to its clients as one batch (one
+    /// write per client per batch instead of one per message; 0s: no wait).
+    #[arg(long, default_value = "50ms", value_name = "DURATION")]
+    batch_window: Duration,
+
     /// Connections per worker; more are answered 503.
     #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
     max_connections: usize,
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
                 burst: args.burst,
                 queue: args.queue,
                 max_connections: args.max_connections,
+                batch_window: args.batch_window.0,
             },
             bot: args.bot_user,
             page: args.page,

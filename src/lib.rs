@@ -11,19 +11,30 @@
 //! - [`config`]: JSON config files that flags override;
 //! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
 //! - [`minute_stats`]: per-period min/max/mean/median of metric events;
+//! - [`event_config`]: the config file shared by gen-events and window-agg;
+//! - [`gen_events`]: random tracking, metric and load events at a steady rate;
+//! - [`window_agg`]: sliding N-minute counts by event type and tracking id, in memory or Memcached;
+//! - [`load_monitor`]: per-server CPU/RAM averages of the last hour by minute and day by hour;
+//! - [`allocate`]: the cheapest shipment of an order from ranked warehouses, and a crash-safe live
+//!   inventory;
 //! - [`chat`]: chat-relay, a forking WebSocket chat whose broadcast crosses processes and machines;
 //! - [`chat_bench`]: how many WebSocket chat clients a server sustains (sends, deliveries, latency).
 
+pub mod allocate;
 pub mod chat;
 pub mod chat_bench;
 pub mod config;
 pub mod error;
+pub mod event_config;
+pub mod gen_events;
 pub mod input;
+pub mod load_monitor;
 pub mod minute_stats;
 pub mod output;
 pub mod runner;
 pub mod server;
 pub mod time;
+pub mod window_agg;
 
 pub use error::{Error, Result};
 pub use runner::run;

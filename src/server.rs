@@ -50,6 +50,23 @@ pub async fn stop_signal() -> Stop {
     }
 }
 
+/// Like [`stop_signal`], but the handlers are installed now, not at the first poll. Call it inside
+/// the runtime before [`bind`] announces the address: a SIGTERM sent as soon as the listening
+/// line appears is then a graceful stop, not the default kill.
+pub fn stop_signal_armed() -> Result<impl Future<Output = Stop> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Error::io("installing a SIGTERM handler", e))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io("installing a SIGINT handler", e))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => Stop::Terminate,
+            _ = int.recv() => Stop::Interrupt,
+        }
+    })
+}
+
 /// Bind `addr` (e.g. `127.0.0.1:0`) and announce the bound address on stderr.
 pub fn bind(addr: &str) -> Result<StdListener> {
     let addrs: Vec<SocketAddr> = addr
@@ -103,6 +120,45 @@ pub async fn serve(
     Ok(rx.await.unwrap_or(Stop::Terminate))
 }
 
+/// Like [`serve`], but once `stop` has resolved, in-flight requests get at most `grace` to finish:
+/// a client that stalls in the middle of a request (or keeps one open on purpose) cannot hold the
+/// stop, and whatever the program does after serving (flushing, saving) still happens. The
+/// connections still open at the deadline are dropped with the runtime.
+pub async fn serve_with_grace(
+    listener: StdListener,
+    app: Router,
+    stop: impl Future<Output = Stop> + Send + 'static,
+    grace: std::time::Duration,
+) -> Result<Stop> {
+    use std::sync::{Arc, Mutex};
+    let stopped = Arc::new(tokio::sync::Notify::new());
+    let why = Arc::new(Mutex::new(None));
+    let stop = {
+        let (stopped, why) = (stopped.clone(), why.clone());
+        async move {
+            let w = stop.await;
+            *why.lock().unwrap_or_else(|e| e.into_inner()) = Some(w);
+            stopped.notify_one();
+            w
+        }
+    };
+    let serving = serve(listener, app, stop);
+    tokio::pin!(serving);
+    tokio::select! {
+        done = &mut serving => done,
+        () = async {
+            stopped.notified().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            warn(format_args!(
+                "requests still open {grace:?} after the stop signal; closing their connections"
+            ));
+            let w = *why.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(w.unwrap_or(Stop::Terminate))
+        }
+    }
+}
+
 /// Raise the open-file limit to its hard maximum (servers with many clients need it).
 pub fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -153,4 +209,27 @@ impl IntoResponse for ApiError {
 /// The fallback for unknown routes: a JSON 404.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
+}
+
+/// Like [`serve`], on any axum [`Listener`](axum::serve::Listener) (chat-relay's workers use one
+/// that shares accepts fairly between processes on the same socket).
+pub async fn serve_on<L>(
+    listener: L,
+    app: Router,
+    stop: impl Future<Output = Stop> + Send + 'static,
+) -> Result<Stop>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        let why = stop.await;
+        let _ = tx.send(why);
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::io("serving", e))?;
+    Ok(rx.await.unwrap_or(Stop::Terminate))
 }

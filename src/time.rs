@@ -129,8 +129,9 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The civil date of a day count since 1970-01-01 (inverse of `days_from_civil`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// The civil date (year, month, day) of a day count since 1970-01-01 (inverse of
+/// `days_from_civil`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -191,6 +192,16 @@ impl Serialize for Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_timestamp(f, self.0)
+    }
+}
+
+/// Reads any RFC 3339 timestamp (as [`parse_timestamp`] does).
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        parse_timestamp(&s)
+            .map(Timestamp)
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -221,10 +221,19 @@ async fn broadcast_reaches_every_client_across_workers() {
     let url = relay.url();
     let mut clients: Vec<Client> =
         futures_util::future::join_all((0..24).map(|_| connect(&url))).await;
-    let workers: BTreeSet<usize> = clients.iter().map(|c| c.worker).collect();
+    let mut per_worker: BTreeMap<usize, usize> = BTreeMap::new();
+    for client in &clients {
+        *per_worker.entry(client.worker).or_default() += 1;
+    }
+    // The workers share the accepts (balanced through their shared load table). On a quiet
+    // machine all four take some of the 24; one starved of CPU for a few ms may miss out.
     assert!(
-        workers.len() >= 2,
-        "all 24 connections went to one worker: {workers:?}"
+        per_worker.len() >= 3,
+        "connections per worker: {per_worker:?}"
+    );
+    assert!(
+        per_worker.values().all(|&n| n <= 12),
+        "one worker took most connections: {per_worker:?}"
     );
     for (i, client) in clients.iter_mut().enumerate() {
         client
@@ -275,6 +284,14 @@ async fn stdin_lines_are_bot_messages_and_stdout_is_the_room() {
         json!({"message": "tick", "user": bot, "at": 1})
     );
     relay.wait_stderr("line 2: not valid UTF-8", 1);
+    // A line longer than one read of stdin (and than --max-message) is skipped as it streams by.
+    let stdin = relay.stdin.as_mut().unwrap();
+    stdin.write_all(&[b'x'; 100_000]).unwrap();
+    stdin.write_all(b"\nafter the long one\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(alice.next_json().await["message"], "after the long one");
+    let stderr = relay.wait_stderr("line 4: longer than --max-message (4096 bytes)", 1);
+    assert!(stderr.contains("open-file limit"), "{stderr}");
     alice.send(json!({"message": "hi bot"})).await;
     let echoed = alice.next_json().await;
     assert_eq!(echoed["message"], "hi bot");
@@ -283,6 +300,7 @@ async fn stdin_lines_are_bot_messages_and_stdout_is_the_room() {
         json!({"message": "good morning", "user": bot})
     );
     assert_eq!(relay.next_stdout()["at"], 1);
+    assert_eq!(relay.next_stdout()["message"], "after the long one");
     assert_eq!(relay.next_stdout(), echoed);
 }
 
@@ -528,15 +546,11 @@ async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
     }
     // The victim's clients were cut off.
     for client in &mut victims {
-        loop {
-            match tokio::time::timeout(WAIT, client.ws.next())
+        while let Some(Ok(Message::Text(_) | Message::Ping(_))) =
+            tokio::time::timeout(WAIT, client.ws.next())
                 .await
                 .expect("victim client hangs")
-            {
-                Some(Ok(Message::Text(_))) | Some(Ok(Message::Ping(_))) => continue,
-                _ => break,
-            }
-        }
+        {}
     }
     let stderr = relay.wait_stderr(" serving", 3);
     assert!(
@@ -558,6 +572,109 @@ async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
 }
 
 #[tokio::test]
+async fn a_stopped_worker_stalls_nobody_and_catches_up_when_it_resumes() {
+    let relay = Relay::start(&["--workers", "2"]);
+    let url = relay.url();
+    let mut on: BTreeMap<usize, Vec<Client>> = BTreeMap::new();
+    for _ in 0..200 {
+        let client = connect(&url).await;
+        on.entry(client.worker).or_default().push(client);
+        if on.len() == 2 && on.values().all(|v| v.len() >= 2) {
+            break;
+        }
+    }
+    assert_eq!(on.len(), 2, "only one worker took connections");
+    let mut awake = on.remove(&0).unwrap();
+    let mut frozen = on.remove(&1).unwrap();
+    let frozen_pid = nix::unistd::Pid::from_raw(relay.worker_pid(1));
+    nix::sys::signal::kill(frozen_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let n = 30;
+    for i in 0..n {
+        awake[0].send(json!({"message": format!("m{i}")})).await;
+    }
+    for client in &mut awake {
+        for i in 0..n {
+            assert_eq!(client.next_json().await["message"], format!("m{i}"));
+        }
+    }
+    // The hub kept the frozen worker's share; it arrives once the worker runs again.
+    nix::sys::signal::kill(frozen_pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    for client in &mut frozen {
+        for i in 0..n {
+            assert_eq!(client.next_json().await["message"], format!("m{i}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_worker_that_stays_stuck_is_killed_and_replaced() {
+    let relay = Relay::start(&["--workers", "2", "--rate", "100000", "--burst", "100000"]);
+    let url = relay.url();
+    let talker = loop {
+        let client = connect(&url).await;
+        if client.worker == 0 {
+            break client;
+        }
+    };
+    let stuck = nix::unistd::Pid::from_raw(relay.worker_pid(1));
+    nix::sys::signal::kill(stuck, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    // 6 MB for the stopped worker: more than the hub keeps for it (4 MiB) plus the socket buffer.
+    let (mut talk, mut echoes) = talker.ws.split();
+    tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
+    let text = "z".repeat(4000);
+    for i in 0..1500 {
+        let frame = json!({"message": text, "i": i}).to_string();
+        talk.send(Message::text(frame)).await.unwrap();
+    }
+    let stderr = relay.wait_stderr("has not read its messages", 1);
+    assert!(
+        stderr.contains(&format!("worker 1 (pid {stuck}) has not read")),
+        "{stderr}"
+    );
+    relay.wait_stderr(&format!("worker 1 (pid {stuck}) was killed by SIGKILL"), 1);
+    relay.wait_stderr(" serving", 3);
+    assert_ne!(relay.worker_pid(1), stuck.as_raw());
+}
+
+#[test]
+fn stdout_reader_going_away_ends_quietly_with_0() {
+    let mut child = Command::new(EXE)
+        .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, stderr) = common::wait_for_listen_line(child.stderr.take().unwrap(), EXE);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdin.write_all(b"first\n").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&line).unwrap()["message"],
+        "first"
+    );
+    drop(stdout); // as `| head -1` does
+    stdin.write_all(b"second\n").unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after its stdout went away"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = stderr.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("pipe"), "{stderr}");
+}
+
+#[tokio::test]
 async fn sigterm_closes_every_client_and_exits_0() {
     let mut relay = Relay::start(&["--workers", "2"]);
     let mut clients = Vec::new();
@@ -570,6 +687,25 @@ async fn sigterm_closes_every_client_and_exits_0() {
     }
     let status = relay.wait_exit();
     assert_eq!(status.code(), Some(0), "stderr:\n{}", relay.stderr_text());
+}
+
+#[test]
+fn sigterm_the_moment_it_listens_is_still_a_graceful_stop() {
+    let mut child = Command::new(EXE)
+        .args(["--listen", "127.0.0.1:0", "--workers", "3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, stderr) = common::wait_for_listen_line(child.stderr.take().unwrap(), EXE);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", stderr.lock().unwrap());
 }
 
 #[tokio::test]
@@ -656,6 +792,15 @@ async fn redis_joins_two_relays_into_one_room_and_survives_an_outage() {
         }
     }
 
+    // A stdin line of the east relay is a bot message for the whole room.
+    let mut east = east;
+    let stdin = east.stdin.as_mut().unwrap();
+    stdin.write_all(b"from the east bot\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(b.next_json().await["message"], "from the east bot");
+    assert_eq!(a.next_json().await["message"], "from the east bot");
+    assert_eq!(a2.next_json().await["message"], "from the east bot");
+
     // Redis goes away: each relay still serves its own clients, and says so.
     drop(redis);
     east.wait_stderr("redis: ", 1);
@@ -687,4 +832,125 @@ fn help_version_and_usage_errors() {
     assert!(bad.stderr.contains("--workers"), "{}", bad.describe());
     common::run(EXE, &["--bot-user", "nothex"], b"").expect_code(2);
     common::run(EXE, &["--listen", "not an address"], b"").expect_code(2);
+}
+
+/// The challenge's capacity rule as a soak: CLIENTS clients (default 3000) each send a message
+/// every 3 s for SECONDS seconds (default 30); every message must reach every client within 1 s.
+/// Run it in release: `cargo test --release --test chat_relay -- --ignored --nocapture capacity`
+/// (WORKERS, default 2, and BATCH_WINDOW, default 50ms, are passed to the relay).
+/// (chat-bench is the real measuring tool; this is the relay's own check of its hot path.)
+#[test]
+#[ignore]
+fn capacity_soak() {
+    let clients: usize = std::env::var("CLIENTS").map_or(3000, |v| v.parse().unwrap());
+    let seconds: u64 = std::env::var("SECONDS").map_or(30, |v| v.parse().unwrap());
+    let workers = std::env::var("WORKERS").unwrap_or_else(|_| "2".into());
+    let window = std::env::var("BATCH_WINDOW").unwrap_or_else(|_| "50ms".into());
+    let relay = Relay::start(&["--workers", &workers, "--batch-window", &window]);
+    let url = relay.url();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(async move {
+        let epoch = Instant::now();
+        let mut sockets = Vec::new();
+        for _ in 0..clients {
+            sockets.push(connect(&url).await);
+        }
+        let per_worker = sockets
+            .iter()
+            .fold(BTreeMap::<usize, usize>::new(), |mut m, c| {
+                *m.entry(c.worker).or_default() += 1;
+                m
+            });
+        eprintln!(
+            "{clients} clients connected in {:?}: {per_worker:?}",
+            epoch.elapsed()
+        );
+        let start = Instant::now();
+        let end = start + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for (i, client) in sockets.into_iter().enumerate() {
+            let (mut tx, mut rx) = client.ws.split();
+            // Staggered over the 3 s period, as independent users would be.
+            let offset = Duration::from_micros(3_000_000 * i as u64 / clients as u64);
+            let sender = tokio::spawn(async move {
+                let mut at = tokio::time::Instant::from_std(start) + offset;
+                let mut sent = 0u64;
+                while at.into_std() < end {
+                    tokio::time::sleep_until(at).await;
+                    let micros = epoch.elapsed().as_micros() as u64;
+                    let frame = json!({"message": "capacity", "t": micros}).to_string();
+                    if tx.send(Message::text(frame)).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                    at += Duration::from_secs(3);
+                }
+                sent
+            });
+            let receiver = tokio::spawn(async move {
+                let (mut got, mut late, mut worst) = (0u64, 0u64, 0u64);
+                let deadline = end + Duration::from_secs(5);
+                while let Ok(Some(Ok(frame))) =
+                    tokio::time::timeout_at(deadline.into(), rx.next()).await
+                {
+                    if let Message::Text(text) = frame {
+                        // The client must not be the bottleneck: read "t" without a full parse.
+                        let at = text.find("\"t\":").expect("a capacity message") + 4;
+                        let digits = text[at..].split(|c: char| !c.is_ascii_digit()).next();
+                        let sent_at: u64 = digits.unwrap().parse().unwrap();
+                        let lag = (epoch.elapsed().as_micros() as u64).saturating_sub(sent_at);
+                        got += 1;
+                        worst = worst.max(lag);
+                        if lag > 1_000_000 {
+                            late += 1;
+                        }
+                    }
+                }
+                (got, late, worst)
+            });
+            tasks.push((sender, receiver));
+        }
+        let (mut sent, mut got, mut late, mut worst) = (0u64, 0u64, 0u64, 0u64);
+        for (s, r) in tasks {
+            sent += s.await.unwrap();
+            let (g, l, w) = r.await.unwrap();
+            got += g;
+            late += l;
+            worst = worst.max(w);
+        }
+        (sent, got, late, worst)
+    });
+    let (sent, got, late, worst) = report;
+    let workers: usize = workers.parse().unwrap();
+    let relay_cpu: f64 = (0..workers)
+        .map(|w| cpu_seconds(&relay.worker_pid(w).to_string()))
+        .sum();
+    eprintln!(
+        "cpu: relay workers {relay_cpu:.1} s, this test's clients {:.1} s",
+        cpu_seconds("self")
+    );
+    let expected = sent * clients as u64;
+    eprintln!(
+        "sent {sent}, deliveries {got}/{expected}, late (>1 s) {late}, worst {:.1} ms",
+        worst as f64 / 1000.0
+    );
+    assert_eq!(got, expected, "messages were lost");
+    assert_eq!(late, 0, "messages took over 1 s");
+}
+
+/// User + system CPU seconds a process has used so far (Linux `/proc/PID/stat`).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }

@@ -10,7 +10,9 @@
 //!   far past it (see [`RateLimit`]) is closed with 1008 (policy violation);
 //! - a client that does not read: its queue is the messages it has not been sent yet. While its
 //!   socket takes nothing, the writer keeps collecting; when more than `--queue` messages wait, it
-//!   is closed with 1008 and dropped. Nobody else waits for it: the room never blocks on a client.
+//!   is closed with 1008 and dropped (the waiting messages are the room's shared batches, not
+//!   copies; the frames already copied into its write buffer are capped at 4 MiB, past which it is
+//!   dropped too). Nobody else waits for it: the room never blocks on a client.
 //! - on shutdown every client gets a close frame 1001 (going away).
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::message::{self, RateLimit, UserId, Verdict};
+use super::room::Batch;
 use super::worker::{Seat, Worker};
 
 /// How long a close frame may take to go out before the connection is just dropped.
@@ -43,7 +46,7 @@ enum WriterEnd {
 pub async fn session(
     socket: WebSocket,
     worker: Arc<Worker>,
-    room: broadcast::Receiver<Utf8Bytes>,
+    room: broadcast::Receiver<Batch>,
     user: UserId,
     seat: Seat,
 ) {
@@ -135,7 +138,7 @@ async fn read_loop(
 /// Send the room's messages (and this client's own error frames) until the session ends.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut room: broadcast::Receiver<Utf8Bytes>,
+    mut room: broadcast::Receiver<Batch>,
     mut private: mpsc::Receiver<Private>,
     mut shutdown: watch::Receiver<bool>,
     queue: usize,
@@ -150,48 +153,91 @@ async fn write_loop(
     }
 }
 
+/// Messages waiting for this client, as the batches they came in.
+#[derive(Default)]
+struct Backlog {
+    batches: Vec<Batch>,
+    messages: usize,
+}
+
+impl Backlog {
+    fn push(&mut self, batch: Batch) {
+        self.messages += batch.len();
+        self.batches.push(batch);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+}
+
+/// What happened while waiting for the room or the reader.
+enum Event {
+    Queued,
+    End(WriterEnd),
+}
+
+async fn next_event(
+    room: &mut broadcast::Receiver<Batch>,
+    private: &mut mpsc::Receiver<Private>,
+    shutdown: &mut watch::Receiver<bool>,
+    backlog: &mut Backlog,
+) -> Event {
+    tokio::select! {
+        biased;
+        _ = shutdown.changed() => Event::End(WriterEnd::Close(close_code::AWAY, "server shutting down")),
+        frame = private.recv() => match frame {
+            Some(Private::Error(text)) => {
+                backlog.push(Batch::from(vec![text]));
+                Event::Queued
+            }
+            Some(Private::Close(code, reason)) => Event::End(WriterEnd::Close(code, reason)),
+            None => Event::End(WriterEnd::Gone),
+        },
+        batch = room.recv() => match batch {
+            Ok(batch) => {
+                backlog.push(batch);
+                Event::Queued
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => Event::End(too_slow()),
+            Err(broadcast::error::RecvError::Closed) => Event::End(WriterEnd::Gone),
+        },
+    }
+}
+
 async fn pump(
     sink: &mut SplitSink<WebSocket, Message>,
-    room: &mut broadcast::Receiver<Utf8Bytes>,
+    room: &mut broadcast::Receiver<Batch>,
     private: &mut mpsc::Receiver<Private>,
     shutdown: &mut watch::Receiver<bool>,
     queue: usize,
 ) -> WriterEnd {
-    let mut waiting: Vec<Utf8Bytes> = Vec::new();
-    let mut sending: Vec<Utf8Bytes> = Vec::new();
+    let mut waiting = Backlog::default();
+    let mut sending = Backlog::default();
     loop {
         if waiting.is_empty() {
-            tokio::select! {
-                biased;
-                _ = shutdown.changed() => return WriterEnd::Close(close_code::AWAY, "server shutting down"),
-                frame = private.recv() => match frame {
-                    Some(Private::Error(text)) => waiting.push(text),
-                    Some(Private::Close(code, reason)) => return WriterEnd::Close(code, reason),
-                    None => return WriterEnd::Gone,
-                },
-                said = room.recv() => match said {
-                    Ok(said) => waiting.push(said),
-                    Err(broadcast::error::RecvError::Lagged(_)) => return too_slow(),
-                    Err(broadcast::error::RecvError::Closed) => return WriterEnd::Gone,
-                },
+            if let Event::End(end) = next_event(room, private, shutdown, &mut waiting).await {
+                return end;
             }
         }
-        // Take everything else that is ready, so one write carries it all.
+        // Take every batch that is already there, so one write carries them all.
         loop {
             match room.try_recv() {
-                Ok(said) => waiting.push(said),
-                Err(broadcast::error::TryRecvError::Empty) => break,
+                Ok(batch) => waiting.push(batch),
                 Err(broadcast::error::TryRecvError::Lagged(_)) => return too_slow(),
-                Err(broadcast::error::TryRecvError::Closed) => break,
-            }
-            if waiting.len() > queue {
-                return too_slow();
+                Err(_) => break,
             }
         }
+        if waiting.messages > queue {
+            return too_slow();
+        }
         std::mem::swap(&mut waiting, &mut sending);
+        waiting.messages = 0;
         let write = async {
-            for said in sending.drain(..) {
-                sink.feed(Message::Text(said)).await?;
+            for batch in sending.batches.drain(..) {
+                for said in batch.iter() {
+                    sink.feed(Message::Text(said.clone())).await?;
+                }
             }
             sink.flush().await
         };
@@ -199,21 +245,10 @@ async fn pump(
         // While the socket takes its time, keep collecting; past the bound the client is too slow.
         let collect = async {
             loop {
-                tokio::select! {
-                    biased;
-                    _ = shutdown.changed() => return WriterEnd::Close(close_code::AWAY, "server shutting down"),
-                    frame = private.recv() => match frame {
-                        Some(Private::Error(text)) => waiting.push(text),
-                        Some(Private::Close(code, reason)) => return WriterEnd::Close(code, reason),
-                        None => return WriterEnd::Gone,
-                    },
-                    said = room.recv() => match said {
-                        Ok(said) => waiting.push(said),
-                        Err(broadcast::error::RecvError::Lagged(_)) => return too_slow(),
-                        Err(broadcast::error::RecvError::Closed) => return WriterEnd::Gone,
-                    },
+                if let Event::End(end) = next_event(room, private, shutdown, &mut waiting).await {
+                    return end;
                 }
-                if waiting.len() > queue {
+                if waiting.messages > queue {
                     return too_slow();
                 }
             }

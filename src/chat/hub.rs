@@ -29,6 +29,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
+use super::balance::Loads;
 use super::link::{self, Outbox};
 use super::message::{self, UserId};
 use super::worker::{self, WorkerStart};
@@ -82,6 +83,7 @@ struct Hub {
     bot: UserId,
     instance: String,
     page: Arc<str>,
+    loads: Arc<Loads>,
     stopping: Option<(Stop, Instant)>,
     /// Bad stdin lines, for the exit status (counted here once stdin has ended).
     bad_stdin: u64,
@@ -96,18 +98,7 @@ pub fn run(
     instance: String,
     page: Arc<str>,
 ) -> Result<()> {
-    let mut mask = SigSet::empty();
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
-        mask.add(sig);
-    }
-    mask.thread_block()
-        .map_err(|e| Error::io("blocking signals", e.into()))?;
-    // A relay started in the background of an interactive shell must not be stopped for reading
-    // the terminal: reading then fails with EIO, which ends stdin.
-    // SAFETY: setting a disposition to SIG_IGN installs no handler code.
-    unsafe {
-        let _ = nix::sys::signal::signal(Signal::SIGTTIN, nix::sys::signal::SigHandler::SigIgn);
-    }
+    let mask = block_signals()?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| Error::io("creating a signalfd", e.into()))?;
     let slots = (0..config.workers)
@@ -120,6 +111,7 @@ pub fn run(
             young_deaths: 0,
         })
         .collect();
+    let config_workers = config.workers;
     let hub = Hub {
         config,
         listener,
@@ -135,10 +127,29 @@ pub fn run(
         bot,
         instance,
         page,
+        loads: Arc::new(Loads::new(config_workers)?),
         stopping: None,
         bad_stdin: 0,
     };
     hub.run()
+}
+
+/// Block the signals the hub takes through its signalfd. Done before the listening line is
+/// printed, so a SIGTERM sent the moment it appears is a graceful stop, not the default death.
+pub fn block_signals() -> Result<SigSet> {
+    let mut mask = SigSet::empty();
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+        mask.add(sig);
+    }
+    mask.thread_block()
+        .map_err(|e| Error::io("blocking signals", e.into()))?;
+    // A relay started in the background of an interactive shell must not be stopped for reading
+    // the terminal: reading then fails with EIO, which ends stdin.
+    // SAFETY: setting a disposition to SIG_IGN installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(Signal::SIGTTIN, nix::sys::signal::SigHandler::SigIgn);
+    }
+    Ok(mask)
 }
 
 /// What the loop decided after starting a worker.
@@ -188,9 +199,7 @@ impl Hub {
         match unsafe { fork() }.map_err(|e| Error::io("forking a worker", e.into()))? {
             ForkResult::Child => {
                 drop(ours);
-                SigSet::empty()
-                    .thread_set_mask()
-                    .map_err(|e| Error::io("unblocking signals", e.into()))?;
+                // Signals stay blocked until the worker's own handlers are in place.
                 // Die with the parent even if it is killed without a chance to stop us.
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
                 if nix::unistd::getppid() != parent {
@@ -206,6 +215,7 @@ impl Hub {
                     instance: self.instance.clone(),
                     reporter: i == 0,
                     page: self.page.clone(),
+                    loads: self.loads.clone(),
                 }))
             }
             ForkResult::Parent { child } => {
@@ -290,7 +300,7 @@ impl Hub {
             }
         }
         if stdout_ready {
-            self.write_stdout(false);
+            self.write_stdout();
         }
         Ok(())
     }
@@ -366,6 +376,7 @@ impl Hub {
             };
             slot.pid = None;
             slot.link = None;
+            self.loads.down(slot.index);
             if stopping {
                 continue;
             }
@@ -486,7 +497,7 @@ impl Hub {
                 }
                 Ok(text) => {
                     let said = message::bot_line(text, &self.bot);
-                    self.from_stdin(said.as_bytes());
+                    self.bot_says(said.as_bytes());
                     None
                 }
             };
@@ -510,7 +521,7 @@ impl Hub {
     }
 
     /// A bot message: print it and give it to the room.
-    fn from_stdin(&mut self, said: &[u8]) {
+    fn bot_says(&mut self, said: &[u8]) {
         self.print(said);
         let now = Instant::now();
         if self.config.redis.is_some() {
@@ -528,37 +539,38 @@ impl Hub {
 
     fn read_link(&mut self, index: usize) {
         let mut chunk = vec![0u8; READ_CHUNK];
-        let mut lines: Vec<u8> = Vec::new();
-        {
-            let Some(link) = self.slots[index].link.as_mut() else {
-                return;
-            };
-            loop {
-                match (&link.stream).read(&mut chunk) {
-                    Ok(0) => {
-                        // The worker closed its end: it is exiting; SIGCHLD follows.
-                        self.slots[index].link = None;
-                        break;
-                    }
-                    Ok(n) => {
-                        link.inbuf.extend_from_slice(&chunk[..n]);
-                        if n < chunk.len() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        self.slots[index].link = None;
+        let Some(link) = self.slots[index].link.as_mut() else {
+            return;
+        };
+        let mut closed = false;
+        loop {
+            match (&link.stream).read(&mut chunk) {
+                // The worker closed its end (it is exiting; SIGCHLD follows) or the link broke.
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    link.inbuf.extend_from_slice(&chunk[..n]);
+                    if n < chunk.len() {
                         break;
                     }
                 }
-            }
-            if let Some(link) = self.slots[index].link.as_mut() {
-                if let Some(end) = memchr::memrchr(b'\n', &link.inbuf) {
-                    lines = link.inbuf.drain(..=end).collect();
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    closed = true;
+                    break;
                 }
             }
+        }
+        // Whole lines only; what a dying worker said last still counts.
+        let lines: Vec<u8> = match memchr::memrchr(b'\n', &link.inbuf) {
+            Some(end) => link.inbuf.drain(..=end).collect(),
+            None => Vec::new(),
+        };
+        if closed {
+            self.slots[index].link = None;
         }
         let now = Instant::now();
         for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -618,19 +630,16 @@ impl Hub {
         }
     }
 
-    fn write_stdout(&mut self, blocking: bool) {
+    /// Write one chunk to stdout: called only when poll says it is writable, and a chunk of at
+    /// most a pipe's atomic size then never blocks.
+    fn write_stdout(&mut self) {
         let Some(out) = self.stdout.as_mut() else {
             return;
         };
         if out.is_empty() {
             return;
         }
-        // Without poll's word that stdout is ready, write only when told we may block.
-        let result = if blocking {
-            out.write_to(io::stdout().lock(), usize::MAX, false)
-        } else {
-            out.write_to(io::stdout().lock(), STDOUT_CHUNK, true)
-        };
+        let result = out.write_to(io::stdout().lock(), STDOUT_CHUNK, true);
         match result {
             Ok(Some(dropped)) if dropped > 0 => warn(format_args!(
                 "stdout caught up; {dropped} messages were not written while it lagged"
@@ -648,7 +657,24 @@ impl Hub {
     }
 
     fn finish(mut self) -> Result<()> {
-        self.write_stdout(true);
+        // What is left for stdout, if its reader takes it within a moment: a reader that stopped
+        // reading must not keep a stopped relay alive.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.stdout.as_ref().is_some_and(|o| !o.is_empty()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let stdout = io::stdout();
+            let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => break,
+                Ok(_) => self.write_stdout(),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
         let why = self.stopping.map_or(Stop::Terminate, |(why, _)| why);
         let bad = self.bad_stdin + self.stdin.as_ref().map_or(0, |s| s.bad);
         if bad > 0 && why == Stop::Terminate {

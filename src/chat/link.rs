@@ -92,7 +92,7 @@ impl Outbox {
         once: bool,
     ) -> io::Result<Option<u64>> {
         while !self.is_empty() {
-            let end = self.buf.len().min(self.sent + chunk);
+            let end = self.buf.len().min(self.sent.saturating_add(chunk));
             match writer.write(&self.buf[self.sent..end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.sent += n,
@@ -143,5 +143,9 @@ mod tests {
         assert!(out.push(None, b"12345678", now));
         out.write_to(&mut sink, 3, true).unwrap();
         assert_eq!(out.pending(), 6);
+        // Resuming a partial write with no chunk limit (the links' case).
+        out.write_to(&mut sink, usize::MAX, false).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(sink, b"d1234\n12345678\n");
     }
 }

@@ -18,16 +18,20 @@
 //! - [`hub`]: the parent. Binds once, forks `--workers` processes that accept on the shared socket,
 //!   replaces dead ones, relays messages between them over Unix socket pairs, owns stdin/stdout;
 //! - [`link`]: the line format on the parent–worker sockets and the bounded outbox;
-//! - [`worker`]: a worker process: one single-threaded tokio runtime, the HTTP routes, the room;
+//! - [`worker`]: a worker process: one single-threaded tokio runtime and the HTTP routes;
+//! - [`room`]: the room inside a worker: messages in batches, one shared ring;
+//! - [`balance`]: accepts shared fairly between workers on the one socket;
 //! - [`connection`]: one client's session and the slow-client, size and rate policies;
 //! - [`redis_bus`]: the Redis pub/sub backend with reconnect and backoff;
 //! - [`message`]: the pure core: user ids, stamping, bot lines, the rate limiter.
 
+pub mod balance;
 pub mod connection;
 pub mod hub;
 pub mod link;
 pub mod message;
 pub mod redis_bus;
+pub mod room;
 pub mod worker;
 
 use crate::error::{Error, Result};
@@ -48,6 +52,8 @@ pub struct Limits {
     pub queue: usize,
     /// Connections one worker takes; more get 503.
     pub max_connections: usize,
+    /// How long a worker gathers messages before sending them to its clients as one batch.
+    pub batch_window: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -56,8 +62,9 @@ impl Default for Limits {
             max_message: 4096,
             rate: 20.0,
             burst: 40,
-            queue: 1024,
+            queue: 4096,
             max_connections: 20_000,
+            batch_window: std::time::Duration::from_millis(50),
         }
     }
 }
@@ -97,6 +104,7 @@ pub fn run(config: Config) -> Result<()> {
             .into(),
     };
     let fd_limit = server::raise_fd_limit();
+    hub::block_signals()?;
     let listener = server::bind(&config.listen)?;
     let mut seed = [0u8; 24];
     std::io::Read::read_exact(

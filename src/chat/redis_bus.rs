@@ -10,14 +10,16 @@
 //! still reach each other), drops what it cannot publish, and reconnects with backoff (100 ms
 //! doubling to 10 s), saying so when it is back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::link;
+use super::room::Room;
 use crate::runner::warn;
 
 const PUBLISH_QUEUE: usize = 8192;
@@ -32,7 +34,7 @@ pub struct Bus {
     pub origin: String,
     pub instance: String,
     pub slot: usize,
-    pub ring: broadcast::Sender<Utf8Bytes>,
+    pub room: Arc<Room>,
     /// Where to report messages from other instances (the reporter worker only).
     pub report: Option<mpsc::Sender<Bytes>>,
 }
@@ -148,7 +150,7 @@ impl Bus {
         let Ok(text) = std::str::from_utf8(said) else {
             return;
         };
-        let _ = self.ring.send(Utf8Bytes::from(text));
+        self.room.deliver(Utf8Bytes::from(text));
         let from_this_instance = origin.starts_with(self.instance.as_bytes())
             && origin.get(self.instance.len()) == Some(&b'-');
         if let (Some(report), false) = (&self.report, from_this_instance) {

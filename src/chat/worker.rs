@@ -1,13 +1,8 @@
 //! One worker process: a single-threaded tokio runtime serving the page and the WebSocket on the
 //! shared listener, with a room of its own clients.
 //!
-//! The room is a `tokio::sync::broadcast` ring of [`Utf8Bytes`]: a message is serialized once,
-//! pushed once, and every client's writer takes a cheap clone of the same bytes. The ring is
-//! shared, so memory stays bounded whatever the number of clients; each client's own lag is
-//! bounded in [`super::connection`].
-//!
-//! Messages enter the room from a local client ([`Worker::say`]: to the ring, and up the link to
-//! the hub or out to Redis), from the hub (`d`/`p` lines), or from Redis.
+//! Messages enter the worker's [`Room`] from a local client ([`Worker::say`]: to the room, and up
+//! the link to the hub or out to Redis), from the hub (`d`/`p` lines), or from Redis.
 
 use std::fs::File;
 use std::io::Read;
@@ -29,9 +24,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 
+use super::balance::{BalancedListener, Loads};
 use super::link;
 use super::message::UserId;
 use super::redis_bus;
+use super::room::{Batch, Room};
 use super::{connection, Limits};
 use crate::error::{Error, Result};
 use crate::runner::warn;
@@ -39,10 +36,12 @@ use crate::server::{self, ApiError, Stop};
 
 /// The chat page, embedded in the binary.
 pub const PAGE: &str = include_str!("page.html");
-/// Messages the ring holds; a client more than this far behind is disconnected at once.
-const RING: usize = 4096;
 /// Lines waiting to go up the link to the hub (or out to Redis) before new ones are dropped.
 const UPLINK_QUEUE: usize = 8192;
+/// Initial read buffer of a WebSocket connection.
+const READ_BUFFER: usize = 8 * 1024;
+/// Bytes of frames waiting in one connection's write buffer before it is dropped as too slow.
+const MAX_WRITE_BUFFER: usize = 4 << 20;
 /// How long clients get to receive their close frame when the worker stops.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -59,13 +58,15 @@ pub struct WorkerStart {
     pub reporter: bool,
     /// The page served at `/`.
     pub page: Arc<str>,
+    /// Connections per worker, shared by all of them (see [`super::balance`]).
+    pub loads: Arc<Loads>,
 }
 
 /// The worker's shared state, one per process.
 pub struct Worker {
     pub slot: usize,
     pub limits: Limits,
-    ring: broadcast::Sender<Utf8Bytes>,
+    room: Arc<Room>,
     uplink: mpsc::Sender<Bytes>,
     publish: Option<mpsc::Sender<Utf8Bytes>>,
     connections: AtomicUsize,
@@ -86,18 +87,18 @@ impl Worker {
         if let Some(publish) = &self.publish {
             let _ = publish.try_send(said.clone());
         }
-        let _ = self.ring.send(said);
+        self.room.deliver(said);
         // Dropped when the hub is not reading: the hub's own policy decides about us then.
         let _ = self.uplink.try_send(Bytes::from(up));
     }
 
     /// A message from elsewhere in the room: to our clients only.
     pub fn deliver(&self, said: Utf8Bytes) {
-        let _ = self.ring.send(said);
+        self.room.deliver(said);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Utf8Bytes> {
-        self.ring.subscribe()
+    pub fn subscribe(&self) -> broadcast::Receiver<Batch> {
+        self.room.subscribe()
     }
 
     pub fn shutdown(&self) -> watch::Receiver<bool> {
@@ -127,10 +128,21 @@ impl Drop for Seat {
 /// Run a worker to the end (in the forked child).
 pub fn run(start: WorkerStart) -> Result<()> {
     let runtime = server::runtime(1)?;
-    runtime.block_on(serve(start))
+    runtime.block_on(async {
+        // Handlers first, then unblock what the hub had blocked: a SIGTERM that came meanwhile
+        // is a graceful stop.
+        let stop_signal = server::stop_signal_armed()?;
+        nix::sys::signal::SigSet::empty()
+            .thread_set_mask()
+            .map_err(|e| Error::io("unblocking signals", e.into()))?;
+        serve(start, stop_signal).await
+    })
 }
 
-async fn serve(start: WorkerStart) -> Result<()> {
+async fn serve(
+    start: WorkerStart,
+    stop_signal: impl std::future::Future<Output = Stop> + Send + 'static,
+) -> Result<()> {
     start
         .link
         .set_nonblocking(true)
@@ -141,7 +153,7 @@ async fn serve(start: WorkerStart) -> Result<()> {
     let (uplink, uplink_rx) = mpsc::channel(UPLINK_QUEUE);
     tokio::spawn(write_uplink(to_hub, uplink_rx));
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let (ring, _) = broadcast::channel(RING);
+    let room = Room::start(start.limits.batch_window);
     let pid = std::process::id();
     let publish = start.redis.as_ref().map(|url| {
         redis_bus::spawn(redis_bus::Bus {
@@ -150,7 +162,7 @@ async fn serve(start: WorkerStart) -> Result<()> {
             origin: format!("{}-{pid}", start.instance),
             instance: start.instance.clone(),
             slot: start.slot,
-            ring: ring.clone(),
+            room: room.clone(),
             report: start.reporter.then(|| uplink.clone()),
         })
     });
@@ -158,7 +170,7 @@ async fn serve(start: WorkerStart) -> Result<()> {
     let worker = Arc::new(Worker {
         slot: start.slot,
         limits: start.limits,
-        ring,
+        room,
         uplink,
         publish,
         connections: AtomicUsize::new(0),
@@ -176,7 +188,7 @@ async fn serve(start: WorkerStart) -> Result<()> {
         .with_state(worker.clone());
     let stop = async move {
         let why = tokio::select! {
-            why = server::stop_signal() => why,
+            why = stop_signal => why,
             _ = hub_gone => {
                 warn(format_args!("worker {}: the hub is gone; stopping", start.slot));
                 Stop::Terminate
@@ -186,7 +198,8 @@ async fn serve(start: WorkerStart) -> Result<()> {
         why
     };
     warn(format_args!("worker {} (pid {pid}) serving", start.slot));
-    let why = server::serve(start.listener, app, stop).await?;
+    let listener = BalancedListener::new(start.listener, start.loads, start.slot)?;
+    let why = server::serve_on(listener, app, stop).await?;
     // Every session got the shutdown word and sends its close frame; give them a moment.
     let all_closed = async {
         loop {
@@ -255,6 +268,11 @@ async fn join(
     let mut response = upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        // tungstenite reserves 128 KiB per connection by default; frames here are small and the
+        // buffer grows for a large one, so thousands of clients cost megabytes, not a gigabyte.
+        .read_buffer_size(READ_BUFFER)
+        // A client whose socket takes nothing holds at most this much copied for it.
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| connection::session(socket, worker, room, user, seat));
     // Which worker took the connection (tests check that several do).
     response

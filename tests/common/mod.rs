@@ -111,9 +111,12 @@ impl Daemon {
     /// A real memcached on a free loopback port.
     pub fn memcached() -> Daemon {
         let port = free_port();
+        // `-u nobody`: as root, memcached refuses to start without a user to switch to.
         Daemon::external(
             "memcached",
             &[
+                "-u",
+                "nobody",
                 "-l",
                 "127.0.0.1",
                 "-p",

@@ -1,0 +1,486 @@
+//! The shared state: every server's rings, sharded so that concurrent posters for different
+//! servers rarely meet on a lock, plus the clock, the server cap, the counters and snapshots.
+//!
+//! A server name hashes to one of [`SHARDS`] shards, each a mutex around a map of name → rings.
+//! Adding a record locks one shard for a few dozen nanoseconds; the clock and the counters are
+//! atomics. A report copies one server's rows out under its shard's lock and formats them after.
+//!
+//! Snapshots are written shard by shard, so each server's state in a snapshot is consistent, but
+//! records accepted while the snapshot is being written may or may not be in it (the next
+//! snapshot has them). The file is replaced atomically: written to `FILE.tmp`, fsynced, renamed
+//! over `FILE`, and the directory fsynced.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::ring::{Bucket, Load, Refused, Rows, ServerLoad};
+use crate::error::{Error, Result};
+use crate::time::{self, Micros};
+
+/// Enough shards that two cores' worth of handlers seldom wait for each other.
+pub const SHARDS: usize = 64;
+
+/// Which clock "the last hour" is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The newest record's time: replays of old data report as they would have live.
+    Records,
+    /// The wall clock; records more than `max_ahead` µs in the future are refused.
+    Wall { max_ahead: Micros },
+}
+
+/// One record ready to store: the server's name, when, and the two loads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub server: String,
+    /// `None` means "now" by the store's clock.
+    pub at: Option<Micros>,
+    pub cpu: Load,
+    pub ram: Load,
+}
+
+/// Why the store did not take a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected {
+    TooOld { at: Micros, now: Micros },
+    TooNew { at: Micros, now: Micros },
+    Full { max_servers: usize },
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejected::TooOld { at, now } => write!(
+                f,
+                "record time {} is outside the last 24 hours (the clock reads {}); not stored",
+                time::Timestamp(*at),
+                time::Timestamp(*now)
+            ),
+            Rejected::TooNew { at, now } => write!(
+                f,
+                "record time {} is in the future (the clock reads {}); not stored",
+                time::Timestamp(*at),
+                time::Timestamp(*now)
+            ),
+            Rejected::Full { max_servers } => write!(
+                f,
+                "already tracking {max_servers} servers, the most --max-servers allows; \
+                 a new server's record is not stored"
+            ),
+        }
+    }
+}
+
+/// Counts of what happened to the records offered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub accepted: u64,
+    pub too_old: u64,
+    pub too_new: u64,
+    pub over_capacity: u64,
+}
+
+#[derive(Default)]
+struct AtomicCounters {
+    accepted: AtomicU64,
+    too_old: AtomicU64,
+    too_new: AtomicU64,
+    over_capacity: AtomicU64,
+}
+
+/// Rings are boxed: a map grows to up to twice its entries, and empty slots should cost a
+/// pointer, not 4 KiB of rings.
+type Shard = Mutex<HashMap<Box<str>, Box<ServerLoad>>>;
+
+pub struct Store {
+    shards: Vec<Shard>,
+    hasher: RandomState,
+    clock: Clock,
+    /// The newest record time seen (the clock under [`Clock::Records`]).
+    newest: AtomicI64,
+    servers: AtomicUsize,
+    max_servers: usize,
+    counters: AtomicCounters,
+}
+
+impl Store {
+    pub fn new(clock: Clock, max_servers: usize) -> Self {
+        Store {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            clock,
+            newest: AtomicI64::new(i64::MIN),
+            servers: AtomicUsize::new(0),
+            max_servers,
+            counters: AtomicCounters::default(),
+        }
+    }
+
+    fn shard(&self, name: &str) -> &Shard {
+        let h = self.hasher.hash_one(name);
+        &self.shards[(h as usize) % SHARDS]
+    }
+
+    /// The time reports are relative to now.
+    pub fn now(&self) -> Micros {
+        match self.clock {
+            Clock::Records => match self.newest.load(Ordering::Relaxed) {
+                i64::MIN => time::now(),
+                t => t,
+            },
+            Clock::Wall { .. } => time::now(),
+        }
+    }
+
+    /// Store one record, or say why not (and count it either way).
+    pub fn add(&self, record: &Record) -> std::result::Result<(), Rejected> {
+        let result = self.try_add(record);
+        let c = &self.counters;
+        let counter = match &result {
+            Ok(()) => &c.accepted,
+            Err(Rejected::TooOld { .. }) => &c.too_old,
+            Err(Rejected::TooNew { .. }) => &c.too_new,
+            Err(Rejected::Full { .. }) => &c.over_capacity,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn try_add(&self, record: &Record) -> std::result::Result<(), Rejected> {
+        let (at, now) = match self.clock {
+            Clock::Records => {
+                let at = record.at.unwrap_or_else(|| self.now());
+                let before = self.newest.fetch_max(at, Ordering::Relaxed);
+                (at, before.max(at))
+            }
+            Clock::Wall { max_ahead } => {
+                let now = time::now();
+                let at = record.at.unwrap_or(now);
+                if at > now.saturating_add(max_ahead) {
+                    return Err(Rejected::TooNew { at, now });
+                }
+                self.newest.fetch_max(at, Ordering::Relaxed);
+                (at, now)
+            }
+        };
+        let too_old = Rejected::TooOld { at, now };
+        let mut shard = self
+            .shard(&record.server)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(load) = shard.get_mut(record.server.as_str()) {
+            return load
+                .add(at, record.cpu, record.ram, now)
+                .map_err(|_| too_old);
+        }
+        let mut load = Box::new(ServerLoad::new());
+        load.add(at, record.cpu, record.ram, now)
+            .map_err(|Refused::TooOld| too_old)?;
+        if self.servers.fetch_add(1, Ordering::Relaxed) >= self.max_servers {
+            self.servers.fetch_sub(1, Ordering::Relaxed);
+            return Err(Rejected::Full {
+                max_servers: self.max_servers,
+            });
+        }
+        shard.insert(record.server.as_str().into(), load);
+        Ok(())
+    }
+
+    /// One server's report rows at the store's clock, or `None` for an unknown server.
+    pub fn rows(&self, server: &str) -> Option<(Rows, Micros)> {
+        let now = self.now();
+        let shard = self.shard(server).lock().unwrap_or_else(|e| e.into_inner());
+        shard.get(server).map(|load| (load.rows(now), now))
+    }
+
+    /// Every server's name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .shards
+            .iter()
+            .flat_map(|s| {
+                let shard = s.lock().unwrap_or_else(|e| e.into_inner());
+                shard.keys().map(|k| k.to_string()).collect::<Vec<_>>()
+            })
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub fn server_count(&self) -> usize {
+        self.servers.load(Ordering::Relaxed)
+    }
+
+    pub fn counters(&self) -> Counters {
+        let c = &self.counters;
+        Counters {
+            accepted: c.accepted.load(Ordering::Relaxed),
+            too_old: c.too_old.load(Ordering::Relaxed),
+            too_new: c.too_new.load(Ordering::Relaxed),
+            over_capacity: c.over_capacity.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Write the state to `path` atomically (temp file, fsync, rename, fsync of the directory).
+    pub fn save(&self, path: &Path) -> Result<usize> {
+        let tmp = path.with_file_name(format!(
+            "{}.tmp",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "snapshot".into())
+        ));
+        let context = |what: &str| format!("{what} snapshot {}", tmp.display());
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(context("creating"), e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let newest = self.newest.load(Ordering::Relaxed);
+        let header = SnapshotHeader {
+            version: 1,
+            newest: (newest != i64::MIN).then_some(newest),
+            counters: self.counters(),
+        };
+        let write_err = |e: std::io::Error| Error::io(context("writing"), e);
+        serde_json::to_writer(&mut out, &header).map_err(|e| write_err(e.into()))?;
+        out.write_all(b"\n").map_err(write_err)?;
+        let mut count = 0;
+        for shard in &self.shards {
+            let servers: Vec<SnapshotServer> = {
+                let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+                shard
+                    .iter()
+                    .map(|(name, load)| SnapshotServer::new(name, load))
+                    .collect()
+            };
+            for server in &servers {
+                serde_json::to_writer(&mut out, server).map_err(|e| write_err(e.into()))?;
+                out.write_all(b"\n").map_err(write_err)?;
+            }
+            count += servers.len();
+        }
+        let file = out.into_inner().map_err(|e| write_err(e.into_error()))?;
+        file.sync_all().map_err(write_err)?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(|e| {
+            Error::io(
+                format!("renaming {} to {}", tmp.display(), path.display()),
+                e,
+            )
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(count)
+    }
+
+    /// Load a snapshot written by [`Store::save`] into this (empty) store. A missing file is not
+    /// an error (first start): `Ok(None)`. A damaged one is, so it is never silently overwritten.
+    pub fn load(&self, path: &Path) -> Result<Option<usize>> {
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("reading snapshot {}", path.display()), e)),
+        };
+        let bad = |line: usize, why: String| {
+            Error::failed(format!(
+                "snapshot {}: line {line}: {why} (move the file away to start empty)",
+                path.display()
+            ))
+        };
+        // One server per line, read a line at a time: a large snapshot is never held whole.
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(file));
+        let mut next_line = |n: usize| -> Result<Option<String>> {
+            lines
+                .next()
+                .transpose()
+                .map_err(|e| Error::io(format!("reading snapshot {} line {n}", path.display()), e))
+        };
+        let first = next_line(1)?.unwrap_or_default();
+        let header: SnapshotHeader =
+            serde_json::from_str(&first).map_err(|e| bad(1, e.to_string()))?;
+        if header.version != 1 {
+            return Err(bad(1, format!("unknown version {}", header.version)));
+        }
+        if let Some(t) = header.newest {
+            self.newest.fetch_max(t, Ordering::Relaxed);
+        }
+        let c = &self.counters;
+        c.accepted
+            .fetch_add(header.counters.accepted, Ordering::Relaxed);
+        c.too_old
+            .fetch_add(header.counters.too_old, Ordering::Relaxed);
+        c.too_new
+            .fetch_add(header.counters.too_new, Ordering::Relaxed);
+        c.over_capacity
+            .fetch_add(header.counters.over_capacity, Ordering::Relaxed);
+        let mut count = 0;
+        let mut number = 1;
+        while let Some(line) = next_line(number + 1)? {
+            number += 1;
+            let server: SnapshotServer =
+                serde_json::from_str(&line).map_err(|e| bad(number, e.to_string()))?;
+            if count >= self.max_servers {
+                return Err(bad(
+                    number,
+                    format!("more servers than --max-servers {}", self.max_servers),
+                ));
+            }
+            let load = Box::new(server.load());
+            let mut shard = self
+                .shard(&server.name)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if shard.insert(server.name.into_boxed_str(), load).is_none() {
+                count += 1;
+            }
+        }
+        self.servers.store(count, Ordering::Relaxed);
+        Ok(Some(count))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotHeader {
+    version: u32,
+    newest: Option<Micros>,
+    counters: Counters,
+}
+
+/// One server in a snapshot: buckets as `[period, count, cpu_sum, ram_sum]`, sums in millionths.
+#[derive(Serialize, Deserialize)]
+struct SnapshotServer {
+    name: String,
+    minutes: Vec<(i64, u64, u128, u128)>,
+    hours: Vec<(i64, u64, u128, u128)>,
+}
+
+impl SnapshotServer {
+    fn new(name: &str, load: &ServerLoad) -> Self {
+        let (m, h) = load.buckets();
+        let row = |b: &Bucket| (b.period, b.count, b.cpu, b.ram);
+        SnapshotServer {
+            name: name.to_string(),
+            minutes: m.iter().map(row).collect(),
+            hours: h.iter().map(row).collect(),
+        }
+    }
+
+    fn load(&self) -> ServerLoad {
+        let bucket = |&(period, count, cpu, ram): &(i64, u64, u128, u128)| Bucket {
+            period,
+            count,
+            cpu,
+            ram,
+        };
+        let m: Vec<Bucket> = self.minutes.iter().map(bucket).collect();
+        let h: Vec<Bucket> = self.hours.iter().map(bucket).collect();
+        ServerLoad::from_buckets(&m, &h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(server: &str, at: &str, cpu: f64) -> Record {
+        Record {
+            server: server.into(),
+            at: Some(time::parse_timestamp(at).unwrap()),
+            cpu: Load::from_f64(cpu).unwrap(),
+            ram: Load::from_f64(cpu * 5.0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn caps_servers_and_counts_refusals() {
+        let store = Store::new(Clock::Records, 2);
+        store
+            .add(&record("a", "2016-04-10T16:00:00Z", 1.0))
+            .unwrap();
+        store
+            .add(&record("b", "2016-04-10T16:00:00Z", 1.0))
+            .unwrap();
+        assert_eq!(
+            store.add(&record("c", "2016-04-10T16:00:00Z", 1.0)),
+            Err(Rejected::Full { max_servers: 2 })
+        );
+        store
+            .add(&record("a", "2016-04-10T16:01:00Z", 3.0))
+            .unwrap();
+        assert!(matches!(
+            store.add(&record("b", "2016-04-09T16:00:00Z", 1.0)),
+            Err(Rejected::TooOld { .. })
+        ));
+        assert_eq!(store.names(), vec!["a", "b"]);
+        assert_eq!(
+            store.counters(),
+            Counters {
+                accepted: 3,
+                too_old: 1,
+                too_new: 0,
+                over_capacity: 1
+            }
+        );
+        let (rows, now) = store.rows("a").unwrap();
+        assert_eq!(now, time::parse_timestamp("2016-04-10T16:01:00Z").unwrap());
+        assert_eq!(rows.hours.len(), 1);
+        assert_eq!(rows.hours[0].1, 2.0);
+        assert!(store.rows("c").is_none());
+    }
+
+    #[test]
+    fn the_wall_clock_refuses_the_future() {
+        let store = Store::new(
+            Clock::Wall {
+                max_ahead: 60_000_000,
+            },
+            10,
+        );
+        let mut r = record("a", "2016-04-10T16:00:00Z", 1.0);
+        r.at = Some(time::now() + 3_600_000_000);
+        assert!(matches!(store.add(&r), Err(Rejected::TooNew { .. })));
+        r.at = None;
+        store.add(&r).unwrap();
+        assert_eq!(store.rows("a").unwrap().0.minutes.len(), 1);
+    }
+
+    #[test]
+    fn snapshot_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.jsonl");
+        let store = Store::new(Clock::Records, 100);
+        for i in 0..50 {
+            let at = format!("2016-04-10T{:02}:{:02}:00Z", 10 + i / 10, i);
+            store
+                .add(&record(&format!("s{}", i % 7), &at, i as f64 / 3.0))
+                .unwrap();
+        }
+        assert_eq!(store.save(&path).unwrap(), 7);
+        let back = Store::new(Clock::Records, 100);
+        assert_eq!(back.load(&path).unwrap(), Some(7));
+        assert_eq!(back.names(), store.names());
+        assert_eq!(back.now(), store.now());
+        assert_eq!(back.counters(), store.counters());
+        for name in store.names() {
+            assert_eq!(back.rows(&name), store.rows(&name));
+        }
+        assert!(!path.with_file_name("state.jsonl.tmp").exists());
+        std::fs::write(&path, "{\"version\":1}\nnot json\n").unwrap();
+        let err = Store::new(Clock::Records, 100).load(&path).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        assert_eq!(
+            Store::new(Clock::Records, 1)
+                .load(&dir.path().join("none"))
+                .unwrap(),
+            None
+        );
+    }
+}

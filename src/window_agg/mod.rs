@@ -1,0 +1,540 @@
+//! window-agg: a sliding summary of the last N minutes of events, by type and, within each type,
+//! by tracking id (seed `002_…`, parts B and C).
+//!
+//! Input, one event per line; only three fields are read, by configurable dotted paths (default
+//! `value.event`, `value.trackingId`, `value.timestamp`, the seed's shape):
+//!
+//! ```text
+//! {"path":"/visitors/events/","value":{…,"trackingId":"INF-yj562hjojbtez",…,"timestamp":"2019-12-08T06:42:57.289Z","event":"formsubmit",…}}
+//! ```
+//!
+//! Output, one line per bucket boundary (the window that just closed) and one at the end of input
+//! (the live window, up to the end of the newest bucket):
+//!
+//! ```text
+//! {"window_start":"2019-12-08T06:38:00.000000Z","window_end":"2019-12-08T06:43:00.000000Z","types":{"review":{"totalEventsCaptured":0,"eventsCapturedByTrackingIds":{}},"signup":{"totalEventsCaptured":50,"eventsCapturedByTrackingIds":{"INF-yj562hjojbtez":10,…}},"user-event":{…}}}
+//! ```
+//!
+//! - Event names map to type names (`formsubmit`→`signup`, `click`→`user-event`,
+//!   `review`→`review` by default; names not in the map pass through). Mapped types are always
+//!   shown, with 0 when absent. Types and tracking ids are sorted by name.
+//! - Every count is exact for the window the line states, `[window_start, window_end)`: the seed's
+//!   "approximation of 10 seconds" is only that the window's edges fall on bucket boundaries.
+//! - Clock: event time (the event's timestamp; the newest seen is "now") or, with
+//!   `--clock arrival`, the time a line was read. Events older than the live window are late:
+//!   reported on stderr (the first ten one by one, then counted) and not added.
+//! - Live input (a pipe or terminal): a line is also written at every bucket boundary while input
+//!   pauses (after a grace of half a bucket, at most 1 s, for events still on their way); the
+//!   event clock then moves on with the wall clock from the last event. File input is read as fast
+//!   as possible and gives the lines a live run of the same events would.
+//! - SIGINT and SIGTERM end a run as the end of input does (the live window is written), then
+//!   the exit code is 130 or 0.
+//! - With `--memcached`, counts also go to Memcached so several processes share one summary; see
+//!   [`memcached`].
+
+pub mod extract;
+pub mod memcached;
+pub mod window;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc::RecvTimeoutError;
+
+use crate::error::{Error, Result};
+use crate::event_config::{default_type_names, FieldPaths, FileConfig};
+use crate::input::{BadLines, InputArgs, Line};
+use crate::output::Output;
+use crate::runner::warn;
+use crate::time::{self, Micros};
+use extract::Paths;
+use window::{Summary, Window};
+
+/// Where the window's "now" comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Clock {
+    /// The event's own timestamp.
+    Event,
+    /// The time the line was read.
+    Arrival,
+}
+
+/// window-agg's flags; the binary flattens them into its arguments. Unset flags fall back to the
+/// `--config` file, then to the defaults named here.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Flags {
+    /// Window length in minutes (the seed's N) [default: config's minutes, else 5].
+    #[arg(long)]
+    pub minutes: Option<u32>,
+
+    /// Bucket length: the window moves in these steps [default: config's bucket, else 10s].
+    #[arg(long)]
+    pub bucket: Option<time::Duration>,
+
+    /// Event time (the timestamp field) or arrival time (when the line is read).
+    #[arg(long, value_enum, default_value = "event")]
+    pub clock: Clock,
+
+    /// Map an event name to a type name, e.g. formsubmit=signup (repeat; replaces the config's
+    /// map) [default: formsubmit=signup, click=user-event, review=review].
+    #[arg(long = "type-name", value_name = "EVENT=TYPE")]
+    pub type_names: Vec<String>,
+
+    /// Dotted path of the event type [default: value.event].
+    #[arg(long, value_name = "PATH")]
+    pub type_field: Option<String>,
+
+    /// Dotted path of the tracking id [default: value.trackingId].
+    #[arg(long, value_name = "PATH")]
+    pub tracking_id_field: Option<String>,
+
+    /// Dotted path of the timestamp [default: value.timestamp].
+    #[arg(long, value_name = "PATH")]
+    pub timestamp_field: Option<String>,
+
+    /// Keep the counts in Memcached, shared with other window-agg processes:
+    /// HOST:PORT[,HOST:PORT…]; without a value (last on the line, or `--memcached=`), the config
+    /// file's `memcached` address.
+    #[arg(long, value_name = "SERVERS", num_args = 0..=1, default_missing_value = "")]
+    pub memcached: Option<String>,
+
+    /// Prefix of every Memcached key [default: config's key_prefix, else "pipeworks:"].
+    #[arg(long, value_name = "PREFIX")]
+    pub key_prefix: Option<String>,
+
+    /// Print the current summary from Memcached as one line and exit (Memcached's address from
+    /// --memcached or the config file).
+    #[arg(long)]
+    pub read: bool,
+
+    /// JSON config file (minutes, bucket, type_names, fields, memcached…); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+/// What window-agg is asked to do, flags and config file merged.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub minutes: u32,
+    pub bucket: time::Duration,
+    pub clock: Clock,
+    pub type_names: BTreeMap<String, String>,
+    pub fields: FieldPaths,
+    pub memcached: Option<String>,
+    pub key_prefix: String,
+    pub read: bool,
+    pub input: InputArgs,
+}
+
+impl Flags {
+    pub fn resolve(&self) -> Result<Config> {
+        let file = FileConfig::load(self.config.as_deref())?;
+        let type_names = if self.type_names.is_empty() {
+            file.type_names.unwrap_or_else(default_type_names)
+        } else {
+            let mut map = BTreeMap::new();
+            for pair in &self.type_names {
+                let (event, kind) = pair.split_once('=').ok_or_else(|| {
+                    Error::usage(format!("--type-name {pair:?}: expected EVENT=TYPE"))
+                })?;
+                map.insert(event.to_string(), kind.to_string());
+            }
+            map
+        };
+        let from_file = file.memcached.clone();
+        let memcached_from_file = || {
+            from_file.clone().ok_or_else(|| {
+                Error::usage(
+                    "no Memcached address: give --memcached HOST:PORT or put \"memcached\" in the --config file",
+                )
+            })
+        };
+        let mut fields = file.fields.unwrap_or_default();
+        if let Some(p) = &self.type_field {
+            fields.kind = p.clone();
+        }
+        if let Some(p) = &self.tracking_id_field {
+            fields.tracking_id = p.clone();
+        }
+        if let Some(p) = &self.timestamp_field {
+            fields.timestamp = p.clone();
+        }
+        let config = Config {
+            minutes: self.minutes.or(file.minutes).unwrap_or(5),
+            bucket: self
+                .bucket
+                .or(file.bucket)
+                .unwrap_or(time::Duration(std::time::Duration::from_secs(10))),
+            clock: self.clock,
+            type_names,
+            fields,
+            memcached: match self.memcached.as_deref() {
+                Some(servers) if !servers.is_empty() => Some(servers.to_string()),
+                Some(_) => Some(memcached_from_file()?),
+                None if self.read => Some(memcached_from_file()?),
+                None => None,
+            },
+            key_prefix: self
+                .key_prefix
+                .clone()
+                .or(file.key_prefix)
+                .unwrap_or_else(|| "pipeworks:".to_string()),
+            read: self.read,
+            input: self.input.clone(),
+        };
+        config.buckets()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// How many buckets make a window; the window must be a whole number of buckets.
+    pub fn buckets(&self) -> Result<usize> {
+        let bucket = self.bucket.micros();
+        let window = i64::from(self.minutes) * 60 * time::MICROS_PER_SEC;
+        if self.minutes == 0 {
+            return Err(Error::usage("--minutes must be at least 1"));
+        }
+        if bucket <= 0 || window % bucket != 0 {
+            return Err(Error::usage(format!(
+                "--bucket {} must divide the {}-minute window evenly",
+                self.bucket, self.minutes
+            )));
+        }
+        let n = window / bucket;
+        if n > 1_000_000 {
+            return Err(Error::usage(format!(
+                "{n} buckets per window is too many: use a longer --bucket"
+            )));
+        }
+        Ok(n as usize)
+    }
+
+    fn window(&self) -> Result<Window> {
+        Ok(Window::new(
+            self.bucket.micros(),
+            self.buckets()?,
+            self.type_names.clone(),
+        ))
+    }
+
+    fn paths(&self) -> Result<Paths> {
+        let f = &self.fields;
+        let paths: Vec<&str> = match self.clock {
+            Clock::Event => vec![&f.kind, &f.tracking_id, &f.timestamp],
+            Clock::Arrival => vec![&f.kind, &f.tracking_id],
+        };
+        Paths::new(&paths).map_err(Error::usage)
+    }
+}
+
+/// Run window-agg over the configured input, writing summaries to `out`.
+pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
+    if config.read {
+        return memcached::read(config, out);
+    }
+    let mut window = config.window()?;
+    let shared = match &config.memcached {
+        Some(servers) => {
+            window = window.track_changes();
+            Some(memcached::Shared::connect(servers, config)?)
+        }
+        None => None,
+    };
+    let mut agg = Aggregator {
+        window,
+        paths: config.paths()?,
+        clock: config.clock,
+        bad: config.input.bad_lines(),
+        late: 0,
+        events: 0,
+        idle_from: None,
+        shared,
+    };
+    let live = is_live(&config.input);
+    stop::install()?;
+    // Batches of 1024 lines (~0.7 MB of tracking events): large enough to keep the reader thread
+    // busy, small enough that the lines in flight stay a few MB whatever the input.
+    let batches = config.input.open()?.spawn(1024);
+    loop {
+        // Wake up at least every stop::POLL to notice SIGINT/SIGTERM; a timeout before the
+        // deadline is only that check.
+        let deadline = agg.deadline().filter(|_| live);
+        let wait = deadline.map_or(stop::POLL, |d| (d - time::now()).clamp(0, stop::POLL));
+        let next = batches.recv_timeout(std::time::Duration::from_micros(wait as u64));
+        match next {
+            Ok(batch) => {
+                let batch = batch?;
+                let arrival = time::now();
+                for line in batch.iter() {
+                    agg.line(&line, arrival, out)?;
+                }
+                if let Some(clock) = agg.window.clock() {
+                    agg.idle_from = Some((clock, time::now()));
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if deadline.is_some_and(|d| time::now() >= d) {
+                    agg.tick(time::now(), out)?;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(signal) = stop::requested() {
+            agg.finish(out)?;
+            return signal;
+        }
+    }
+    agg.finish(out)
+}
+
+/// Whether input may pause (a pipe, terminal or socket) rather than being a regular file.
+fn is_live(input: &InputArgs) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let stdin_is_file = || {
+        std::fs::metadata("/dev/stdin")
+            .map(|m| m.is_file() || m.file_type().is_block_device())
+            .unwrap_or(false)
+    };
+    if input.files.is_empty() {
+        return !stdin_is_file();
+    }
+    input.files.iter().any(|f| {
+        if f.as_os_str() == "-" {
+            !stdin_is_file()
+        } else {
+            std::fs::metadata(f).map(|m| !m.is_file()).unwrap_or(true)
+        }
+    })
+}
+
+/// SIGINT and SIGTERM end window-agg the way the end of input does (the live window is written and,
+/// with Memcached, the last counts delivered), then it exits 130 (SIGINT) or 0 (SIGTERM).
+mod stop {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+    use crate::error::{Error, Result};
+    use crate::time::Micros;
+
+    /// How often the main loop looks for a stop request, in µs.
+    pub const POLL: Micros = 200_000;
+
+    static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+    extern "C" fn on_signal(signal: std::ffi::c_int) {
+        SIGNAL.store(signal, Ordering::SeqCst);
+    }
+
+    pub fn install() -> Result<()> {
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for signal in [Signal::SIGINT, Signal::SIGTERM] {
+            // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+            unsafe { sigaction(signal, &action) }
+                .map_err(|e| Error::failed(format!("installing a {signal} handler: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// `Some(result to end with)` once a stop signal arrived.
+    pub fn requested() -> Option<Result<()>> {
+        match SIGNAL.load(Ordering::SeqCst) {
+            0 => None,
+            s if s == Signal::SIGINT as i32 => Some(Err(Error::Interrupted)),
+            _ => Some(Ok(())),
+        }
+    }
+}
+
+/// Late events reported one by one before they are only counted.
+const LATE_REPORTED: u64 = 10;
+
+struct Aggregator {
+    window: Window,
+    paths: Paths,
+    clock: Clock,
+    bad: BadLines,
+    late: u64,
+    events: u64,
+    /// The window's clock and the wall time when input last arrived: while input pauses, the
+    /// event clock moves on with the wall clock from there.
+    idle_from: Option<(Micros, Micros)>,
+    shared: Option<memcached::Shared>,
+}
+
+impl Aggregator {
+    fn line(
+        &mut self,
+        line: &Line<'_>,
+        arrival: Micros,
+        out: &mut Output<impl Write>,
+    ) -> Result<()> {
+        let text = match &line.text {
+            Ok(text) => *text,
+            Err(e) => return self.bad.report(line.at, e),
+        };
+        let (event, tracking_id, at) = match self.clock {
+            Clock::Event => match self.paths.extract::<3>(text) {
+                Ok([event, tid, ts]) => match time::parse_timestamp(&ts) {
+                    Ok(at) => (event, tid, at),
+                    Err(reason) => return self.bad.report(line.at, reason),
+                },
+                Err(reason) => return self.bad.report(line.at, reason),
+            },
+            Clock::Arrival => match self.paths.extract::<2>(text) {
+                Ok([event, tid]) => (event, tid, arrival),
+                Err(reason) => return self.bad.report(line.at, reason),
+            },
+        };
+        let closed = self.window.advance_to(at);
+        self.publish(closed, out)?;
+        self.events += 1;
+        if let Err(late) = self.window.add(at, &event, &tracking_id) {
+            self.late += 1;
+            if self.late <= LATE_REPORTED {
+                warn(format_args!("{}: {late}", line.at));
+                if self.late == LATE_REPORTED {
+                    warn("further late events are counted, not reported one by one");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The wall time at which the next summary is due while input pauses: the next boundary plus
+    /// a grace period for events of the closing bucket still on their way (half a bucket, at most
+    /// a second), so a live run writes the same lines as a run over the same events from a file.
+    fn deadline(&self) -> Option<Micros> {
+        let boundary = self.window.next_boundary()?;
+        let grace = (self.window.bucket_len() / 2).min(time::MICROS_PER_SEC);
+        match self.clock {
+            Clock::Arrival => Some(boundary + grace),
+            Clock::Event => {
+                let (clock, wall) = self.idle_from?;
+                Some(wall + (boundary - clock) + grace)
+            }
+        }
+    }
+
+    /// Input paused past a boundary: move the clock on by the wall time that passed.
+    fn tick(&mut self, now: Micros, out: &mut Output<impl Write>) -> Result<()> {
+        let to = match (self.clock, self.idle_from) {
+            (Clock::Arrival, _) => now,
+            (Clock::Event, Some((clock, wall))) => clock + (now - wall),
+            (Clock::Event, None) => return Ok(()),
+        };
+        let closed = self.window.advance_to(to);
+        self.idle_from = Some((to, now));
+        self.publish(closed, out)
+    }
+
+    /// Write the summaries of closed windows; with Memcached, first hand over the counts and
+    /// write the shared summary instead of the local one.
+    fn publish(&mut self, closed: Vec<Summary>, out: &mut Output<impl Write>) -> Result<()> {
+        if closed.is_empty() {
+            return Ok(());
+        }
+        match &mut self.shared {
+            None => {
+                for summary in &closed {
+                    out.emit(summary)?;
+                }
+            }
+            Some(shared) => {
+                let last = closed.last().expect("not empty");
+                if let Some(summary) = shared.sync(&mut self.window, last) {
+                    out.emit(&summary)?;
+                }
+            }
+        }
+        out.flush()
+    }
+
+    fn finish(mut self, out: &mut Output<impl Write>) -> Result<()> {
+        if let Some(summary) = self.window.current() {
+            match &mut self.shared {
+                None => out.emit(&summary)?,
+                Some(shared) => {
+                    let last = shared.finish(&mut self.window, summary.window_end.0)?;
+                    out.emit(&last)?;
+                    warn(format_args!(
+                        "memcached: {} requests for {} events ({:.5} per event)",
+                        shared.requests(),
+                        self.events,
+                        shared.requests() as f64 / self.events.max(1) as f64
+                    ));
+                }
+            }
+        }
+        out.flush()?;
+        if self.late > 0 {
+            warn(format_args!(
+                "{} late event{} before the window, not counted",
+                self.late,
+                if self.late == 1 { " was" } else { "s were" }
+            ));
+        }
+        self.bad.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Single-thread cost of the per-event work (field extraction, timestamp, window), without
+    /// I/O: `cargo test --release --lib window_agg::tests::per_event_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn per_event_throughput() {
+        let ids: Vec<String> = crate::event_config::DEFAULT_TRACKING_IDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut gen = crate::gen_events::tracking::Tracking::new(&ids, &BTreeMap::new()).unwrap();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let lines: Vec<String> = (0..200_000)
+            .map(|i| {
+                let mut out = Vec::new();
+                gen.write(&mut rng, 1_575_784_800_000_000 + i * 100, &mut out);
+                String::from_utf8(out).unwrap()
+            })
+            .collect();
+        let bytes: usize = lines.iter().map(String::len).sum();
+        let paths = Paths::new(&["value.event", "value.trackingId", "value.timestamp"]).unwrap();
+        // CPU time of this thread, not wall time: the machine may be busy with other work.
+        let cpu = || {
+            use nix::sys::resource::{getrusage, UsageWho};
+            let u = getrusage(UsageWho::RUSAGE_THREAD).unwrap();
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(u.user_time()) + t(u.system_time())
+        };
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let mut window = Window::new(10_000_000, 30, default_type_names());
+            let started = cpu();
+            for line in &lines {
+                let [event, tid, ts] = paths.extract::<3>(line).unwrap();
+                let at = time::parse_timestamp(&ts).unwrap();
+                window.advance_to(at);
+                window.add(at, &event, &tid).unwrap();
+            }
+            best = best.min(cpu() - started);
+        }
+        eprintln!(
+            "{:.0} events per CPU-second, {:.0} MB/s on one thread (best of 5, {} events of {} bytes on average)",
+            lines.len() as f64 / best,
+            bytes as f64 / best / 1e6,
+            lines.len(),
+            bytes / lines.len()
+        );
+    }
+}

@@ -1,0 +1,997 @@
+//! load-monitor through the real binary: the stdin face, the HTTP routes, many concurrent
+//! posters checked exactly against an oracle, and a restart from a snapshot.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{run, Daemon};
+use serde_json::{json, Value};
+
+const EXE: &str = env!("CARGO_BIN_EXE_load-monitor");
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+/// Status, body text and the X-Report-Time header of one request.
+struct Answer {
+    status: u16,
+    body: String,
+    report_time: Option<String>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body {:?} is not JSON: {e}", self.body))
+    }
+}
+
+fn answer(mut r: ureq::http::Response<ureq::Body>) -> Answer {
+    let status = r.status().as_u16();
+    let report_time = r
+        .headers()
+        .get("x-report-time")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = r.body_mut().read_to_string().unwrap();
+    Answer {
+        status,
+        body,
+        report_time,
+    }
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> Answer {
+    answer(
+        agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body)
+            .unwrap(),
+    )
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> Answer {
+    answer(agent.get(url).call().unwrap())
+}
+
+fn ts(micros: i64) -> String {
+    pipeworks::time::format_timestamp(micros)
+}
+
+fn at(text: &str) -> i64 {
+    pipeworks::time::parse_timestamp(text).unwrap()
+}
+
+const MIN: i64 = 60_000_000;
+const HOUR: i64 = 60 * MIN;
+
+/// The oracle: every record kept; averages of millionths per minute/hour of the window at `now`.
+#[derive(Default)]
+struct Oracle {
+    records: HashMap<String, Vec<(i64, u64, u64)>>,
+}
+
+impl Oracle {
+    /// `cpu` and `ram` in hundredths, as the posters send them.
+    fn add(&mut self, server: &str, t: i64, cpu: u64, ram: u64) {
+        self.records
+            .entry(server.to_string())
+            .or_default()
+            .push((t, cpu * 10_000, ram * 10_000));
+    }
+
+    /// The exact text of the report: the averages must be the very same doubles, and a JSON
+    /// round trip could change a last digit (serde_json parses floats to within one ulp).
+    fn report(&self, server: &str, now: i64) -> String {
+        let floor = |t: i64, p: i64| t - t.rem_euclid(p);
+        let rows = |period: i64, len: i64| {
+            let newest = floor(now, period);
+            let mut sums: BTreeMap<i64, (u64, u128, u128)> = BTreeMap::new();
+            for &(t, cpu, ram) in &self.records[server] {
+                let p = floor(t, period);
+                if p <= newest && p > newest - len * period {
+                    let e = sums.entry(p).or_default();
+                    *e = (e.0 + 1, e.1 + cpu as u128, e.2 + ram as u128);
+                }
+            }
+            let avg = |s: u128, n: u64| s as f64 / n as f64 / 1e6;
+            sums.into_iter()
+                .map(|(p, (n, c, r))| {
+                    format!("[\"{}\",{},{}]", ts(p), num(avg(c, n)), num(avg(r, n)))
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "{{\"servername\":\"{server}\",\"1hourdata\":[{}],\"24hourdata\":[{}]}}",
+            rows(MIN, 60),
+            rows(HOUR, 24)
+        )
+    }
+}
+
+/// A number as load-monitor prints it: whole numbers without a fraction, others shortest.
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{}", v as i64)
+    } else {
+        serde_json::to_string(&v).unwrap()
+    }
+}
+
+fn lines(records: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        out.extend_from_slice(r.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+#[test]
+fn stdin_reports_every_server_by_name_relative_to_the_newest_record() {
+    let input = lines(&[
+        json!({"server":"server005","cpu":1.2,"ram":6.0,"dt":1460300000}),
+        json!({"server":"b","cpu":3,"ram":4,"timestamp":"2016-04-10T15:30:10+02:00"}),
+        json!({"server":"server005","cpu":2.4,"ram":6.0,"timestamp":"2016-04-10T14:53:50Z"}),
+        // Out of order, an hour and a half older: in the day, not in the hour.
+        json!({"server":"server005","cpu":4,"ram":1,"timestamp":"2016-04-10T13:20:00Z"}),
+        json!({"server":"server005","cpu":0.5,"ram":0.25,"dt":1460303000}),
+    ]);
+    let r = run(EXE, &[], &input);
+    r.expect_code(0);
+    assert_eq!(r.stderr, "", "{}", r.describe());
+    assert_eq!(
+        r.json_lines(),
+        vec![
+            json!({"servername":"b","1hourdata":[],"24hourdata":[["2016-04-10T13:00:00.000000Z",3,4]]}),
+            json!({"servername":"server005",
+                "1hourdata":[["2016-04-10T14:53:00.000000Z",1.8,6],["2016-04-10T15:43:00.000000Z",0.5,0.25]],
+                "24hourdata":[["2016-04-10T13:00:00.000000Z",4,1],["2016-04-10T14:00:00.000000Z",1.8,6],
+                              ["2016-04-10T15:00:00.000000Z",0.5,0.25]]}),
+        ]
+    );
+}
+
+#[test]
+fn stdin_bad_lines_are_reported_and_the_rest_counted() {
+    let input = b"{\"server\":\"a\",\"cpu\":1,\"ram\":2,\"dt\":1460300000}\n\
+not json\n\
+{\"server\":\"a\",\"cpu\":\"high\",\"ram\":2}\n\
+{\"server\":\"a\",\"cpu\":1,\"ram\":2,\"dt\":1460000000}\n\
+{\"server\":\"a b\",\"cpu\":1,\"ram\":2}\n\
+{\"server\":\"a\",\"cpu\":3,\"ram\":4,\"dt\":1460300001}\n";
+    let r = run(EXE, &[], input);
+    r.expect_code(1);
+    let err = &r.stderr;
+    assert!(err.contains("load-monitor: line 2: invalid JSON"), "{err}");
+    assert!(err.contains("line 3: \"cpu\" must be a number"), "{err}");
+    assert!(
+        err.contains(
+            "line 4: record time 2016-04-07T03:33:20.000000Z is outside the last 24 hours"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("line 5: the server name \"a b\""), "{err}");
+    assert!(err.contains("skipped 4 bad lines"), "{err}");
+    assert_eq!(
+        r.json_lines(),
+        vec![
+            json!({"servername":"a","1hourdata":[["2016-04-10T14:53:00.000000Z",2,3]],
+                     "24hourdata":[["2016-04-10T14:00:00.000000Z",2,3]]})
+        ]
+    );
+    let strict = run(EXE, &["--strict"], input);
+    strict.expect_code(1);
+    assert!(strict.stderr.contains("line 2"), "{}", strict.describe());
+    assert_eq!(strict.stdout, "");
+}
+
+#[test]
+fn stdin_face_ends_quietly_when_its_reader_goes_away() {
+    let input: Vec<Value> = (0..20_000)
+        .map(|i| json!({"server": format!("s{i}"), "cpu": 1, "ram": 2, "dt": 1460300000}))
+        .collect();
+    let mut child = Command::new(EXE)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = lines(&input);
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("{\"servername\":\"s0\""), "{first}");
+    // stdout is closed here, as `| head -1` does.
+    let status = child.wait().unwrap();
+    writer.join().unwrap();
+    let mut stderr = String::new();
+    child.stderr.unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn stdin_every_prints_reports_while_input_goes_on() {
+    let mut child = Command::new(EXE)
+        .args(["--every", "200ms"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"server\":\"a\",\"cpu\":1,\"ram\":2,\"dt\":1460300000}\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // The input is still open: this line can only come from the periodic report.
+    out.read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["servername"], "a");
+    assert_eq!(
+        v["1hourdata"],
+        json!([["2016-04-10T14:53:00.000000Z", 1, 2]])
+    );
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn http_routes_answer_like_the_original_service_and_ours() {
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--clock", "records"]);
+    let a = agent();
+    let url = d.url();
+    let ok = post(
+        &a,
+        &format!("{url}/addserver"),
+        r#"{"server":"server005","cpu":1.2,"ram":6.0,"dt":1460300000}"#,
+    );
+    assert_eq!((ok.status, ok.body.as_str()), (200, "OK"));
+    let r = post(
+        &a,
+        &format!("{url}/servers/server005/load"),
+        r#"{"cpu":2.4,"ram":6,"timestamp":"2016-04-10T14:53:59Z"}"#,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = post(
+        &a,
+        &format!("{url}/servers/web-1/load"),
+        r#"{"server":"web-1","cpu":0,"ram":0,"dt":1460300100}"#,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+
+    let expected = json!({"servername":"server005",
+        "1hourdata":[["2016-04-10T14:53:00.000000Z",1.8,6]],
+        "24hourdata":[["2016-04-10T14:00:00.000000Z",1.8,6]]});
+    let report = get(&a, &format!("{url}/report/server005"));
+    assert_eq!(report.status, 200);
+    assert_eq!(report.json(), expected);
+    assert_eq!(
+        report.report_time.as_deref(),
+        Some("2016-04-10T14:55:00.000000Z")
+    );
+    assert_eq!(
+        get(&a, &format!("{url}/servers/server005/load")).json(),
+        expected
+    );
+    assert_eq!(
+        get(&a, &format!("{url}/servers")).json(),
+        json!({"servers":["server005","web-1"]})
+    );
+
+    let missing = get(&a, &format!("{url}/report/server006"));
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.json(),
+        json!({"error":"no records for server \"server006\""})
+    );
+    assert_eq!(get(&a, &format!("{url}/nowhere")).status, 404);
+    let wrong = answer(a.delete(format!("{url}/servers")).call().unwrap());
+    assert_eq!(wrong.status, 405);
+    assert!(wrong.json()["error"].is_string());
+
+    // Every bad request is a 400 naming the problem, and stores nothing.
+    let long_name = "x".repeat(200);
+    let huge = format!(
+        r#"{{"server":"a","cpu":1,"ram":1,"pad":"{}"}}"#,
+        "x".repeat(5000)
+    );
+    let cases: Vec<(String, String, &str)> = vec![
+        ("/addserver".into(), "{\"server\":\"a\",".into(), "JSON"),
+        ("/addserver".into(), "".into(), "empty"),
+        ("/addserver".into(), "[1]".into(), "expected a JSON object"),
+        (
+            "/addserver".into(),
+            r#"{"cpu":1,"ram":1}"#.into(),
+            "missing field \"server\"",
+        ),
+        (
+            "/addserver".into(),
+            r#"{"server":"a","ram":1}"#.into(),
+            "missing field \"cpu\"",
+        ),
+        (
+            "/addserver".into(),
+            r#"{"server":"a","cpu":1}"#.into(),
+            "missing field \"ram\"",
+        ),
+        (
+            "/addserver".into(),
+            r#"{"server":"a","cpu":"1","ram":1}"#.into(),
+            "\"cpu\" must be a number",
+        ),
+        (
+            "/addserver".into(),
+            r#"{"server":"a","cpu":1,"ram":-1}"#.into(),
+            "\"ram\" must be between 0",
+        ),
+        (
+            "/addserver".into(),
+            r#"{"server":"a","cpu":1e12,"ram":1}"#.into(),
+            "\"cpu\" must be between 0",
+        ),
+        (
+            "/addserver".into(),
+            r#"{"server":"a","cpu":1,"ram":1,"dt":"today"}"#.into(),
+            "\"dt\" must be a number",
+        ),
+        (
+            "/addserver".into(),
+            r#"{"server":"a","cpu":1,"ram":1,"dt":1e20}"#.into(),
+            "\"dt\"",
+        ),
+        (
+            "/addserver".into(),
+            r#"{"server":"a/b","cpu":1,"ram":1}"#.into(),
+            "server name",
+        ),
+        (
+            "/addserver".into(),
+            format!(r#"{{"server":"{long_name}","cpu":1,"ram":1}}"#),
+            "over the limit",
+        ),
+        (
+            "/addserver".into(),
+            r#"{"server":7,"cpu":1,"ram":1}"#.into(),
+            "\"server\" must be a string",
+        ),
+        ("/addserver".into(), huge, "over 4096 bytes"),
+        (
+            format!("/servers/{long_name}/load"),
+            r#"{"cpu":1,"ram":1}"#.into(),
+            "over the limit",
+        ),
+        (
+            "/servers/web-1/load".into(),
+            r#"{"server":"web-2","cpu":1,"ram":1}"#.into(),
+            "differs",
+        ),
+    ];
+    for (path, body, needle) in &cases {
+        let r = post(&a, &format!("{url}{path}"), body);
+        assert_eq!(r.status, 400, "{path} {body:.80}: {}", r.body);
+        let msg = r.json()["error"].as_str().unwrap().to_string();
+        assert!(
+            msg.contains(needle),
+            "{path} {body:.80}: {msg:?} should mention {needle:?}"
+        );
+    }
+    let bad_utf8 = answer(
+        a.post(format!("{url}/addserver"))
+            .send(&[0xff, 0xfe][..])
+            .unwrap(),
+    );
+    assert_eq!(bad_utf8.status, 400);
+    // Too old for the window: a valid record, refused and counted.
+    let old = post(
+        &a,
+        &format!("{url}/addserver"),
+        r#"{"server":"a","cpu":1,"ram":1,"dt":1400000000}"#,
+    );
+    assert_eq!(old.status, 422, "{}", old.body);
+    assert!(old.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("outside the last 24 hours"));
+
+    assert_eq!(
+        get(&a, &format!("{url}/servers")).json(),
+        json!({"servers":["server005","web-1"]})
+    );
+    let stats = get(&a, &format!("{url}/stats")).json();
+    assert_eq!(
+        (stats["accepted"].clone(), stats["too_old"].clone()),
+        (json!(3), json!(1))
+    );
+    assert_eq!(get(&a, &format!("{url}/report/server005")).json(), expected);
+
+    // The bulk route stores the good lines and describes the bad ones.
+    let bulk = post(
+        &a,
+        &format!("{url}/records"),
+        "{\"server\":\"c\",\"cpu\":1,\"ram\":1,\"dt\":1460300100}\n\nnope\n{\"server\":\"c\",\"cpu\":3,\"ram\":3,\"dt\":1460300101}\n",
+    );
+    assert_eq!(bulk.status, 200, "{}", bulk.body);
+    assert_eq!(bulk.json()["accepted"], 2);
+    assert_eq!(bulk.json()["refused"], 1);
+    assert_eq!(bulk.json()["errors"][0]["line"], 3);
+    assert_eq!(
+        get(&a, &format!("{url}/report/c")).json()["1hourdata"],
+        json!([["2016-04-10T14:55:00.000000Z", 2, 2]])
+    );
+    let line = "{\"server\":\"d\",\"cpu\":1,\"ram\":1,\"dt\":1460300100}\n";
+    let too_big = post(
+        &a,
+        &format!("{url}/records"),
+        &line.repeat((1 << 20) / line.len() + 1),
+    );
+    assert_eq!(too_big.status, 400);
+    assert!(
+        too_big.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("over 1048576 bytes"),
+        "{}",
+        too_big.body
+    );
+    assert_eq!(get(&a, &format!("{url}/report/d")).status, 404);
+}
+
+#[test]
+fn http_caps_the_number_of_servers() {
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--max-servers", "2"]);
+    let a = agent();
+    let url = format!("{}/addserver", d.url());
+    for name in ["a", "b"] {
+        assert_eq!(
+            post(
+                &a,
+                &url,
+                &format!(r#"{{"server":"{name}","cpu":1,"ram":1}}"#)
+            )
+            .status,
+            200
+        );
+    }
+    let full = post(&a, &url, r#"{"server":"c","cpu":1,"ram":1}"#);
+    assert_eq!(full.status, 507);
+    assert!(
+        full.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-servers"),
+        "{}",
+        full.body
+    );
+    // Known servers still take records.
+    assert_eq!(
+        post(&a, &url, r#"{"server":"a","cpu":3,"ram":3}"#).status,
+        200
+    );
+    let far = post(
+        &a,
+        &url,
+        &format!(
+            r#"{{"server":"a","cpu":3,"ram":3,"dt":{}}}"#,
+            now_secs() + 3600
+        ),
+    );
+    assert_eq!(far.status, 422);
+    assert!(
+        far.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("in the future"),
+        "{}",
+        far.body
+    );
+    let stats = get(&a, &format!("{}/stats", d.url())).json();
+    assert_eq!(stats["over_capacity"], 1);
+    assert_eq!(stats["too_new"], 1);
+}
+
+fn now_secs() -> i64 {
+    pipeworks::time::now() / 1_000_000
+}
+
+/// A small deterministic generator, so a failing run can be repeated.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn concurrent_posters_every_report_exact() {
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let url = d.url();
+    const POSTERS: u64 = 16;
+    const EACH: u64 = 400;
+    const SERVERS: u64 = 150;
+    // Wall clock: records between 2 and 50 minutes old (and a few hours old), in random order,
+    // so the window holds every one of them for the whole test.
+    let base = pipeworks::time::now();
+    let handles: Vec<_> = (0..POSTERS)
+        .map(|p| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let a = agent();
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((p + 1) * 7919));
+                let mut sent = Vec::new();
+                for i in 0..EACH {
+                    let server = format!("srv-{:03}", rng.below(SERVERS));
+                    let age = if i % 10 == 0 {
+                        rng.below(5 * 3600) + 3600
+                    } else {
+                        rng.below(48 * 60) + 120
+                    };
+                    let t = base - age as i64 * 1_000_000 - rng.below(1_000_000) as i64;
+                    let (cpu, ram) = (rng.below(10_000), rng.below(100_000));
+                    let time = if i % 2 == 0 {
+                        format!("\"dt\":{}.{:06}", t / 1_000_000, t % 1_000_000)
+                    } else {
+                        format!("\"timestamp\":\"{}\"", ts(t))
+                    };
+                    let body = format!(
+                        r#"{{"server":"{server}","cpu":{}.{:02},"ram":{}.{:02},{time}}}"#,
+                        cpu / 100,
+                        cpu % 100,
+                        ram / 100,
+                        ram % 100
+                    );
+                    let route = if i % 3 == 0 {
+                        format!("{url}/servers/{server}/load")
+                    } else {
+                        format!("{url}/addserver")
+                    };
+                    let r = post(&a, &route, &body);
+                    assert!(
+                        r.status == 200 || r.status == 204,
+                        "{body}: {} {}",
+                        r.status,
+                        r.body
+                    );
+                    sent.push((server, t, cpu, ram));
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut oracle = Oracle::default();
+    let mut total = 0;
+    for h in handles {
+        for (server, t, cpu, ram) in h.join().unwrap() {
+            oracle.add(&server, t, cpu, ram);
+            total += 1;
+        }
+    }
+    let a = agent();
+    assert_eq!(get(&a, &format!("{url}/stats")).json()["accepted"], total);
+    let names = get(&a, &format!("{url}/servers")).json();
+    let mut expected_names: Vec<&String> = oracle.records.keys().collect();
+    expected_names.sort();
+    assert_eq!(names, json!({"servers": expected_names}));
+    for name in oracle.records.keys() {
+        let r = get(&a, &format!("{url}/report/{name}"));
+        let now = at(r.report_time.as_deref().expect("X-Report-Time header"));
+        assert_eq!(
+            r.body,
+            oracle.report(name, now),
+            "server {name} at {}",
+            ts(now)
+        );
+    }
+}
+
+/// Wait until `check` holds, polling a file the server writes on its own schedule.
+fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn restart_with_snapshot_keeps_the_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.jsonl");
+    let snap_arg = snap.to_str().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--clock",
+        "records",
+        "--snapshot",
+        snap_arg,
+    ];
+    let a = agent();
+    let mut reports = BTreeMap::new();
+    {
+        let d = Daemon::ours(EXE, &args);
+        let mut rng = Rng(42);
+        let t0 = at("2016-04-10T16:02:30Z") / 1_000_000;
+        let mut body = String::new();
+        for _ in 0..2000 {
+            let dt = t0 - rng.below(30 * 3600) as i64;
+            body.push_str(&format!(
+                "{{\"server\":\"s{}\",\"cpu\":{},\"ram\":{},\"dt\":{dt}}}\n",
+                rng.below(20),
+                rng.below(1000) as f64 / 10.0,
+                rng.below(1000) as f64 / 4.0
+            ));
+        }
+        let bulk = post(&a, &format!("{}/records", d.url()), &body);
+        assert_eq!(bulk.status, 200, "{}", bulk.body);
+        for name in get(&a, &format!("{}/servers", d.url())).json()["servers"]
+            .as_array()
+            .unwrap()
+        {
+            let name = name.as_str().unwrap();
+            reports.insert(
+                name.to_string(),
+                get(&a, &format!("{}/report/{name}", d.url())).json(),
+            );
+        }
+        assert_eq!(reports.len(), 20);
+        d.signal(nix::sys::signal::Signal::SIGTERM);
+        let mut d = d;
+        let status = d.child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{}", d.stderr_text());
+        wait_until("the stop message", Duration::from_secs(5), || {
+            d.stderr_text().contains("saved 20 servers")
+        });
+    }
+    let d = Daemon::ours(EXE, &args);
+    assert!(
+        d.stderr_text().contains("loaded 20 servers"),
+        "{}",
+        d.stderr_text()
+    );
+    for (name, report) in &reports {
+        assert_eq!(
+            &get(&a, &format!("{}/report/{name}", d.url())).json(),
+            report,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        get(&a, &format!("{}/stats", d.url())).json()["accepted"],
+        2000 - get(&a, &format!("{}/stats", d.url())).json()["too_old"]
+            .as_u64()
+            .unwrap()
+    );
+}
+
+#[test]
+fn periodic_snapshot_survives_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.jsonl");
+    let snap_arg = snap.to_str().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--snapshot",
+        snap_arg,
+        "--snapshot-every",
+        "200ms",
+    ];
+    let a = agent();
+    let d = Daemon::ours(EXE, &args);
+    let r = post(
+        &a,
+        &format!("{}/addserver", d.url()),
+        r#"{"server":"kept","cpu":1.5,"ram":2.5}"#,
+    );
+    assert_eq!(r.status, 200);
+    let before = get(&a, &format!("{}/report/kept", d.url())).json();
+    wait_until(
+        "a periodic snapshot holding the record",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&snap).is_ok_and(|t| t.contains("\"kept\"")),
+    );
+    drop(d); // SIGKILL: no chance to save on the way out
+    let d = Daemon::ours(EXE, &args);
+    assert_eq!(get(&a, &format!("{}/report/kept", d.url())).json(), before);
+    // A damaged snapshot is an error, not a silent fresh start.
+    drop(d);
+    std::fs::write(&snap, "garbage\n").unwrap();
+    let r = run(EXE, &args, b"");
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("snapshot") && r.stderr.contains("line 1"),
+        "{}",
+        r.describe()
+    );
+}
+
+const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
+
+#[test]
+fn gen_events_posts_concurrently_and_checks_every_report() {
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let url = format!("{}/addserver", d.url());
+    let r = run(
+        GEN,
+        &[
+            "--profile",
+            "load",
+            "--servers",
+            "50",
+            "--rate",
+            "max",
+            "--count",
+            "3000",
+            "--seed",
+            "3",
+            "--post",
+            &url,
+            "--concurrency",
+            "8",
+            "--check",
+        ],
+        b"",
+    );
+    r.expect_code(0);
+    assert_eq!(r.stdout, "PASSED\n", "{}", r.describe());
+    assert!(
+        r.stderr
+            .contains("posted 3000 records in 3000 requests on 8 connections"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.stderr.contains("3000 accepted, 0 refused"),
+        "{}",
+        r.describe()
+    );
+    let stats = get(&agent(), &format!("{}/stats", d.url())).json();
+    assert_eq!(
+        (stats["accepted"].clone(), stats["servers"].clone()),
+        (json!(3000), json!(50))
+    );
+}
+
+#[test]
+fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--clock", "records"]);
+    let url = format!("{}/records", d.url());
+    let replay = |url: &str| {
+        run(
+            GEN,
+            &[
+                "--profile",
+                "load",
+                "--servers",
+                "20",
+                "--simulated",
+                "--start",
+                "2016-04-10T00:00:00Z",
+                "--rate",
+                "2",
+                "--count",
+                "20000",
+                "--seed",
+                "9",
+                "--post",
+                url,
+                "--batch",
+                "250",
+                "--concurrency",
+                "4",
+                "--check",
+            ],
+            b"",
+        )
+    };
+    let r = replay(&url);
+    r.expect_code(0);
+    assert_eq!(r.stdout, "PASSED\n", "{}", r.describe());
+    assert!(r.stderr.contains("in 80 requests"), "{}", r.describe());
+    // Posting the same records again doubles every sum and count, so every average stays; one
+    // more record for one server changes that server's last minute and hour, and only those.
+    let extra = post(
+        &agent(),
+        &format!("{}/addserver", d.url()),
+        r#"{"server":"server0007","cpu":100,"ram":100,"timestamp":"2016-04-10T02:46:00Z"}"#,
+    );
+    assert_eq!(extra.status, 200, "{}", extra.body);
+    let r = replay(&url);
+    r.expect_code(1);
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.contains("FAILED: server server0007, 1hourdata row 60: expected [\"2016-04-10T02:46:00.000000Z\""), "{}", r.describe());
+}
+
+#[test]
+fn gen_events_reports_refusals_and_an_unreachable_service() {
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    // Wall clock: a replay of 2016 is refused record by record.
+    let r = run(
+        GEN,
+        &[
+            "--profile",
+            "load",
+            "--simulated",
+            "--start",
+            "2016-04-10T00:00:00Z",
+            "--rate",
+            "10",
+            "--count",
+            "30",
+            "--post",
+            &format!("{}/addserver", d.url()),
+            "--check",
+        ],
+        b"",
+    );
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("0 accepted, 30 refused"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stderr.contains("HTTP 422"), "{}", r.describe());
+    assert!(r.stderr.contains("nothing to check"), "{}", r.describe());
+    let url = d.url();
+    drop(d);
+    let r = run(
+        GEN,
+        &[
+            "--profile",
+            "load",
+            "--rate",
+            "max",
+            "--count",
+            "100",
+            "--post",
+            &format!("{url}/addserver"),
+        ],
+        b"",
+    );
+    r.expect_code(1);
+    assert!(r.stderr.contains("cannot post to"), "{}", r.describe());
+    let r = run(GEN, &["--check"], b"");
+    r.expect_code(2);
+}
+
+#[test]
+fn a_stalled_client_and_a_dropped_one_do_not_stop_the_others() {
+    use std::net::TcpStream;
+    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let a = agent();
+    // Half a request, then silence: the connection stays open for the whole test.
+    let mut stalled = TcpStream::connect(d.addr).unwrap();
+    stalled
+        .write_all(
+            b"POST /addserver HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"server\":",
+        )
+        .unwrap();
+    // Half a request, then gone.
+    let mut dropped = TcpStream::connect(d.addr).unwrap();
+    dropped
+        .write_all(b"POST /addserver HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+        .unwrap();
+    drop(dropped);
+    let r = post(
+        &a,
+        &format!("{}/addserver", d.url()),
+        r#"{"server":"ok","cpu":1,"ram":1}"#,
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "OK"));
+    assert_eq!(
+        get(&a, &format!("{}/servers", d.url())).json(),
+        json!({"servers":["ok"]})
+    );
+    drop(stalled);
+}
+
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_graceful_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.jsonl");
+    let mut d = Daemon::ours(
+        EXE,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--snapshot",
+            snap.to_str().unwrap(),
+        ],
+    );
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = d.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(snap.exists(), "the snapshot is written on the way out");
+    let mut d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    d.signal(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(d.child.wait().unwrap().code(), Some(130));
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_shows_an_example() {
+    for args in [
+        &["--listen", "127.0.0.1:0", "--every", "1m"][..],
+        &["--listen", "127.0.0.1:0", "records.jsonl"][..],
+        &["--max-servers", "0"][..],
+        &["--clock", "sometimes"][..],
+    ] {
+        let r = run(EXE, args, b"");
+        r.expect_code(2);
+        assert!(!r.stderr.is_empty(), "{}", r.describe());
+    }
+    let help = run(EXE, &["--help"], b"");
+    help.expect_code(0);
+    assert!(
+        help.stdout.contains("gen-events --profile load"),
+        "{}",
+        help.describe()
+    );
+    run(EXE, &["--version"], b"").expect_code(0);
+}
+
+#[test]
+fn a_client_stalled_mid_request_cannot_hold_the_stop() {
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.jsonl");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--shutdown-grace",
+        "300ms",
+    ];
+    let mut d = Daemon::ours(EXE, &args);
+    let r = post(
+        &agent(),
+        &format!("{}/addserver", d.url()),
+        r#"{"server":"kept","cpu":1,"ram":1}"#,
+    );
+    assert_eq!(r.status, 200);
+    let mut stalled = TcpStream::connect(d.addr).unwrap();
+    stalled
+        .write_all(
+            b"POST /addserver HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"server\":",
+        )
+        .unwrap();
+    // The server has read the partial request once it answers a later one on another connection.
+    assert_eq!(get(&agent(), &format!("{}/servers", d.url())).status, 200);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let started = Instant::now();
+    let status = d.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", d.stderr_text());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(std::fs::read_to_string(&snap).unwrap().contains("\"kept\""));
+    drop(stalled);
+}

@@ -1,0 +1,473 @@
+//! window-agg on a real memcached (started on a free loopback port): several concurrent writers
+//! give exactly the in-memory counts, memcached dying and coming back mid-stream, foreign values,
+//! and the read mode.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{free_port, run, wait_for_port, Daemon};
+use serde_json::Value;
+
+const EXE: &str = env!("CARGO_BIN_EXE_window-agg");
+const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
+
+fn generate(args: &[&str]) -> String {
+    let r = run(GEN, args, b"");
+    r.expect_code(0);
+    r.stdout
+}
+
+/// The in-memory window-agg's last line for `events`.
+fn in_memory(events: &str, flags: &[&str]) -> Value {
+    let r = run(EXE, flags, events.as_bytes());
+    r.expect_code(0);
+    r.json_lines().pop().expect("a summary line")
+}
+
+fn read_shared(addr: SocketAddr, flags: &[&str]) -> Value {
+    let server = addr.to_string();
+    let mut args = vec!["--read", "--memcached", &server];
+    args.extend_from_slice(flags);
+    let r = run(EXE, &args, b"");
+    r.expect_code(0);
+    let mut lines = r.json_lines();
+    assert_eq!(lines.len(), 1, "{}", r.describe());
+    lines.pop().unwrap()
+}
+
+/// Split `events` round-robin into `n` shards and run one window-agg per shard concurrently.
+fn run_shards(events: &str, n: usize, addr: SocketAddr, flags: &[&str]) {
+    let mut shards = vec![String::new(); n];
+    for (i, line) in events.lines().enumerate() {
+        shards[i % n].push_str(line);
+        shards[i % n].push('\n');
+    }
+    let server = addr.to_string();
+    let handles: Vec<_> = shards
+        .into_iter()
+        .map(|shard| {
+            let mut args: Vec<String> = vec!["--memcached".into(), server.clone()];
+            args.extend(flags.iter().map(|s| s.to_string()));
+            std::thread::spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                run(EXE, &args, shard.as_bytes())
+            })
+        })
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap();
+        r.expect_code(0);
+        assert!(!r.stdout.is_empty(), "{}", r.describe());
+    }
+}
+
+fn three_ids_config() -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(
+        br#"{"tracking_ids": ["INF-yj562hjojbtez", "INF-3gbfcjjdsd6vhvo", "INF-ixpktk3itsk86"]}"#,
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn four_concurrent_writers_lose_nothing() {
+    let config = three_ids_config();
+    let config = config.path().to_str().unwrap();
+    // Runs of different seeds, window shapes and a deliberately tiny bucket (100 ms: a sync
+    // every 40 events per writer), so interleavings vary and a race would show.
+    let runs: [(&str, &str, &str, &str); 4] = [
+        ("1", "200", "8000", "1s"),
+        ("2", "400", "2000", "100ms"),
+        ("3", "400", "2000", "100ms"),
+        ("4", "1000", "6000", "500ms"),
+    ];
+    for (seed, rate, count, bucket) in runs {
+        let mc = Daemon::memcached();
+        let events = generate(&[
+            "--config",
+            config,
+            "--simulated",
+            "--start",
+            "2019-12-08T06:00:00Z",
+            "--rate",
+            rate,
+            "--count",
+            count,
+            "--seed",
+            seed,
+        ]);
+        let flags = ["--minutes", "1", "--bucket", bucket];
+        run_shards(&events, 4, mc.addr, &flags);
+        let shared = read_shared(mc.addr, &flags);
+        let alone = in_memory(&events, &flags);
+        assert_eq!(
+            shared, alone,
+            "seed {seed}, bucket {bucket}: memcached differs from one in-memory process"
+        );
+        let total: u64 = alone["types"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
+            .sum();
+        assert!(total > 0);
+    }
+}
+
+#[test]
+fn several_servers_share_the_keys() {
+    let (a, b) = (Daemon::memcached(), Daemon::memcached());
+    let events = generate(&[
+        "--simulated",
+        "--start",
+        "2019-12-08T06:00:00Z",
+        "--rate",
+        "100",
+        "--count",
+        "3000",
+        "--seed",
+        "6",
+    ]);
+    let servers = format!("{},{}", a.addr, b.addr);
+    let flags = ["--minutes", "1", "--bucket", "5s"];
+    let mut args = vec!["--memcached", &servers];
+    args.extend_from_slice(&flags);
+    run(EXE, &args, events.as_bytes()).expect_code(0);
+    let mut read = vec!["--read", "--memcached", &servers];
+    read.extend_from_slice(&flags);
+    let r = run(EXE, &read, b"");
+    r.expect_code(0);
+    assert_eq!(r.json_lines()[0], in_memory(&events, &flags));
+    // Each key lives on exactly one server, and both servers hold some: the summaries and the
+    // per-bucket indexes of the six 5 s buckets.
+    let first = pipeworks::time::parse_timestamp("2019-12-08T06:00:00Z").unwrap() / 5_000_000;
+    let mut keys: Vec<String> = ["signup", "user-event", "review"]
+        .iter()
+        .map(|t| format!("pipeworks:{t}"))
+        .collect();
+    keys.extend((first..first + 6).map(|b| format!("pipeworks:~n:5000000:{b}")));
+    let mut per_server = Vec::new();
+    for mc in [&a, &b] {
+        let client =
+            memcache::Client::connect(format!("memcache://{}?protocol=ascii", mc.addr)).unwrap();
+        let held: Vec<bool> = keys
+            .iter()
+            .map(|k| client.get::<String>(k).unwrap().is_some())
+            .collect();
+        per_server.push(held);
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert!(
+            per_server[0][i] ^ per_server[1][i],
+            "{key} is not on exactly one server"
+        );
+    }
+    assert!(
+        per_server.iter().all(|held| held.iter().any(|&h| h)),
+        "one server holds nothing"
+    );
+}
+
+#[test]
+fn unreachable_memcached_is_a_clear_error() {
+    let port = free_port();
+    let server = format!("127.0.0.1:{port}");
+    let r = run(EXE, &["--memcached", &server], b"");
+    r.expect_code(1);
+    assert!(
+        r.stderr
+            .contains(&format!("memcached {server}: cannot connect")),
+        "{}",
+        r.describe()
+    );
+    let r = run(EXE, &["--read", "--memcached", &server], b"");
+    r.expect_code(1);
+    let r = run(EXE, &["--memcached", "nohost"], b"");
+    r.expect_code(2);
+}
+
+#[test]
+fn a_foreign_value_under_a_summary_key_is_reported_not_trusted() {
+    let mc = Daemon::memcached();
+    let client =
+        memcache::Client::connect(format!("memcache://{}?protocol=ascii", mc.addr)).unwrap();
+    // Someone else's value under our key, claiming a window far in the future.
+    client
+        .set(
+            "pipeworks:signup",
+            r#"{"window_end":"2099-01-01T00:00:00Z","totalEventsCaptured":999}"#,
+            0,
+        )
+        .unwrap();
+    let events = generate(&[
+        "--simulated",
+        "--start",
+        "2019-12-08T06:00:00Z",
+        "--rate",
+        "50",
+        "--count",
+        "500",
+        "--seed",
+        "2",
+    ]);
+    let server = mc.addr.to_string();
+    let r = run(EXE, &["--memcached", &server], events.as_bytes());
+    r.expect_code(0);
+    assert!(
+        r.stderr.contains(
+            "memcached key pipeworks:signup holds a value that is not a window-agg summary"
+        ),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(read_shared(mc.addr, &[]), in_memory(&events, &[]));
+    // Read mode reports a foreign value too, and fails.
+    client.set("pipeworks:review", "not json", 0).unwrap();
+    let r = run(EXE, &["--read", "--memcached", &server], b"");
+    r.expect_code(1);
+    assert!(
+        r.stderr
+            .contains("pipeworks:review holds a value that is not a window-agg summary"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.json_lines()[0]["types"].get("review").is_none());
+}
+
+#[test]
+fn read_mode_needs_a_summary() {
+    let mc = Daemon::memcached();
+    let r = run(EXE, &["--read", "--memcached", &mc.addr.to_string()], b"");
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("no window-agg summary"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
+fn the_config_file_names_the_server() {
+    let mc = Daemon::memcached();
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        f,
+        r#"{{"memcached": "{}", "key_prefix": "demo:", "minutes": 1}}"#,
+        mc.addr
+    )
+    .unwrap();
+    let config = f.path().to_str().unwrap();
+    let events = generate(&[
+        "--simulated",
+        "--start",
+        "2019-12-08T06:00:00Z",
+        "--rate",
+        "20",
+        "--count",
+        "200",
+        "--seed",
+        "3",
+    ]);
+    // The address alone does not switch Memcached on; `--memcached` without a value does.
+    let local = run(EXE, &["--config", config], events.as_bytes());
+    local.expect_code(0);
+    let shared = run(EXE, &["--config", config, "--memcached"], events.as_bytes());
+    shared.expect_code(0);
+    assert_eq!(shared.stdout, local.stdout);
+    let r = run(EXE, &["--config", config, "--read"], b"");
+    r.expect_code(0);
+    assert_eq!(r.json_lines()[0], local.json_lines().pop().unwrap());
+    let client =
+        memcache::Client::connect(format!("memcache://{}?protocol=ascii", mc.addr)).unwrap();
+    let value: Option<String> = client.get("demo:signup").unwrap();
+    let stored: Value =
+        serde_json::from_str(&value.expect("the summary under the type's key")).unwrap();
+    assert!(stored["totalEventsCaptured"].as_u64().unwrap() > 0);
+}
+
+/// A memcached on a given port, killed when dropped.
+struct Memcached(Child);
+
+impl Memcached {
+    fn start(port: u16) -> Memcached {
+        let child = Command::new("memcached")
+            .args([
+                "-u",
+                "nobody",
+                "-l",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "0",
+                "-m",
+                "64",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("memcached is installed");
+        wait_for_port(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            Duration::from_secs(10),
+        );
+        Memcached(child)
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(stderr: &Arc<Mutex<String>>, text: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !stderr.lock().unwrap().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} on stderr within {within:?}:\n{}",
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn memcached_restarted_mid_stream() {
+    let port = free_port();
+    let server = format!("127.0.0.1:{port}");
+    let mc = Memcached::start(port);
+    // 100 s of event time at 50 events/s, in three parts: before the kill, during the outage,
+    // after the restart. Event time drives the window, so the test need not wait for it.
+    let events = generate(&[
+        "--simulated",
+        "--start",
+        "2019-12-08T06:00:00Z",
+        "--rate",
+        "50",
+        "--count",
+        "5000",
+        "--seed",
+        "11",
+    ]);
+    let lines: Vec<&str> = events.lines().collect();
+    let (before, during, after) = (&lines[..500], &lines[500..1000], &lines[1000..]);
+    let flags = ["--minutes", "1", "--bucket", "1s"];
+    let mut child = Command::new(EXE)
+        .args(["--memcached", &server])
+        .args(flags)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, out_lines) = mpsc::channel();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let stderr_text = Arc::new(Mutex::new(String::new()));
+    let keep = stderr_text.clone();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            keep.lock().unwrap().push_str(&line);
+            keep.lock().unwrap().push('\n');
+        }
+    });
+    let feed = |stdin: &mut std::process::ChildStdin, part: &[&str]| {
+        for line in part {
+            writeln!(stdin, "{line}").unwrap();
+        }
+        stdin.flush().unwrap();
+    };
+    feed(&mut stdin, before);
+    out_lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a shared summary before the kill");
+    drop(mc);
+    feed(&mut stdin, during);
+    wait_for(
+        &stderr_text,
+        "keeping the counts locally and retrying with backoff",
+        Duration::from_secs(10),
+    );
+    let _mc = Memcached::start(port);
+    // After the restart, feed the rest a bucket at a time until window-agg says it is back.
+    let mut rest = after.chunks(50);
+    for chunk in rest.by_ref() {
+        feed(&mut stdin, chunk);
+        if stderr_text.lock().unwrap().contains("answers again") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for(&stderr_text, "answers again", Duration::from_secs(15));
+    for chunk in rest {
+        feed(&mut stdin, chunk);
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{}", stderr_text.lock().unwrap());
+    // The final window (the last minute of event time) lies past the gap: whole again, exactly
+    // the in-memory counts, including the events read while memcached was down.
+    let shared = read_shared(format!("127.0.0.1:{port}").parse().unwrap(), &flags);
+    assert_eq!(shared, in_memory(&events, &flags));
+}
+
+/// SIGTERM on a live writer delivers its last counts before it exits 0.
+#[test]
+fn sigterm_delivers_the_last_counts() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let mc = Daemon::memcached();
+    let events = generate(&[
+        "--simulated",
+        "--start",
+        "2019-12-08T06:00:00Z",
+        "--rate",
+        "10",
+        "--count",
+        "300",
+        "--seed",
+        "12",
+    ]);
+    let mut child = Command::new(EXE)
+        .args(["--memcached", &mc.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(events.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // 30 s of event time crosses two 10 s boundaries: after both lines every event has been read.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..2 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.starts_with('{'), "{line:?}");
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(stdin);
+    assert_eq!(read_shared(mc.addr, &[]), in_memory(&events, &[]));
+}
