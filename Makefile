@@ -102,3 +102,20 @@ demo-chat: release
 .PHONY: demo-reprice
 demo-reprice: release
 	@bash examples/demo-reprice.sh
+
+# chat-bench: 300 clients chatting by the challenge's rule against chat-relay (2 workers), then a
+# short capacity search with a plot. The full comparison with the Python stack: `make bench-chat`.
+.PHONY: demo-chat-bench bench-chat
+demo-chat-bench: release
+	@set -e; port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'); \
+	$(RELEASE)/chat-relay --listen 127.0.0.1:$$port --workers 2 </dev/null >/dev/null & relay=$$!; \
+	mkdir -p bench-out; trap "kill $$relay" EXIT; \
+	for i in $$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$$port) 2>/dev/null && break; sleep 0.1; done; \
+	echo "\$$ chat-bench --url ws://127.0.0.1:$$port/chat --clients 300 --duration 9s --server-pid $$relay"; \
+	$(RELEASE)/chat-bench --url ws://127.0.0.1:$$port/chat --clients 300 --duration 9s --server-pid $$relay; \
+	echo "\$$ chat-bench --url ws://127.0.0.1:$$port/chat --search --start 100 --max 800 --duration 6s --plot bench-out/chat-bench-demo.svg"; \
+	$(RELEASE)/chat-bench --url ws://127.0.0.1:$$port/chat --search --start 100 --max 800 --duration 6s --plot bench-out/chat-bench-demo.svg; \
+	echo "latency plot: bench-out/chat-bench-demo.svg"
+
+bench-chat: release
+	bash benches/chat-bench.sh

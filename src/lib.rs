@@ -17,11 +17,13 @@
 //! - [`load_monitor`]: per-server CPU/RAM averages of the last hour by minute and day by hour;
 //! - [`allocate`]: the cheapest shipment of an order from ranked warehouses, and a crash-safe live
 //!   inventory;
-//! - [`chat`]: chat-relay, a forking WebSocket chat whose broadcast crosses processes and machines.
+//! - [`chat`]: chat-relay, a forking WebSocket chat whose broadcast crosses processes and machines;
+//! - [`chat_bench`]: how many WebSocket chat clients a server sustains (sends, deliveries, latency);
 //! - [`reprice`]: the book-repricing loop (ticker, data-manager, price-api, reprice).
 
 pub mod allocate;
 pub mod chat;
+pub mod chat_bench;
 pub mod config;
 pub mod error;
 pub mod event_config;

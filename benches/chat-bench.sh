@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# chat-bench: how many chat clients each server sustains by the challenge's rule (a message per
+# client every 3 s, every message at every client within 1 s, none lost), measured in one session
+# on this machine with the same client:
+#   - chat-relay with 1, 2 and 4 workers, broadcasting over Unix sockets;
+#   - chat-relay with 1, 2 and 4 workers, broadcasting through Redis pub/sub;
+#   - the anchor: the challenge's stack, a Python gevent-websocket chat server under
+#     `gunicorn -k geventwebsocket.gunicorn.workers.GeventWebSocketWorker -w 2` broadcasting
+#     through Redis pub/sub (benches/chat-python/chatserver.py).
+# Prints each command, then a table: max clients, p99 at that load, CPU of server and client, and
+# the ratio to the Python stack.
+#
+# Run from the repo root after `cargo build --release`. Knobs (environment):
+#   CHAT_BENCH_DURATION  chatting time per search step (default 30s = 10 rounds of the rule)
+#   CHAT_BENCH_TOLERANCE search precision in percent (default 5)
+#   CHAT_BENCH_ONLY      space-separated subset of: relay-unix-1 relay-unix-2 relay-unix-4
+#                        relay-redis-1 relay-redis-2 relay-redis-4 python-gevent-2
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REL=target/release
+OUT=bench-out/chat-bench
+VENV=bench-out/venv
+DURATION=${CHAT_BENCH_DURATION:-30s}
+TOLERANCE=${CHAT_BENCH_TOLERANCE:-5}
+ONLY=${CHAT_BENCH_ONLY:-python-gevent-2 relay-unix-1 relay-unix-2 relay-unix-4 relay-redis-1 relay-redis-2 relay-redis-4}
+mkdir -p "$OUT"
+
+say() { printf '%s\n' "$*" >&2; }
+
+# --- anchor tools ------------------------------------------------------------------------------
+needed=chat-bench
+case " $ONLY" in *" relay-"*) needed="$needed chat-relay" ;; esac
+for bin in $needed; do
+    [ -x "$REL/$bin" ] || cargo build --release --bin "$bin"
+done
+if ! command -v redis-server >/dev/null; then
+    say "installing redis-server"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+if [ ! -x "$VENV/bin/gunicorn" ] || ! "$VENV/bin/python" -c 'import geventwebsocket, redis, packaging' 2>/dev/null; then
+    say "installing the Python stack into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q gevent gevent-websocket gunicorn redis packaging
+fi
+
+# --- helpers -----------------------------------------------------------------------------------
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    say "nothing listens on port $1"; return 1
+}
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+REDIS_PORT=$(free_port)
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no >"$OUT/redis.log" 2>&1 &
+REDIS_PID=$!; PIDS+=("$REDIS_PID")
+wait_port "$REDIS_PORT"
+
+# One search against a running server. Args: name url start server-pids...
+declare -A MAX P99 SCPU CCPU SUS CUS LOAD CMD
+search() {
+    local name=$1 url=$2 start=$3; shift 3
+    local pids=()
+    for p in "$@"; do pids+=(--server-pid "$p"); done
+    local cmd="$REL/chat-bench --url $url --search --start $start --duration $DURATION --tolerance $TOLERANCE ${pids[*]} --plot $OUT/$name.svg"
+    say ""
+    say "# $name"
+    say "\$ $cmd > $OUT/$name.jsonl"
+    CMD[$name]=$cmd
+    LOAD[$name]=$(cut -d' ' -f1 /proc/loadavg)
+    $cmd >"$OUT/$name.jsonl" 2>"$OUT/$name.log" || { say "chat-bench failed:"; tail -5 "$OUT/$name.log" >&2; }
+    cat "$OUT/$name.jsonl" >&2
+    read -r MAX[$name] P99[$name] SCPU[$name] CCPU[$name] SUS[$name] CUS[$name] < <(python3 - "$OUT/$name.jsonl" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+best = next((l["max_clients"] for l in lines if "max_clients" in l), 0)
+step = next((l for l in lines if l.get("clients") == best and l.get("ok")), {})
+fmt = lambda v: "-" if v is None else str(v)
+print(best, fmt(step.get("p99_ms")), fmt(step.get("server_cpu_pct")), fmt(step.get("client_cpu_pct")),
+      fmt(step.get("server_cpu_us_per_delivery")), fmt(step.get("client_cpu_us_per_delivery")))
+PY
+)
+}
+
+relay() {
+    local name=$1 workers=$2 transport=$3
+    local port; port=$(free_port)
+    local args=(--listen "127.0.0.1:$port" --workers "$workers")
+    local extra=()
+    if [ "$transport" = redis ]; then
+        args+=(--redis "redis://127.0.0.1:$REDIS_PORT" --channel "bench-$name")
+        extra=("$REDIS_PID")
+    fi
+    say "\$ $REL/chat-relay ${args[*]} < /dev/null > /dev/null"
+    # No bot on stdin; stdout, the room's log, is discarded.
+    "$REL/chat-relay" "${args[@]}" </dev/null >/dev/null 2>"$OUT/$name.server.log" &
+    local pid=$!
+    wait_port "$port"
+    search "$name" "ws://127.0.0.1:$port/chat" 250 "$pid" "${extra[@]}"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+python_gevent() {
+    local name=$1 workers=$2
+    local port; port=$(free_port)
+    local cmd="gunicorn -k geventwebsocket.gunicorn.workers.GeventWebSocketWorker -w $workers --bind 127.0.0.1:$port --chdir benches/chat-python chatserver:app"
+    say "\$ REDIS_URL=redis://127.0.0.1:$REDIS_PORT CHAT_CHANNEL=bench-$name $VENV/bin/$cmd"
+    REDIS_URL="redis://127.0.0.1:$REDIS_PORT" CHAT_CHANNEL="bench-$name" \
+        "$VENV/bin/gunicorn" -k geventwebsocket.gunicorn.workers.GeventWebSocketWorker -w "$workers" \
+        --bind "127.0.0.1:$port" --chdir benches/chat-python --log-level warning chatserver:app \
+        2>"$OUT/$name.server.log" &
+    local pid=$!
+    wait_port "$port"
+    search "$name" "ws://127.0.0.1:$port/chat" 50 "$pid" "$REDIS_PID"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+say "# machine: $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+for name in $ONLY; do
+    case $name in
+        relay-unix-*) relay "$name" "${name##*-}" unix ;;
+        relay-redis-*) relay "$name" "${name##*-}" redis ;;
+        python-gevent-*) python_gevent "$name" "${name##*-}" ;;
+        *) say "unknown configuration $name"; exit 2 ;;
+    esac
+done
+say ""
+say "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- the table ---------------------------------------------------------------------------------
+anchor=${MAX[python-gevent-2]:-}
+printf '\n| server | max clients | vs Python | p99 at max (ms) | server CPU %% | client CPU %% | server CPU µs/delivery | client CPU µs/delivery | load avg |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+for name in $ONLY; do
+    ratio="-"
+    if [ -n "$anchor" ] && [ "$anchor" != 0 ]; then
+        ratio=$(python3 -c "print(f'{${MAX[$name]}/$anchor:.1f}x')")
+    fi
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${MAX[$name]}" "$ratio" "${P99[$name]}" \
+        "${SCPU[$name]}" "${CCPU[$name]}" "${SUS[$name]}" "${CUS[$name]}" "${LOAD[$name]}"
+done
+printf '\nAll figures from the step at max clients. CPU %%: percent of one core over the step (server = all its\n'
+printf 'processes, plus redis-server where used). load avg: 1-minute load average when the search started.\n'
+printf 'Duration per step: %s; plots and step lines in %s/.\n' "$DURATION" "$OUT"

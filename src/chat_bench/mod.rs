@@ -1,0 +1,226 @@
+//! chat-bench: how many clients a chat server sustains by the challenge's rule — every client
+//! sends a message every 3 s (`--interval`), and every message reaches every client within 1 s
+//! (`--budget`), nothing lost.
+//!
+//! It speaks the chat protocol of `chat-relay` and of the challenge's original server: it sends
+//! text frames `{"message":"…"}` and expects every message broadcast back to every client, the
+//! sender included, as a JSON object holding the same `message` (`user` and other keys are
+//! ignored). The message text is a stamp, `chat-bench:RUN:SENDER:ROUND:SENT_US` (see [`stamp`]).
+//!
+//! One step opens N connections (ramped, `--ramp` per second), sends a roll call until every client
+//! has heard it (so all are in the room), then each client sends every interval, the clients'
+//! sends spread evenly over the interval, for `--duration`. Every client records every delivery;
+//! after the last send the step waits up to budget + `--grace` for stragglers. Output, one line per
+//! step:
+//!
+//! ```text
+//! {"clients":300,"connected":300,"disconnected":0,"rounds":10,"sent":3000,"unsent":0,
+//!  "expected":900000,"delivered":900000,"lost":0,"late":0,"duplicates":0,"p50_ms":0.61,
+//!  "p90_ms":1.2,"p99_ms":2.3,"p999_ms":4.1,"max_ms":9.8,"send_lag_max_ms":0.4,"wall_s":31.2,
+//!  "client_cpu_s":3.1,"client_cpu_pct":9.94,"server_cpu_s":5.2,"server_cpu_pct":16.67,
+//!  "client_cpu_us_per_delivery":3.444,"server_cpu_us_per_delivery":5.778,"ok":true}
+//! ```
+//!
+//! `expected` = sent × connected; `lost` = expected − delivered (a delivery after the deadline is
+//! lost); `late` = delivered later than the budget; latency percentiles from an HdrHistogram (3
+//! significant digits; `max_ms` exact). `ok` holds only if every client connected and stayed,
+//! every planned message was sent, and nothing was lost or late. `send_lag_max_ms` is how far the
+//! benchmark's own sends fell behind schedule and `client_cpu_pct` its CPU use (percent of one
+//! core over the step): when they are high, the client, not the server, is the limit. The
+//! `*_cpu_us_per_delivery` figures divide CPU time by deliveries, which stays comparable when the
+//! machine is shared and the percentages are not.
+//!
+//! `--search` runs steps growing from `--start` (doubling) until one fails, then bisects to within
+//! `--tolerance` percent, printing each step's line and then `{"max_clients":N}`.
+
+mod clients;
+pub mod cpu;
+pub mod plot;
+mod progress;
+pub mod search;
+pub mod stamp;
+pub mod tally;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::runner::warn;
+use clients::{Plan, Target};
+use progress::Progress;
+use search::Search;
+use tally::StepReport;
+
+/// Everything a run needs, from the command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub url: String,
+    pub clients: u32,
+    pub duration: Duration,
+    pub interval: Duration,
+    pub budget: Duration,
+    pub grace: Duration,
+    pub ramp: f64,
+    pub connect_timeout: Duration,
+    pub search: bool,
+    pub start: u32,
+    pub max: u32,
+    pub tolerance_pct: u32,
+    /// Rest between search steps, so the server has let the last step's connections go.
+    pub pause: Duration,
+    pub plot: Option<PathBuf>,
+    pub server_pids: Vec<i32>,
+    pub threads: usize,
+}
+
+#[derive(Serialize)]
+struct Answer {
+    max_clients: u32,
+}
+
+/// File descriptors kept free for everything but the client sockets.
+const SPARE_FDS: u64 = 64;
+
+/// Run one step (or a search) and write the result lines. A single step that is not ok ends with
+/// exit 1, after its line; a finished search is a success whatever it found.
+pub fn run<W: Write>(config: &Config, out: &mut Output<W>) -> Result<()> {
+    if config.interval.is_zero() || config.budget.is_zero() {
+        return Err(Error::usage(
+            "--interval and --budget must be more than zero",
+        ));
+    }
+    if config.clients == 0 || config.start == 0 {
+        return Err(Error::usage("--clients and --start must be at least 1"));
+    }
+    if config.ramp.is_nan() || config.ramp <= 0.0 {
+        return Err(Error::usage("--ramp must be more than zero"));
+    }
+    for &pid in &config.server_pids {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(Error::usage(format!("--server-pid {pid}: no such process")));
+        }
+    }
+    let fds = crate::server::raise_fd_limit();
+    let fit = u32::try_from(fds.saturating_sub(SPARE_FDS)).unwrap_or(u32::MAX);
+    if !config.search && config.clients > fit {
+        return Err(Error::usage(format!(
+            "{} clients need as many file descriptors; the limit here is {fds} (raise it with ulimit -Hn)",
+            config.clients
+        )));
+    }
+    // The main thread only orchestrates; the clients live on `threads` runtimes of their own.
+    let shards = clients::Shards::start(config.threads)?;
+    let runtime = crate::server::runtime(1)?;
+    runtime.block_on(async {
+        tokio::select! {
+            r = bench(config, fit, &shards, out) => r,
+            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        }
+    })
+}
+
+async fn bench<W: Write>(
+    config: &Config,
+    fit: u32,
+    shards: &clients::Shards,
+    out: &mut Output<W>,
+) -> Result<()> {
+    let target = Target::resolve(&config.url).await?;
+    let mut progress = Progress::stderr();
+    let mut steps: Vec<StepReport> = Vec::new();
+    let mut run_id = std::process::id().rotate_left(16) ^ (crate::time::now() as u32);
+    let plan = |clients| Plan {
+        clients,
+        duration: config.duration,
+        interval: config.interval,
+        budget: config.budget,
+        grace: config.grace,
+        ramp: config.ramp,
+        connect_timeout: config.connect_timeout,
+        server_pids: config.server_pids.clone(),
+    };
+
+    let outcome = if config.search {
+        let max = config.max.min(fit);
+        if max < config.max {
+            warn(format_args!(
+                "searching up to {max} clients: the file-descriptor limit allows no more"
+            ));
+        }
+        let mut search = Search::new(config.start, max, config.tolerance_pct);
+        let mut first = true;
+        while let Some(n) = search.next() {
+            if !first {
+                tokio::time::sleep(config.pause).await;
+            }
+            first = false;
+            run_id = run_id.wrapping_add(1);
+            let report = step(&target, &plan(n), run_id, shards, &mut progress).await?;
+            search.record(n, report.ok);
+            out.emit(&report)?;
+            out.flush()?;
+            steps.push(report);
+        }
+        out.emit(&Answer {
+            max_clients: search.max_clients(),
+        })?;
+        out.flush()?;
+        Ok(())
+    } else {
+        let report = step(
+            &target,
+            &plan(config.clients),
+            run_id,
+            shards,
+            &mut progress,
+        )
+        .await?;
+        out.emit(&report)?;
+        out.flush()?;
+        let ok = report.ok;
+        steps.push(report);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Reported(1))
+        }
+    };
+    progress.finish();
+    if let Some(path) = &config.plot {
+        let title = format!(
+            "chat-bench {} — a message every {:?} per client, budget {:?}",
+            config.url, config.interval, config.budget
+        );
+        let svg = plot::svg(&steps, config.budget.as_secs_f64() * 1000.0, &title);
+        std::fs::write(path, svg)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
+    outcome
+}
+
+async fn step(
+    target: &Target,
+    plan: &Plan,
+    run_id: u32,
+    shards: &clients::Shards,
+    progress: &mut Progress,
+) -> Result<StepReport> {
+    progress.step(format!("{} clients", plan.clients));
+    let report = clients::measure(target, plan, run_id, shards, progress).await?;
+    let verdict = if report.ok { "ok" } else { "NOT ok" };
+    progress.note(format_args!(
+        "{verdict}: {} lost, {} late, p99 {} ms, client CPU {}%{}",
+        report.lost,
+        report.late,
+        report.p99_ms.map_or("-".into(), |v| v.to_string()),
+        report.client_cpu_pct,
+        report
+            .server_cpu_pct
+            .map_or(String::new(), |p| format!(", server CPU {p}%"))
+    ));
+    Ok(report)
+}
