@@ -717,42 +717,10 @@ async fn sigint_exits_130() {
     assert_eq!(relay.wait_exit().code(), Some(130));
 }
 
-/// A redis-server on a given port (so it can be restarted on the same one); killed on drop.
-struct Redis(Child);
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting redis-server (make test-deps installs it)");
-        common::wait_for_port(format!("127.0.0.1:{port}").parse().unwrap(), WAIT);
-        Redis(child)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn redis_joins_two_relays_into_one_room_and_survives_an_outage() {
     let port = common::free_port();
-    let redis = Redis::start(port);
+    let redis = common::Daemon::redis_on(port);
     let url = format!("redis://127.0.0.1:{port}");
     let channel = format!("test-{port}");
     let args = ["--workers", "1", "--redis", &url, "--channel", &channel];
@@ -809,7 +777,7 @@ async fn redis_joins_two_relays_into_one_room_and_survives_an_outage() {
     assert_eq!(a2.next_json().await["message"], "local only");
 
     // Redis is back: both relays reconnect on their own.
-    let _redis = Redis::start(port);
+    let _redis = common::Daemon::redis_on(port);
     east.wait_stderr("redis: connected again", 1);
     west.wait_stderr("redis: connected again", 1);
     b.send(json!({"message": "back together"})).await;

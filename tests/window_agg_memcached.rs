@@ -6,11 +6,11 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, run, wait_for_port, Daemon};
+use common::{free_port, run, Daemon};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_window-agg");
@@ -291,43 +291,6 @@ fn the_config_file_names_the_server() {
     assert!(stored["totalEventsCaptured"].as_u64().unwrap() > 0);
 }
 
-/// A memcached on a given port, killed when dropped.
-struct Memcached(Child);
-
-impl Memcached {
-    fn start(port: u16) -> Memcached {
-        let child = Command::new("memcached")
-            .args([
-                "-u",
-                "nobody",
-                "-l",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "0",
-                "-m",
-                "64",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("memcached is installed");
-        wait_for_port(
-            format!("127.0.0.1:{port}").parse().unwrap(),
-            Duration::from_secs(10),
-        );
-        Memcached(child)
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn wait_for(stderr: &Arc<Mutex<String>>, text: &str, within: Duration) {
     let deadline = Instant::now() + within;
     while !stderr.lock().unwrap().contains(text) {
@@ -344,7 +307,7 @@ fn wait_for(stderr: &Arc<Mutex<String>>, text: &str, within: Duration) {
 fn memcached_restarted_mid_stream() {
     let port = free_port();
     let server = format!("127.0.0.1:{port}");
-    let mc = Memcached::start(port);
+    let mc = Daemon::memcached_on(port);
     // 100 s of event time at 50 events/s, in three parts: before the kill, during the outage,
     // after the restart. Event time drives the window, so the test need not wait for it.
     let events = generate(&[
@@ -403,7 +366,7 @@ fn memcached_restarted_mid_stream() {
         "keeping the counts locally and retrying with backoff",
         Duration::from_secs(10),
     );
-    let _mc = Memcached::start(port);
+    let _mc = Daemon::memcached_on(port);
     // After the restart, feed the rest a bucket at a time until window-agg says it is back.
     let mut rest = after.chunks(50);
     for chunk in rest.by_ref() {

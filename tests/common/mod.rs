@@ -110,7 +110,11 @@ pub struct Daemon {
 impl Daemon {
     /// A real memcached on a free loopback port.
     pub fn memcached() -> Daemon {
-        let port = free_port();
+        Daemon::memcached_on(free_port())
+    }
+
+    /// A real memcached on `port` (tests that restart it need the same port again).
+    pub fn memcached_on(port: u16) -> Daemon {
         // `-u nobody`: as root, memcached refuses to start without a user to switch to.
         Daemon::external(
             "memcached",
@@ -132,7 +136,11 @@ impl Daemon {
 
     /// A real redis-server on a free loopback port, with persistence off.
     pub fn redis() -> Daemon {
-        let port = free_port();
+        Daemon::redis_on(free_port())
+    }
+
+    /// A real redis-server on `port`, with persistence off (restartable on the same port).
+    pub fn redis_on(port: u16) -> Daemon {
         Daemon::external(
             "redis-server",
             &[
