@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: build release test test-deps lint bench demo demo-stats install clean
+.PHONY: build release test test-deps lint bench soak demo demo-stats install clean
 
 build:
 	$(CARGO) build
@@ -33,9 +33,16 @@ test: test-deps
 		$(CARGO) test --no-fail-fast; \
 	fi
 
-# Every benches/*.sh prints its figures with the command that produced them.
+# Every benches/*.sh prints its figures with the command that produced them. The hour-long
+# repricing soak is separate: `make soak`.
 bench: release
-	@for script in benches/*.sh; do echo "== $$script"; bash $$script || exit 1; done
+	@for script in benches/*.sh; do \
+		case $$script in *-soak.sh) continue;; esac; \
+		echo "== $$script"; bash $$script || exit 1; \
+	done
+
+soak: release
+	bash benches/reprice-soak.sh
 
 # The main demo is the toolkit's headline pipeline (gen-events | window-agg, see demo-window).
 demo: demo-window
