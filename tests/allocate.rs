@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::run;
@@ -165,15 +165,9 @@ fn the_bounded_search_is_noted_once() {
     );
 }
 
-/// A child with piped stdio whose stdout lines can be awaited one at a time.
+/// allocate with piped stdio, its stdout lines awaited one at a time.
 fn spawn(args: &[&str]) -> Child {
-    Command::new(EXE)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start allocate")
+    common::spawn(EXE, args)
 }
 
 #[test]

@@ -638,13 +638,7 @@ async fn a_worker_that_stays_stuck_is_killed_and_replaced() {
 
 #[test]
 fn stdout_reader_going_away_ends_quietly_with_0() {
-    let mut child = Command::new(EXE)
-        .args(["--listen", "127.0.0.1:0", "--workers", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn(EXE, ["--listen", "127.0.0.1:0", "--workers", "1"]);
     let (_, stderr) = common::wait_for_listen_line(child.stderr.take().unwrap(), EXE);
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());

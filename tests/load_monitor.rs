@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use common::{run, Daemon};
@@ -201,12 +201,7 @@ fn stdin_face_ends_quietly_when_its_reader_goes_away() {
     let input: Vec<Value> = (0..20_000)
         .map(|i| json!({"server": format!("s{i}"), "cpu": 1, "ram": 2, "dt": 1460300000}))
         .collect();
-    let mut child = Command::new(EXE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn(EXE, common::NO_ARGS);
     let mut stdin = child.stdin.take().unwrap();
     let data = lines(&input);
     let writer = std::thread::spawn(move || {
@@ -228,13 +223,7 @@ fn stdin_face_ends_quietly_when_its_reader_goes_away() {
 
 #[test]
 fn stdin_every_prints_reports_while_input_goes_on() {
-    let mut child = Command::new(EXE)
-        .args(["--every", "200ms"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn(EXE, ["--every", "200ms"]);
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"{\"server\":\"a\",\"cpu\":1,\"ram\":2,\"dt\":1460300000}\n")

@@ -377,13 +377,7 @@ fn live_lines(child: &mut std::process::Child) -> mpsc::Receiver<(Instant, Value
 
 #[test]
 fn live_a_line_comes_every_bucket_while_the_producer_stalls() {
-    let mut child = Command::new(EXE)
-        .args(["--minutes", "1", "--bucket", "1s"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn(EXE, ["--minutes", "1", "--bucket", "1s"]);
     let mut stdin = child.stdin.take().unwrap();
     let lines = live_lines(&mut child);
     let now = pipeworks::time::now();
@@ -475,12 +469,7 @@ fn a_stop_signal_writes_the_live_window_first() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     for (signal, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 0)] {
-        let mut child = Command::new(EXE)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn(EXE, common::NO_ARGS);
         let mut stdin = child.stdin.take().unwrap();
         for t in [
             "2020-01-01T00:00:01Z",

@@ -406,13 +406,7 @@ fn sigterm_delivers_the_last_counts() {
         "--seed",
         "12",
     ]);
-    let mut child = Command::new(EXE)
-        .args(["--memcached", &mc.addr.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn(EXE, ["--memcached", &mc.addr.to_string()]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(events.as_bytes()).unwrap();
     stdin.flush().unwrap();

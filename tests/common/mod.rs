@@ -262,3 +262,18 @@ fn drain(stderr: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     });
     buf
 }
+
+/// No arguments, for [`spawn`].
+pub const NO_ARGS: [&str; 0] = [];
+
+/// Start `exe args…` with stdin, stdout and stderr piped, for tests that talk to a program while it
+/// runs (feed it slowly, read its lines as they come, signal it).
+pub fn spawn<S: AsRef<std::ffi::OsStr>>(exe: &str, args: impl IntoIterator<Item = S>) -> Child {
+    Command::new(exe)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"))
+}
