@@ -329,8 +329,13 @@ pub struct Feed {
     pending: Option<Row>,
     /// Steps consumed since the (virtual, with wrap) start.
     step: u64,
-    /// Steps skipped without reading (wrap): memory holds no history before this one.
+    /// Steps skipped without reading (wrap): memory holds no history before this one…
     history_from: u64,
+    /// …and every window of up to this many points from then on is whole.
+    history_points: usize,
+    /// Rows per book in one pass (counted in the first pass): how many passes back a window
+    /// of `points` rows can reach.
+    per_pass: HashMap<Option<Arc<str>>, u64>,
     /// Steps consumed in the current pass, and how many one pass has once known.
     pass_steps: u64,
     steps_per_pass: Option<u64>,
@@ -358,6 +363,8 @@ impl Feed {
             pending: None,
             step: 0,
             history_from: 0,
+            history_points: 0,
+            per_pass: HashMap::new(),
             pass_steps: 0,
             steps_per_pass: None,
             pass: 0,
@@ -412,17 +419,23 @@ impl Feed {
             }
         }
         let wanted = book.map(Arc::<str>::from);
-        if tick < self.step && !self.covers(tick, points, &wanted) {
+        // After a skip, memory holds whole windows of up to `history_points` points from then on;
+        // an earlier tick must find its windows still in memory.
+        let short = self.history_from > 0 && points > self.history_points;
+        if short || (tick < self.step && !self.covers(tick, points, &wanted)) {
             self.rewind();
         }
         if let (AtEnd::Wrap, Some(n)) = (self.at_end, self.steps_per_pass) {
-            // Whole passes that end a full pass (and `points` steps) before the tick cannot
-            // affect its windows: skip them instead of reading them.
-            let base = tick.saturating_sub(points as u64 + n) / n * n;
+            // A book with c rows a pass has its last `points` rows within ceil(points / c)
+            // passes before the one the tick falls in: passes further back cannot affect the
+            // windows, so they are skipped instead of read.
+            let passes = self.passes_for(points, &wanted);
+            let base = tick.saturating_sub((passes + 1) * n) / n * n;
             if base > self.step + n {
                 self.rewind();
                 self.step = base;
                 self.history_from = base;
+                self.history_points = points;
             }
         }
         while self.step < tick {
@@ -453,6 +466,23 @@ impl Feed {
         Ok(Answer::Books(windows.collect()))
     }
 
+    /// How many whole passes a window of `points` rows of `book` (or of every book) can span.
+    fn passes_for(&self, points: usize, book: &Option<Arc<str>>) -> u64 {
+        let passes = |rows: u64| (points as u64).div_ceil(rows.max(1));
+        match book {
+            Some(name) => self
+                .per_pass
+                .get(&Some(name.clone()))
+                .map_or(1, |&c| passes(c)),
+            None => self
+                .per_pass
+                .values()
+                .map(|&c| passes(c))
+                .max()
+                .unwrap_or(1),
+        }
+    }
+
     /// Whether memory still holds every window of an earlier tick.
     fn covers(&self, tick: u64, points: usize, book: &Option<Arc<str>>) -> bool {
         let whole = self.history_from == 0;
@@ -473,6 +503,11 @@ impl Feed {
         self.pending = None;
         self.step = 0;
         self.history_from = 0;
+        self.history_points = 0;
+        if self.steps_per_pass.is_none() {
+            // The first pass is read again from its start: count its rows again.
+            self.per_pass.clear();
+        }
         self.pass_steps = 0;
         self.pass = 0;
         self.resume = (0, 0);
@@ -522,6 +557,9 @@ impl Feed {
                 self.books.len() - 1
             }
         };
+        if self.steps_per_pass.is_none() {
+            *self.per_pass.entry(self.books[i].name.clone()).or_insert(0) += 1;
+        }
         let book = &mut self.books[i];
         if book.pass != row.pass {
             // Row numbers count within a pass over the file.
@@ -988,6 +1026,24 @@ mod tests {
         );
         let read = mem.bytes.load(Ordering::Relaxed) - before;
         assert!(read < 10_000, "read {read} bytes to skip a million passes");
+    }
+
+    #[test]
+    fn wrap_skips_only_passes_no_window_reaches() {
+        // Book "b" has one row a pass, so its last 3 rows lie 3 passes back.
+        let mem = Memory::new("Timestamp,Price,Book\n1,10,a\n1,20,b\n2,11,a\n3,12,a\n");
+        let mut feed = mem.feed(AtEnd::Wrap, false);
+        assert_eq!(one(feed.answer(4, 1, Some("a"))).prices, vec![10.0]);
+        let b = one(feed.answer(3_000, 3, Some("b")));
+        assert_eq!(b.prices, vec![20.0, 20.0, 20.0]);
+        let Ok(Answer::Books(all)) = feed.answer(6_001, 5, None) else {
+            panic!("expected books")
+        };
+        let lens: Vec<usize> = all.iter().map(|w| w.prices.len()).collect();
+        assert_eq!(lens, vec![5, 5]);
+        // A skip made for a small window does not serve a larger one at the same tick.
+        assert_eq!(one(feed.answer(9_001, 1, Some("b"))).prices.len(), 1);
+        assert_eq!(one(feed.answer(9_001, 4, Some("b"))).prices.len(), 4);
     }
 
     proptest! {
