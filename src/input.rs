@@ -32,7 +32,10 @@ use crate::runner::warn;
 /// The longest line accepted, in bytes. Longer lines are reported and skipped.
 pub const MAX_LINE: usize = 1 << 20;
 
-const READ_BUFFER: usize = 256 * 1024;
+/// Read buffer size, which also bounds a batch's text when input comes fast: small enough that a
+/// batch stays in cache between the reader and a parse thread, and that its buffer comes from
+/// malloc's heap rather than a fresh `mmap` (whose page faults cost more than parsing a batch).
+const READ_BUFFER: usize = 64 * 1024;
 
 /// The input options every JSON Lines program shares; `#[command(flatten)]` them into `Args`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -214,6 +217,42 @@ impl Reader {
         Ok(Some(Line { at, text }))
     }
 
+    /// Move the complete lines already buffered from the current source into `batch`, at most
+    /// `room` of them, straight from the read buffer (where [`Reader::next_line`] copies each line
+    /// into a line buffer first). The same rules as `next_line`: counted blank lines, a dropped
+    /// trailing `\r`, long and non-UTF-8 lines as errors in their place.
+    fn drain_buffered(&mut self, batch: &mut Batch, room: usize) {
+        let Some(source) = self.current.as_mut() else {
+            return;
+        };
+        let buf = source.reader.buffer();
+        let (mut pos, mut added) = (0, 0);
+        while added < room {
+            let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
+                break;
+            };
+            let len = nl;
+            let mut line = &buf[pos..pos + nl];
+            pos += nl + 1;
+            self.line += 1;
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            let text = if len > self.max_line {
+                Err(LineError::TooLong { len })
+            } else if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            } else {
+                std::str::from_utf8(line).map_err(|e| LineError::NotUtf8 {
+                    offset: e.valid_up_to(),
+                })
+            };
+            batch.push_text(source.name.as_ref(), self.line, text);
+            added += 1;
+        }
+        source.reader.consume(pos);
+    }
+
     /// Whether more input is already in memory, so the next line can be had without waiting.
     fn has_buffered(&self) -> bool {
         self.current
@@ -229,7 +268,7 @@ impl Reader {
         std::thread::Builder::new()
             .name("input".into())
             .spawn(move || {
-                let mut batch = Batch::default();
+                let mut batch = Batch::for_reading();
                 loop {
                     let line = match self.next_line() {
                         Ok(Some(line)) => line,
@@ -241,9 +280,14 @@ impl Reader {
                         }
                     };
                     batch.push(line);
+                    let room = batch_lines.saturating_sub(batch.len());
+                    self.drain_buffered(&mut batch, room);
                     let full = batch.len() >= batch_lines || !self.has_buffered();
-                    if full && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                        return;
+                    if full {
+                        let ready = std::mem::replace(&mut batch, Batch::for_reading());
+                        if tx.send(Ok(ready)).is_err() {
+                            return;
+                        }
                     }
                 }
                 if !batch.is_empty() {
@@ -393,27 +437,57 @@ struct Entry {
 }
 
 impl Batch {
+    /// An empty batch with room for what one read brings, so that filling it does not grow its
+    /// buffer past malloc's `mmap` threshold (each such buffer would cost fresh page faults).
+    fn for_reading() -> Self {
+        Batch {
+            text: String::with_capacity(READ_BUFFER + READ_BUFFER / 4),
+            entries: Vec::with_capacity(256),
+            files: Vec::new(),
+        }
+    }
+
     fn push(&mut self, line: Line<'_>) {
         let file = line
             .at
             .file
-            .map(|name| match self.files.iter().position(|f| &**f == name) {
-                Some(i) => i as u32,
-                None => {
-                    self.files.push(Arc::from(name));
-                    (self.files.len() - 1) as u32
-                }
-            });
-        let text = line.text.map(|t| {
+            .map(|name| self.file_index(name, || Arc::from(name)));
+        self.push_entry(file, line.at.line, line.text);
+    }
+
+    /// Add a line read from `file` (the reader's own name for it, so the last file is usually
+    /// found by pointer).
+    fn push_text(
+        &mut self,
+        file: Option<&Arc<str>>,
+        line: u64,
+        text: std::result::Result<&str, LineError>,
+    ) {
+        let file = file.map(|name| self.file_index(name, || Arc::clone(name)));
+        self.push_entry(file, line, text);
+    }
+
+    /// The index of a file name in `files`: the last one's, or a new one's.
+    fn file_index(&mut self, name: &str, make: impl FnOnce() -> Arc<str>) -> u32 {
+        match self.files.last() {
+            Some(last) if std::ptr::eq(&**last, name) || &**last == name => {}
+            _ => self.files.push(make()),
+        }
+        (self.files.len() - 1) as u32
+    }
+
+    fn push_entry(
+        &mut self,
+        file: Option<u32>,
+        line: u64,
+        text: std::result::Result<&str, LineError>,
+    ) {
+        let text = text.map(|t| {
             let start = self.text.len();
             self.text.push_str(t);
             (start, self.text.len())
         });
-        self.entries.push(Entry {
-            file,
-            line: line.at.line,
-            text,
-        });
+        self.entries.push(Entry { file, line, text });
     }
 
     pub fn len(&self) -> usize {
@@ -427,6 +501,15 @@ impl Batch {
     /// All the batch's text; every line's text is a slice of it.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// Where the `i`-th line of the batch came from.
+    pub fn location(&self, i: usize) -> Location<'_> {
+        let e = &self.entries[i];
+        Location {
+            file: e.file.map(|f| &*self.files[f as usize]),
+            line: e.line,
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Line<'_>> {
