@@ -46,6 +46,12 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
+    /// Write lines that are already JSON text, each ending in its newline.
+    pub fn write_lines(&mut self, lines: &[u8]) -> Result<()> {
+        self.writer.write_all(lines)?;
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> Result<()> {
         self.writer.flush()?;
         Ok(())

@@ -33,6 +33,7 @@
 //!
 //! With `--inventory FILE`, lines are orders drawn from one inventory instead; see [`live`].
 
+pub mod fast;
 pub mod live;
 pub mod parse;
 pub mod solve;
@@ -44,7 +45,7 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::input::{describe_json_error, parse_object, BadLines, InputArgs, Line};
+use crate::input::{describe_json_error, parse_object, spawn_parsed, Batch, InputArgs};
 use crate::output::Output;
 use crate::runner::warn;
 use parse::{Problem, ProblemSeed};
@@ -63,21 +64,58 @@ pub struct Config {
 }
 
 /// Run allocate over the configured input, writing one line per problem (or order) to `out`.
+///
+/// Problems do not depend on each other, so batches of lines are parsed and solved on every core
+/// ([`spawn_parsed`]) and their answers written here in input order.
 pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     if config.inventory.is_some() || config.state.is_some() {
         return live::run(config, out);
     }
     let mut bad = config.input.bad_lines();
-    let mut solver = ProblemSolver::new(config.strategy, config.partial);
-    let batches = config.input.open()?.spawn(4096);
-    for batch in batches {
-        for line in batch?.iter() {
-            solver.line(&line, &mut bad, out)?;
+    let (strategy, partial) = (config.strategy, config.partial);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    let batches = spawn_parsed(config.input.open()?, 2048, workers, move |batch| {
+        ProblemSolver::new(strategy, partial).batch(batch)
+    });
+    let mut noted_bounded = false;
+    for item in batches {
+        let (batch, answers) = item?;
+        if let Some((at, relevant)) = answers.bounded.filter(|_| !noted_bounded) {
+            noted_bounded = true;
+            let line = batch.location(at);
+            warn(format_args!(
+                "{line}: {relevant} warehouses stock this order's items; above {} the plan comes \
+                 from a search cut off at {} nodes and may not be the cheapest (noted once)",
+                solve::EXACT_LIMIT,
+                solve::NODE_BUDGET
+            ));
+        }
+        let mut written = 0;
+        for (line, end) in batch.iter().zip(&answers.ends) {
+            match end {
+                Ok(end) => {
+                    out.write_lines(&answers.text[written..*end])?;
+                    written = *end;
+                }
+                Err(reason) => bad.report(line.at, reason)?,
+            }
         }
         // Lines that were waiting are answered; flush so a live producer sees its answers now.
         out.flush()?;
     }
     bad.finish()
+}
+
+/// The answers to one batch of problem lines.
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// The output lines, each ending in a newline.
+    pub text: Vec<u8>,
+    /// Per input line: where its answer ends in `text`, or why the line is bad.
+    pub ends: Vec<std::result::Result<usize, String>>,
+    /// The first line whose plan came from the bounded search, and how many warehouses were
+    /// relevant there.
+    pub bounded: Option<(usize, usize)>,
 }
 
 /// Solves problem lines one after another, reusing its buffers.
@@ -88,7 +126,7 @@ pub struct ProblemSolver {
     demand: Vec<u64>,
     stock: Vec<u64>,
     cost: Vec<f64>,
-    noted_bounded: bool,
+    scratch: fast::Scratch,
 }
 
 impl ProblemSolver {
@@ -100,30 +138,45 @@ impl ProblemSolver {
             demand: Vec::new(),
             stock: Vec::new(),
             cost: Vec::new(),
-            noted_bounded: false,
+            scratch: fast::Scratch::default(),
         }
     }
 
-    /// Answer one input line, or report it as bad.
-    pub fn line(
-        &mut self,
-        line: &Line<'_>,
-        bad: &mut BadLines,
-        out: &mut Output<impl Write>,
-    ) -> Result<()> {
-        let text = match &line.text {
-            Ok(text) => *text,
-            Err(e) => return bad.report(line.at, e),
+    /// Answer every line of a batch.
+    pub fn batch(&mut self, batch: &Batch) -> Answers {
+        let mut answers = Answers {
+            text: Vec::with_capacity(batch.len() * 64),
+            ends: Vec::with_capacity(batch.len()),
+            bounded: None,
         };
+        for (i, line) in batch.iter().enumerate() {
+            let end = match line.text {
+                Ok(text) => match self.answer(text, &mut answers.text) {
+                    Ok(relevant) => {
+                        if relevant > solve::EXACT_LIMIT && answers.bounded.is_none() {
+                            answers.bounded = Some((i, relevant));
+                        }
+                        Ok(answers.text.len())
+                    }
+                    Err(reason) => Err(reason),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            answers.ends.push(end);
+        }
+        answers
+    }
+
+    /// Append the answer to one problem line to `out` as a JSON line, or say why the line is bad.
+    /// Returns how many warehouses stocked the order's items (above [`solve::EXACT_LIMIT`] the
+    /// plan comes from a bounded search).
+    pub fn answer(&mut self, text: &str, out: &mut Vec<u8>) -> std::result::Result<usize, String> {
         let seed = ProblemSeed {
             demand: &mut self.demand,
             stock: &mut self.stock,
             cost: &mut self.cost,
         };
-        let problem = match parse_problem(text, seed) {
-            Ok(problem) => problem,
-            Err(reason) => return bad.report(line.at, reason),
-        };
+        let problem = parse_problem(text, seed, &mut self.scratch)?;
         let (order, warehouses) = (&problem.items, &problem.warehouses);
         let instance = Instance {
             demand: &self.demand,
@@ -134,40 +187,65 @@ impl ProblemSolver {
         let allocation = self
             .allocator
             .allocate(&instance, self.strategy, self.partial);
-        if allocation.relevant > solve::EXACT_LIMIT && !self.noted_bounded {
-            self.noted_bounded = true;
-            warn(format_args!(
-                "{}: {} warehouses stock this order's items; above {} the plan comes from a search \
-                 cut off at {} nodes and may not be the cheapest (noted once)",
-                line.at,
-                allocation.relevant,
-                solve::EXACT_LIMIT,
-                solve::NODE_BUDGET
-            ));
-        }
         let shipments = Shipments {
             picks: &allocation.picks,
             warehouse: &|w| warehouses[w].as_ref(),
             item: &|i| order[i].as_ref(),
         };
-        if self.partial {
+        let written = if self.partial {
             let unshipped = Unshipped {
                 items: &allocation.unshipped,
                 name: &|i| order[i].as_ref(),
                 qty: &|i| self.demand[i],
             };
-            out.emit(&PartialLine {
-                shipments,
-                unshipped,
-            })
+            serde_json::to_writer(
+                &mut *out,
+                &PartialLine {
+                    shipments,
+                    unshipped,
+                },
+            )
         } else {
-            out.emit(&shipments)
-        }
+            serde_json::to_writer(&mut *out, &shipments)
+        };
+        written.expect("serializing to memory cannot fail");
+        out.push(b'\n');
+        Ok(allocation.relevant)
     }
 }
 
-/// Parse a problem line into the seed's buffers, with the messages of [`parse_object`].
+/// Parse a problem line into the seed's buffers: by the fast reader when the line has the common
+/// shape, else by serde, which also words every error (with the messages of [`parse_object`]).
 fn parse_problem<'a>(
+    text: &'a str,
+    seed: ProblemSeed<'_>,
+    scratch: &mut fast::Scratch,
+) -> std::result::Result<Problem<'a>, String> {
+    let ProblemSeed {
+        demand,
+        stock,
+        cost,
+    } = seed;
+    let fast = ProblemSeed {
+        demand: &mut *demand,
+        stock: &mut *stock,
+        cost: &mut *cost,
+    };
+    if let Some(problem) = fast::parse(text, fast, scratch) {
+        return Ok(problem);
+    }
+    parse_problem_serde(
+        text,
+        ProblemSeed {
+            demand,
+            stock,
+            cost,
+        },
+    )
+}
+
+/// Parse a problem line with serde_json: the reference reading.
+fn parse_problem_serde<'a>(
     text: &'a str,
     seed: ProblemSeed<'_>,
 ) -> std::result::Result<Problem<'a>, String> {

@@ -348,7 +348,7 @@ pub struct ProblemSeed<'s> {
 }
 
 /// What a [`ProblemSeed`] returns besides the buffers it filled.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Problem<'a> {
     /// The order's item names, in its order (the columns of `stock`).
     pub items: Vec<Cow<'a, str>>,

@@ -26,6 +26,12 @@ pub const EXACT_LIMIT: usize = 30;
 /// Search nodes `cheapest` may visit when more than [`EXACT_LIMIT`] warehouses are relevant.
 pub const NODE_BUDGET: u64 = 20_000;
 
+/// Up to this many relevant warehouses `cheapest` first tries enumeration by count…
+const ENUMERATE_LIMIT: usize = 30;
+
+/// …for this many nodes, before it hands the instance to the branch and bound.
+const ENUMERATE_BUDGET: u64 = 2_000;
+
 /// Which reading of "the cheapest shipment" to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Strategy {
@@ -180,10 +186,7 @@ impl Allocator {
             Strategy::Greedy => fill(inst, &want, &order),
             Strategy::PerItem => per_item(inst, &want, &order),
             Strategy::Cheapest => {
-                // The other readings' sets are the first incumbents: they prune from the start,
-                // and a search cut off at its budget is still never worse than either.
-                let seeds = [fill(inst, &want, &order), per_item(inst, &want, &order)];
-                let found = self.search.run(inst, &want, &order, &seeds);
+                let found = self.search.run(inst, &want, &order);
                 allocation.bounded = found.bounded;
                 allocation.relevant = found.relevant;
                 fill(inst, &want, &found.set)
@@ -198,12 +201,17 @@ impl Allocator {
 /// Take each item from `warehouses` in the given order until its demand is met.
 fn fill(inst: &Instance<'_>, want: &[u64], warehouses: &[usize]) -> Vec<Pick> {
     let mut left = want.to_vec();
-    let mut picks = Vec::new();
+    let mut unmet = left.iter().filter(|&&q| q > 0).count();
+    let mut picks = Vec::with_capacity(2 * unmet);
     for &w in warehouses {
+        if unmet == 0 {
+            break;
+        }
         for (item, left) in left.iter_mut().enumerate() {
             let qty = (*left).min(inst.stock(w, item));
             if qty > 0 {
                 *left -= qty;
+                unmet -= usize::from(*left == 0);
                 picks.push(Pick {
                     warehouse: w,
                     item,
@@ -305,6 +313,11 @@ struct Search {
     item_need: Vec<(usize, usize)>,
     /// Per item: a bit per relevant warehouse stocking it (when there are at most 64).
     suppliers: Vec<u64>,
+    /// Scratch of `enumerate`: per index `j`, the total and the largest capped stock of each item
+    /// over warehouses `j..`; and the deficits at each depth.
+    suffix: Vec<u64>,
+    suffix_max: Vec<u64>,
+    levels: Vec<u64>,
     best: Option<Best>,
     slack: f64,
     nodes: u64,
@@ -336,13 +349,7 @@ enum Node {
 }
 
 impl Search {
-    fn run(
-        &mut self,
-        inst: &Instance<'_>,
-        want: &[u64],
-        order: &[usize],
-        seeds: &[Vec<Pick>],
-    ) -> Found {
+    fn run(&mut self, inst: &Instance<'_>, want: &[u64], order: &[usize]) -> Found {
         let active: Vec<usize> = (0..want.len()).filter(|&i| want[i] > 0).collect();
         self.items = active.len();
         self.warehouse.clear();
@@ -357,6 +364,20 @@ impl Search {
             }
         }
         let r = self.warehouse.len();
+        self.deficit.clear();
+        self.deficit.extend(active.iter().map(|&i| want[i]));
+        // Whole costs (ranks included) sum exactly; others get a margin so that rounding never
+        // prunes a set that is really as cheap as the best.
+        let total: f64 = self.cost.iter().sum();
+        let whole = self.cost.iter().all(|c| c.fract() == 0.0) && total < 2f64.powi(52);
+        self.slack = if whole { 0.0 } else { 1e-9 * (1.0 + total) };
+        self.chosen.clear();
+        self.best = None;
+        if r <= ENUMERATE_LIMIT {
+            if let Some(best) = self.enumerate(ENUMERATE_BUDGET) {
+                return self.found(best, false, r);
+            }
+        }
         self.cheapest.resize_with(self.items, Vec::new);
         self.largest.resize_with(self.items, Vec::new);
         for a in 0..self.items {
@@ -380,20 +401,16 @@ impl Search {
         }
         self.status.clear();
         self.status.resize(r, FREE);
-        self.deficit.clear();
-        self.deficit.extend(active.iter().map(|&i| want[i]));
         self.chosen.clear();
         self.chosen_cost = 0.0;
         self.undo.clear();
         self.undo_cost.clear();
         self.excluded_log.clear();
         self.best = None;
-        // Whole costs (ranks included) sum exactly; others get a margin so that rounding never
-        // prunes a set that is really as cheap as the best.
-        let total: f64 = self.cost.iter().sum();
-        let whole = self.cost.iter().all(|c| c.fract() == 0.0) && total < 2f64.powi(52);
-        self.slack = if whole { 0.0 } else { 1e-9 * (1.0 + total) };
-        for seed in seeds {
+        // The other readings' sets are the first incumbents: they prune from the start, and a
+        // search cut off at its budget is still never worse than either.
+        let seeds = [fill(inst, want, order), per_item(inst, want, order)];
+        for seed in &seeds {
             self.chosen.clear();
             for pick in seed {
                 let j = self.warehouse.iter().position(|&w| w == pick.warehouse);
@@ -416,6 +433,10 @@ impl Search {
             .best
             .take()
             .expect("the order's items are in stock, so a set exists");
+        self.found(best, bounded, r)
+    }
+
+    fn found(&self, best: Best, bounded: bool, relevant: usize) -> Found {
         Found {
             set: best
                 .members
@@ -423,8 +444,117 @@ impl Search {
                 .map(|&j| self.warehouse[j as usize])
                 .collect(),
             bounded,
-            relevant: r,
+            relevant,
         }
+    }
+
+    /// The exact answer by increasing count: for k = 1, 2, … enumerate the k-sets of relevant
+    /// warehouses in rank order (lexicographically, cheapest first) and keep the best cover; the
+    /// first k with a cover is the fewest. Per node this costs a pass over the items, against the
+    /// branch and bound's sorts and bounds, so on the small instances most lines hold it is several
+    /// times faster. `None` when it visits more than `budget` nodes: then the branch and bound
+    /// decides.
+    ///
+    /// Pruning, each exact: a node whose later warehouses cannot meet a deficit (by their total,
+    /// or by `left` times their largest stock) has no cover below it; a warehouse that supplies
+    /// nothing still missing is never in a fewest-warehouse set (the others would cover without
+    /// it, and fewer found none); costs rise with the index, so once the cheapest completion
+    /// through warehouse `j` costs more than the best, every later `j` does too; and of two covers
+    /// found at the same depth the later one is lexicographically after the earlier.
+    fn enumerate(&mut self, budget: u64) -> Option<Best> {
+        let (r, m) = (self.warehouse.len(), self.items);
+        self.suffix.clear();
+        self.suffix.resize((r + 1) * m, 0);
+        self.suffix_max.clear();
+        self.suffix_max.resize((r + 1) * m, 0);
+        for j in (0..r).rev() {
+            for a in 0..m {
+                let c = self.cap[j * m + a];
+                self.suffix[j * m + a] = self.suffix[(j + 1) * m + a].saturating_add(c);
+                self.suffix_max[j * m + a] = self.suffix_max[(j + 1) * m + a].max(c);
+            }
+        }
+        self.nodes = 0;
+        for k in 1..=r {
+            self.levels.clear();
+            self.levels.extend_from_slice(&self.deficit);
+            self.levels.resize((k + 1) * m, 0);
+            self.chosen.clear();
+            if !self.combinations(0, 0, k, 0.0, budget) {
+                self.best = None;
+                return None;
+            }
+            if let Some(best) = self.best.take() {
+                return Some(best);
+            }
+        }
+        None
+    }
+
+    /// Extend `chosen` (depth members, the last before `from`) by `left` more; `false` when out
+    /// of budget. The deficits at each depth are `levels[depth * items..]`.
+    fn combinations(
+        &mut self,
+        depth: usize,
+        from: usize,
+        left: usize,
+        cost: f64,
+        budget: u64,
+    ) -> bool {
+        self.nodes += 1;
+        if self.nodes > budget {
+            return false;
+        }
+        let (r, m) = (self.warehouse.len(), self.items);
+        let at = depth * m;
+        let (deficit, suffix, largest) = (
+            &self.levels[at..at + m],
+            &self.suffix[from * m..(from + 1) * m],
+            &self.suffix_max[from * m..(from + 1) * m],
+        );
+        let short = (0..m).any(|a| {
+            let d = deficit[a];
+            d > 0 && (suffix[a] < d || largest[a].saturating_mul(left as u64) < d)
+        });
+        if short || from + left > r {
+            return true;
+        }
+        for j in from..=r - left {
+            let with_j = cost + self.cost[j];
+            if let Some(best) = &self.best {
+                let bound = self.cost[j + 1..j + left]
+                    .iter()
+                    .fold(with_j, |s, &c| s + c);
+                if bound > best.cost + self.slack {
+                    break;
+                }
+            }
+            let (useful, covered) = {
+                let (now, next) = self.levels[at..].split_at_mut(m);
+                let row = &self.cap[j * m..(j + 1) * m];
+                let (mut useful, mut covered) = (false, true);
+                for a in 0..m {
+                    useful |= now[a] > 0 && row[a] > 0;
+                    next[a] = now[a].saturating_sub(row[a]);
+                    covered &= next[a] == 0;
+                }
+                (useful, covered)
+            };
+            if !useful {
+                continue;
+            }
+            self.chosen.push(j as u32);
+            if covered {
+                self.leaf();
+                self.chosen.pop();
+                break;
+            }
+            if left > 1 && !self.combinations(depth + 1, j + 1, left - 1, with_j, budget) {
+                return false;
+            }
+            self.chosen.pop();
+        }
+        true
     }
 
     /// Run the search; returns whether it stopped at the budget.

@@ -8,24 +8,14 @@ use proptest::prelude::{
 use proptest::strategy::Strategy as Gen;
 
 use super::*;
-use crate::input::{BadLines, Line, Location};
 
 /// Answer one problem line as the program would.
 fn answer(text: &str, strategy: Strategy, partial: bool) -> Result<String, String> {
-    let mut out = Output::new(Vec::new());
-    let mut bad = BadLines::new(true);
-    let line = Line {
-        at: Location {
-            file: None,
-            line: 1,
-        },
-        text: Ok(text),
-    };
+    let mut out = Vec::new();
     ProblemSolver::new(strategy, partial)
-        .line(&line, &mut bad, &mut out)
-        .map_err(|e| e.to_string())?;
-    let bytes = out.into_inner().map_err(|e| e.to_string())?;
-    Ok(String::from_utf8(bytes).unwrap().trim_end().to_string())
+        .answer(text, &mut out)
+        .map_err(|reason| format!("line 1: {reason}"))?;
+    Ok(String::from_utf8(out).unwrap().trim_end().to_string())
 }
 
 fn cheapest(text: &str) -> String {
