@@ -75,7 +75,16 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     let (strategy, partial) = (config.strategy, config.partial);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     let batches = spawn_parsed(config.input.open()?, 2048, workers, move |batch| {
-        ProblemSolver::new(strategy, partial).batch(batch)
+        // One solver per parse thread (the threads are this run's own), its buffers reused.
+        thread_local! {
+            static SOLVER: std::cell::RefCell<Option<ProblemSolver>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        SOLVER.with_borrow_mut(|solver| {
+            solver
+                .get_or_insert_with(|| ProblemSolver::new(strategy, partial))
+                .batch(batch)
+        })
     });
     let mut noted_bounded = false;
     for item in batches {

@@ -520,11 +520,14 @@ proptest! {
         partial in any::<bool>(),
     ) {
         let inst = Instance { demand: &demand, stock: &stock, warehouses: n, cost: cost.as_deref() };
-        let got = Allocator::new().allocate(&inst, Strategy::Cheapest, partial);
         let want = brute_force(&inst, partial);
-        prop_assert_eq!(&got.picks, &want.picks);
-        prop_assert_eq!(&got.unshipped, &want.unshipped);
-        prop_assert!(!got.bounded);
+        // Enumeration by count answers these; the branch and bound (its fallback) must agree.
+        for mut allocator in [Allocator::new(), Allocator::branch_and_bound_only()] {
+            let got = allocator.allocate(&inst, Strategy::Cheapest, partial);
+            prop_assert_eq!(&got.picks, &want.picks);
+            prop_assert_eq!(&got.unshipped, &want.unshipped);
+            prop_assert!(!got.bounded);
+        }
     }
 
     #[test]
@@ -571,8 +574,10 @@ proptest! {
         )),
     ) {
         let inst = Instance { demand: &demand, stock: &stock, warehouses: n, cost: cost.as_deref() };
-        let got = Allocator::new().allocate(&inst, Strategy::Cheapest, false);
-        prop_assert_eq!(got.picks, brute_force(&inst, false).picks);
+        let want = brute_force(&inst, false).picks;
+        for mut allocator in [Allocator::new(), Allocator::branch_and_bound_only()] {
+            prop_assert_eq!(&allocator.allocate(&inst, Strategy::Cheapest, false).picks, &want);
+        }
     }
 
     /// Near-identical warehouses with tied whole costs: every same-size set ties, so the tie
@@ -587,8 +592,10 @@ proptest! {
         )),
     ) {
         let inst = Instance { demand: &demand, stock: &stock, warehouses: n, cost: cost.as_deref() };
-        let got = Allocator::new().allocate(&inst, Strategy::Cheapest, false);
-        prop_assert_eq!(got.picks, brute_force(&inst, false).picks);
+        let want = brute_force(&inst, false).picks;
+        for mut allocator in [Allocator::new(), Allocator::branch_and_bound_only()] {
+            prop_assert_eq!(&allocator.allocate(&inst, Strategy::Cheapest, false).picks, &want);
+        }
     }
 
     /// Bounded search (over 30 relevant warehouses) still returns a valid plan no worse than greedy.
