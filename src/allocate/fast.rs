@@ -23,8 +23,10 @@ use super::parse::{name_hash, Problem, ProblemSeed, MAX_COST};
 /// Buffers the fast reader reuses from line to line.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// Open-addressed table of the order's items: (key, item index + 1); 0 marks a free slot.
-    table: Vec<(Key, u32)>,
+    /// The order's items: their keys, and an open-addressed table of item index + 1 by key hash
+    /// (0 marks a free slot; small, so clearing it per line is cheap).
+    items: Vec<Key>,
+    table: Vec<u16>,
     /// Hashes of the warehouse names.
     names: Vec<u64>,
     /// Hashes of the keys of one object.
@@ -97,14 +99,17 @@ fn string_stop(v: u64) -> u64 {
 }
 
 /// A name as the scan read it. Names of up to 16 bytes are their bytes, zero-padded, in two
-/// words, so equal keys are equal names and no byte comparison is needed; longer names carry a
-/// hash in `lo`, and equal keys must still compare their bytes.
+/// words, so equal keys are equal names and no byte comparison is needed (a plain name holds no
+/// zero byte, so the padding is unambiguous). A longer name has its hash in `lo` and [`LONG`] in
+/// `hi` (no 16-byte name ends in eight 0xFF bytes, which are not UTF-8), and equal keys must
+/// still compare their bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Key {
     lo: u64,
     hi: u64,
-    len: usize,
 }
+
+const LONG: u64 = u64::MAX;
 
 /// The low `n` bytes (`n` < 8) of a little-endian word.
 fn low_bytes(word: u64, n: usize) -> u64 {
@@ -118,8 +123,7 @@ impl Key {
         if b.len() > 16 {
             return Key {
                 lo: name_hash(name),
-                hi: 0,
-                len: b.len(),
+                hi: LONG,
             };
         }
         let mut bytes = [0u8; 16];
@@ -128,13 +132,16 @@ impl Key {
         Key {
             lo: word(0),
             hi: word(8),
-            len: b.len(),
         }
+    }
+
+    fn is_long(self) -> bool {
+        self.hi == LONG
     }
 
     fn hash(self) -> u64 {
         const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let h = (self.lo ^ self.hi.rotate_left(32) ^ self.len as u64).wrapping_mul(K);
+        let h = (self.lo ^ self.hi.rotate_left(32)).wrapping_mul(K);
         h ^ (h >> 29)
     }
 }
@@ -225,7 +232,7 @@ impl<'a> Scan<'a> {
                     }
                     self.i = start + len + 1;
                     let lo = low_bytes(lo, len);
-                    return Some((Span(start, start + len), Key { lo, hi: 0, len }));
+                    return Some((Span(start, start + len), Key { lo, hi: 0 }));
                 }
                 if let Some(word) = b.get(start + 8..start + 16) {
                     let hi = u64::from_le_bytes(word.try_into().expect("8 bytes"));
@@ -238,7 +245,7 @@ impl<'a> Scan<'a> {
                         self.i = start + 8 + n + 1;
                         let hi = low_bytes(hi, n);
                         let span = Span(start, start + 8 + n);
-                        return Some((span, Key { lo, hi, len: 8 + n }));
+                        return Some((span, Key { lo, hi }));
                     }
                 }
             }
@@ -312,7 +319,8 @@ impl<'a> Scan<'a> {
     /// The order: item names, their demand, and the lookup table of `scratch`.
     fn order(&mut self, demand: &mut Vec<u64>, scratch: &mut Scratch) -> Option<Vec<Cow<'a, str>>> {
         let mut names = Vec::with_capacity(16);
-        let mut keys = Vec::with_capacity(16);
+        let keys = &mut scratch.items;
+        keys.clear();
         self.byte(b'{')?;
         if !self.empty(b'}') {
             loop {
@@ -326,21 +334,24 @@ impl<'a> Scan<'a> {
                 }
             }
         }
+        if keys.len() >= usize::from(u16::MAX) {
+            return None;
+        }
         // A table at most a quarter full: most keys looked up are not in it, and a miss probes
         // until a free slot.
-        let size = (names.len() * 4).next_power_of_two().max(32);
+        let size = (keys.len() * 4).next_power_of_two().max(32);
         let table = &mut scratch.table;
         table.clear();
-        table.resize(size, (Key::default(), 0));
-        for (i, &key) in keys.iter().enumerate() {
+        table.resize(size, 0);
+        for (i, key) in keys.iter().enumerate() {
             let mut slot = key.hash() as usize & (size - 1);
-            while table[slot].1 != 0 {
-                if table[slot].0 == key {
+            while table[slot] != 0 {
+                if keys[usize::from(table[slot]) - 1] == *key {
                     return None; // a duplicate item, or a collision of long names: serde decides
                 }
                 slot = (slot + 1) & (size - 1);
             }
-            table[slot] = (key, i as u32 + 1);
+            table[slot] = i as u16 + 1;
         }
         Some(names)
     }
@@ -370,7 +381,7 @@ impl<'a> Scan<'a> {
                 self.key(b"\"inventory\":", "inventory")?;
                 let row = stock.len();
                 stock.resize(row + m, 0);
-                self.inventory(items, &scratch.table, &mut stock[row..], &mut seen)?;
+                self.inventory(items, scratch, &mut stock[row..], &mut seen)?;
                 let cost = match self.next()? {
                     b'}' => 0.0,
                     b',' => {
@@ -402,7 +413,7 @@ impl<'a> Scan<'a> {
     fn inventory(
         &mut self,
         items: &[Cow<'a, str>],
-        table: &[(Key, u32)],
+        scratch: &Scratch,
         row: &mut [u64],
         seen: &mut Vec<u64>,
     ) -> Option<()> {
@@ -411,6 +422,7 @@ impl<'a> Scan<'a> {
             return Some(());
         }
         seen.clear();
+        let (keys, table) = (&scratch.items, &scratch.table);
         let mask = table.len() - 1;
         loop {
             let (span, key) = self.name()?;
@@ -420,12 +432,12 @@ impl<'a> Scan<'a> {
             seen.push(hash);
             let mut slot = hash as usize & mask;
             loop {
-                let (k, at) = table[slot];
+                let at = usize::from(table[slot]);
                 if at == 0 {
                     break;
                 }
-                if k == key && (key.len <= 16 || self.text(span)? == items[at as usize - 1]) {
-                    row[at as usize - 1] = qty;
+                if keys[at - 1] == key && (!key.is_long() || self.text(span)? == items[at - 1]) {
+                    row[at - 1] = qty;
                     break;
                 }
                 slot = (slot + 1) & mask;

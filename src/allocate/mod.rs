@@ -154,7 +154,8 @@ impl ProblemSolver {
     /// Answer every line of a batch.
     pub fn batch(&mut self, batch: &Batch) -> Answers {
         let mut answers = Answers {
-            text: Vec::with_capacity(batch.len() * 64),
+            // Room for a typical answer per line, so a batch's answers are rarely copied to grow.
+            text: Vec::with_capacity(batch.len() * 160),
             ends: Vec::with_capacity(batch.len()),
             bounded: None,
         };
