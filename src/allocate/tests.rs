@@ -511,6 +511,22 @@ fn key(inst: &Instance<'_>, got: &Allocation) -> (usize, f64) {
     (used.len(), inst.set_cost(&used))
 }
 
+/// Enumeration by count answers most instances; the branch and bound (its fallback) must agree,
+/// and both must equal exhaustion.
+fn both_searches_equal_brute_force(
+    inst: &Instance<'_>,
+    partial: bool,
+) -> Result<(), TestCaseError> {
+    let want = brute_force(inst, partial);
+    for mut allocator in [Allocator::new(), Allocator::branch_and_bound_only()] {
+        let got = allocator.allocate(inst, Strategy::Cheapest, partial);
+        prop_assert_eq!(&got.picks, &want.picks);
+        prop_assert_eq!(&got.unshipped, &want.unshipped);
+        prop_assert!(!got.bounded);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -520,14 +536,7 @@ proptest! {
         partial in any::<bool>(),
     ) {
         let inst = Instance { demand: &demand, stock: &stock, warehouses: n, cost: cost.as_deref() };
-        let want = brute_force(&inst, partial);
-        // Enumeration by count answers these; the branch and bound (its fallback) must agree.
-        for mut allocator in [Allocator::new(), Allocator::branch_and_bound_only()] {
-            let got = allocator.allocate(&inst, Strategy::Cheapest, partial);
-            prop_assert_eq!(&got.picks, &want.picks);
-            prop_assert_eq!(&got.unshipped, &want.unshipped);
-            prop_assert!(!got.bounded);
-        }
+        both_searches_equal_brute_force(&inst, partial)?;
     }
 
     #[test]
@@ -574,10 +583,7 @@ proptest! {
         )),
     ) {
         let inst = Instance { demand: &demand, stock: &stock, warehouses: n, cost: cost.as_deref() };
-        let want = brute_force(&inst, false).picks;
-        for mut allocator in [Allocator::new(), Allocator::branch_and_bound_only()] {
-            prop_assert_eq!(&allocator.allocate(&inst, Strategy::Cheapest, false).picks, &want);
-        }
+        both_searches_equal_brute_force(&inst, false)?;
     }
 
     /// Near-identical warehouses with tied whole costs: every same-size set ties, so the tie
@@ -592,10 +598,7 @@ proptest! {
         )),
     ) {
         let inst = Instance { demand: &demand, stock: &stock, warehouses: n, cost: cost.as_deref() };
-        let want = brute_force(&inst, false).picks;
-        for mut allocator in [Allocator::new(), Allocator::branch_and_bound_only()] {
-            prop_assert_eq!(&allocator.allocate(&inst, Strategy::Cheapest, false).picks, &want);
-        }
+        both_searches_equal_brute_force(&inst, false)?;
     }
 
     /// Bounded search (over 30 relevant warehouses) still returns a valid plan no worse than greedy.
