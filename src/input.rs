@@ -191,10 +191,7 @@ impl Reader {
                 }
                 ReadOutcome::Line(len) => {
                     self.line += 1;
-                    if self.buf.last() == Some(&b'\r') {
-                        self.buf.pop();
-                    }
-                    if len > self.max_line || !self.buf.iter().all(u8::is_ascii_whitespace) {
+                    if !is_blank(&self.buf, len, self.max_line) {
                         break len;
                     }
                 }
@@ -205,16 +202,10 @@ impl Reader {
             file: source.name.as_deref(),
             line: self.line,
         };
-        if len > self.max_line {
-            return Ok(Some(Line {
-                at,
-                text: Err(LineError::TooLong { len }),
-            }));
-        }
-        let text = std::str::from_utf8(&self.buf).map_err(|e| LineError::NotUtf8 {
-            offset: e.valid_up_to(),
-        });
-        Ok(Some(Line { at, text }))
+        Ok(Some(Line {
+            at,
+            text: line_text(&self.buf, len, self.max_line),
+        }))
     }
 
     /// Move the complete lines already buffered from the current source into `batch`, at most
@@ -228,25 +219,16 @@ impl Reader {
         let buf = source.reader.buffer();
         let (mut pos, mut added) = (0, 0);
         while added < room {
-            let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
+            let Some(len) = memchr::memchr(b'\n', &buf[pos..]) else {
                 break;
             };
-            let len = nl;
-            let mut line = &buf[pos..pos + nl];
-            pos += nl + 1;
+            let line = &buf[pos..pos + len];
+            pos += len + 1;
             self.line += 1;
-            if let [rest @ .., b'\r'] = line {
-                line = rest;
-            }
-            let text = if len > self.max_line {
-                Err(LineError::TooLong { len })
-            } else if line.iter().all(u8::is_ascii_whitespace) {
+            if is_blank(line, len, self.max_line) {
                 continue;
-            } else {
-                std::str::from_utf8(line).map_err(|e| LineError::NotUtf8 {
-                    offset: e.valid_up_to(),
-                })
-            };
+            }
+            let text = line_text(line, len, self.max_line);
             batch.push_text(source.name.as_ref(), self.line, text);
             added += 1;
         }
@@ -299,6 +281,11 @@ impl Reader {
     }
 }
 
+/// How many parse threads to use: one per core, at most `max`.
+pub fn parse_workers(max: usize) -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(max))
+}
+
 /// Read on one thread, parse batches on `workers` threads, and deliver `(batch, parsed)` in input
 /// order. `parse` sees a whole batch, so per-line results can point into [`Batch::text`]. This is
 /// how a program parses on every core while its aggregation stays single-threaded and ordered.
@@ -312,21 +299,46 @@ where
     T: Send + 'static,
     F: Fn(&Batch) -> T + Send + Sync + 'static,
 {
+    spawn_parsed_with(
+        reader,
+        batch_lines,
+        workers,
+        || (),
+        move |(), batch| parse(batch),
+    )
+}
+
+/// [`spawn_parsed`] where each parse thread keeps its own state, made by `init` on that thread
+/// (buffers a parser reuses from batch to batch).
+pub fn spawn_parsed_with<S, T, I, F>(
+    reader: Reader,
+    batch_lines: usize,
+    workers: usize,
+    init: I,
+    parse: F,
+) -> mpsc::Receiver<Result<(Batch, T)>>
+where
+    T: Send + 'static,
+    I: Fn() -> S + Send + Sync + 'static,
+    F: Fn(&mut S, &Batch) -> T + Send + Sync + 'static,
+{
     let workers = workers.max(1);
     let batches = reader.spawn(batch_lines);
-    let parse = Arc::new(parse);
+    let work = Arc::new((init, parse));
     let mut to_workers = Vec::with_capacity(workers);
     let mut from_workers = Vec::with_capacity(workers);
     for i in 0..workers {
         let (in_tx, in_rx) = mpsc::sync_channel::<Result<Batch>>(2);
         let (out_tx, out_rx) = mpsc::sync_channel::<Result<(Batch, T)>>(2);
-        let parse = Arc::clone(&parse);
+        let work = Arc::clone(&work);
         std::thread::Builder::new()
             .name(format!("parse-{i}"))
             .spawn(move || {
+                let (init, parse) = &*work;
+                let mut state = init();
                 for batch in in_rx {
                     let item = batch.map(|b| {
-                        let parsed = parse(&b);
+                        let parsed = parse(&mut state, &b);
                         (b, parsed)
                     });
                     if out_tx.send(item).is_err() {
@@ -364,6 +376,23 @@ where
         })
         .expect("spawning the ordering thread");
     rx
+}
+
+/// Whether a line read as `bytes` (all of it, or its first bytes when it is `len` bytes long and
+/// over `max`), without its newline, is blank: skipped, but counted.
+fn is_blank(bytes: &[u8], len: usize, max: usize) -> bool {
+    len <= max && bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The text of a line that is not blank, without a trailing `\r`, or why it cannot be used.
+fn line_text(bytes: &[u8], len: usize, max: usize) -> std::result::Result<&str, LineError> {
+    if len > max {
+        return Err(LineError::TooLong { len });
+    }
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|e| LineError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })
 }
 
 fn stdin_reader() -> BufReader<Box<dyn Read + Send>> {
@@ -455,8 +484,7 @@ impl Batch {
         self.push_entry(file, line.at.line, line.text);
     }
 
-    /// Add a line read from `file` (the reader's own name for it, so the last file is usually
-    /// found by pointer).
+    /// Add a line read from `file` (the reader's own name for it, shared rather than copied).
     fn push_text(
         &mut self,
         file: Option<&Arc<str>>,
@@ -470,7 +498,7 @@ impl Batch {
     /// The index of a file name in `files`: the last one's, or a new one's.
     fn file_index(&mut self, name: &str, make: impl FnOnce() -> Arc<str>) -> u32 {
         match self.files.last() {
-            Some(last) if std::ptr::eq(&**last, name) || &**last == name => {}
+            Some(last) if &**last == name => {}
             _ => self.files.push(make()),
         }
         (self.files.len() - 1) as u32
@@ -513,11 +541,8 @@ impl Batch {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Line<'_>> {
-        self.entries.iter().map(|e| Line {
-            at: Location {
-                file: e.file.map(|i| &*self.files[i as usize]),
-                line: e.line,
-            },
+        self.entries.iter().enumerate().map(|(i, e)| Line {
+            at: self.location(i),
             text: match &e.text {
                 Ok((start, end)) => Ok(&self.text[*start..*end]),
                 Err(err) => Err(err.clone()),

@@ -39,7 +39,7 @@ use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::input::{parse_object, spawn_parsed, Batch, InputArgs};
+use crate::input::{parse_object, parse_workers, spawn_parsed, Batch, InputArgs};
 use crate::output::{Number, Output};
 use crate::time::{self, Micros, Timestamp};
 
@@ -65,7 +65,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     }
     let mut bad = config.input.bad_lines();
     let group_by = config.group_by_tag.clone();
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let workers = parse_workers(4);
     let batches = spawn_parsed(config.input.open()?, 4096, workers, move |batch| {
         parse_batch(batch, group_by.as_deref())
     });

@@ -29,14 +29,14 @@ pub struct Scratch {
     table: Vec<u16>,
     /// Hashes of the warehouse names.
     names: Vec<u64>,
-    /// Hashes of the keys of one object.
-    keys: Vec<u64>,
+    /// Hashes of one inventory's keys, to find a key listed twice.
+    seen: Vec<u64>,
 }
 
 /// Read `text` into `seed`'s buffers if it has the common shape; `None` if serde must decide.
 pub fn parse<'a>(
     text: &'a str,
-    seed: ProblemSeed<'_>,
+    seed: &mut ProblemSeed<'_>,
     scratch: &mut Scratch,
 ) -> Option<Problem<'a>> {
     let mut s = Scan {
@@ -49,10 +49,11 @@ pub fn parse<'a>(
     seed.cost.clear();
     s.byte(b'{')?;
     s.key(b"\"order\":", "order")?;
-    let items = s.order(seed.demand, scratch)?;
+    let items = s.order(&mut *seed.demand, scratch)?;
     s.byte(b',')?;
     s.key(b"\"warehouses\":", "warehouses")?;
-    let (warehouses, with_cost) = s.warehouses(&items, seed.stock, seed.cost, scratch)?;
+    let (warehouses, with_cost) =
+        s.warehouses(&items, &mut *seed.stock, &mut *seed.cost, scratch)?;
     s.byte(b'}')?;
     s.ws();
     if s.i != s.b.len() {
@@ -368,7 +369,6 @@ impl<'a> Scan<'a> {
         let mut names = Vec::with_capacity(32);
         let mut with_cost = 0;
         scratch.names.clear();
-        let mut seen = std::mem::take(&mut scratch.keys);
         let m = items.len();
         self.byte(b'[')?;
         if !self.empty(b']') {
@@ -381,7 +381,13 @@ impl<'a> Scan<'a> {
                 self.key(b"\"inventory\":", "inventory")?;
                 let row = stock.len();
                 stock.resize(row + m, 0);
-                self.inventory(items, scratch, &mut stock[row..], &mut seen)?;
+                self.inventory(
+                    items,
+                    &scratch.items,
+                    &scratch.table,
+                    &mut stock[row..],
+                    &mut scratch.seen,
+                )?;
                 let cost = match self.next()? {
                     b'}' => 0.0,
                     b',' => {
@@ -404,16 +410,16 @@ impl<'a> Scan<'a> {
                 }
             }
         }
-        scratch.keys = seen;
         Some((names, with_cost))
     }
 
-    /// One inventory object into its stock row (columns are the order's items, found through
-    /// `table`); declines duplicate keys, which serde's reader refuses.
+    /// One inventory object into its stock row (columns are the order's items, whose `keys` are
+    /// found through `table`); declines duplicate keys, which serde's reader refuses.
     fn inventory(
         &mut self,
         items: &[Cow<'a, str>],
-        scratch: &Scratch,
+        keys: &[Key],
+        table: &[u16],
         row: &mut [u64],
         seen: &mut Vec<u64>,
     ) -> Option<()> {
@@ -422,7 +428,6 @@ impl<'a> Scan<'a> {
             return Some(());
         }
         seen.clear();
-        let (keys, table) = (&scratch.items, &scratch.table);
         let mask = table.len() - 1;
         loop {
             let (span, key) = self.name()?;
@@ -470,7 +475,7 @@ mod tests {
         };
         let fast = parse(
             text,
-            seed(&mut d1, &mut s1, &mut c1),
+            &mut seed(&mut d1, &mut s1, &mut c1),
             &mut Scratch::default(),
         );
         let slow = parse_problem_serde(text, seed(&mut d2, &mut s2, &mut c2));

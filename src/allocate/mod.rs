@@ -45,7 +45,9 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::input::{describe_json_error, parse_object, spawn_parsed, Batch, InputArgs};
+use crate::input::{
+    describe_json_error, parse_object, parse_workers, spawn_parsed_with, Batch, InputArgs,
+};
 use crate::output::Output;
 use crate::runner::warn;
 use parse::{Problem, ProblemSeed};
@@ -66,26 +68,20 @@ pub struct Config {
 /// Run allocate over the configured input, writing one line per problem (or order) to `out`.
 ///
 /// Problems do not depend on each other, so batches of lines are parsed and solved on every core
-/// ([`spawn_parsed`]) and their answers written here in input order.
+/// ([`spawn_parsed_with`], one solver per thread) and their answers written here in input order.
 pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     if config.inventory.is_some() || config.state.is_some() {
         return live::run(config, out);
     }
     let mut bad = config.input.bad_lines();
     let (strategy, partial) = (config.strategy, config.partial);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
-    let batches = spawn_parsed(config.input.open()?, 2048, workers, move |batch| {
-        // One solver per parse thread (the threads are this run's own), its buffers reused.
-        thread_local! {
-            static SOLVER: std::cell::RefCell<Option<ProblemSolver>> =
-                const { std::cell::RefCell::new(None) };
-        }
-        SOLVER.with_borrow_mut(|solver| {
-            solver
-                .get_or_insert_with(|| ProblemSolver::new(strategy, partial))
-                .batch(batch)
-        })
-    });
+    let batches = spawn_parsed_with(
+        config.input.open()?,
+        2048,
+        parse_workers(8),
+        move || ProblemSolver::new(strategy, partial),
+        ProblemSolver::batch,
+    );
     let mut noted_bounded = false;
     for item in batches {
         let (batch, answers) = item?;
@@ -161,15 +157,12 @@ impl ProblemSolver {
         };
         for (i, line) in batch.iter().enumerate() {
             let end = match line.text {
-                Ok(text) => match self.answer(text, &mut answers.text) {
-                    Ok(relevant) => {
-                        if relevant > solve::EXACT_LIMIT && answers.bounded.is_none() {
-                            answers.bounded = Some((i, relevant));
-                        }
-                        Ok(answers.text.len())
+                Ok(text) => self.answer(text, &mut answers.text).map(|relevant| {
+                    if relevant > solve::EXACT_LIMIT && answers.bounded.is_none() {
+                        answers.bounded = Some((i, relevant));
                     }
-                    Err(reason) => Err(reason),
-                },
+                    answers.text.len()
+                }),
                 Err(e) => Err(e.to_string()),
             };
             answers.ends.push(end);
@@ -228,30 +221,13 @@ impl ProblemSolver {
 /// shape, else by serde, which also words every error (with the messages of [`parse_object`]).
 fn parse_problem<'a>(
     text: &'a str,
-    seed: ProblemSeed<'_>,
+    mut seed: ProblemSeed<'_>,
     scratch: &mut fast::Scratch,
 ) -> std::result::Result<Problem<'a>, String> {
-    let ProblemSeed {
-        demand,
-        stock,
-        cost,
-    } = seed;
-    let fast = ProblemSeed {
-        demand: &mut *demand,
-        stock: &mut *stock,
-        cost: &mut *cost,
-    };
-    if let Some(problem) = fast::parse(text, fast, scratch) {
-        return Ok(problem);
+    match fast::parse(text, &mut seed, scratch) {
+        Some(problem) => Ok(problem),
+        None => parse_problem_serde(text, seed),
     }
-    parse_problem_serde(
-        text,
-        ProblemSeed {
-            demand,
-            stock,
-            cost,
-        },
-    )
 }
 
 /// Parse a problem line with serde_json: the reference reading.

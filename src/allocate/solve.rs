@@ -26,10 +26,8 @@ pub const EXACT_LIMIT: usize = 30;
 /// Search nodes `cheapest` may visit when more than [`EXACT_LIMIT`] warehouses are relevant.
 pub const NODE_BUDGET: u64 = 20_000;
 
-/// Up to this many relevant warehouses `cheapest` first tries enumeration by count…
-const ENUMERATE_LIMIT: usize = 30;
-
-/// …for this many nodes, before it hands the instance to the branch and bound.
+/// Up to [`EXACT_LIMIT`] relevant warehouses `cheapest` first tries enumeration by count for this
+/// many nodes, before it hands the instance to the branch and bound.
 const ENUMERATE_BUDGET: u64 = 2_000;
 
 /// Which reading of "the cheapest shipment" to apply.
@@ -382,9 +380,7 @@ impl Search {
         let total: f64 = self.cost.iter().sum();
         let whole = self.cost.iter().all(|c| c.fract() == 0.0) && total < 2f64.powi(52);
         self.slack = if whole { 0.0 } else { 1e-9 * (1.0 + total) };
-        self.chosen.clear();
-        self.best = None;
-        if r <= ENUMERATE_LIMIT && !self.skip_enumeration {
+        if r <= EXACT_LIMIT && !self.skip_enumeration {
             if let Some(best) = self.enumerate(ENUMERATE_BUDGET) {
                 return self.found(best, false, r);
             }
@@ -486,6 +482,7 @@ impl Search {
             }
         }
         self.nodes = 0;
+        self.best = None;
         for k in 1..=r {
             self.levels.clear();
             self.levels.extend_from_slice(&self.deficit);
