@@ -653,6 +653,13 @@ pub fn read(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     Ok(())
 }
 
+/// The integration tests' harness (real servers on free ports, killed when a test ends), shared
+/// with this file's unit tests. A `#[path]` on a nested module would resolve from a directory
+/// that does not exist, hence here.
+#[cfg(test)]
+#[path = "../../tests/common/mod.rs"]
+mod test_harness;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,55 +682,13 @@ mod tests {
         assert_eq!(Stored::parse(ours).unwrap().total, 1);
     }
 
-    /// A memcached of our own (the integration tests' harness is not available to unit tests).
-    struct Server(std::process::Child, u16);
-
-    impl Server {
-        fn start() -> Server {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = std::process::Command::new("memcached")
-                .args([
-                    "-u",
-                    "nobody",
-                    "-l",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-U",
-                    "0",
-                ])
-                .spawn()
-                .expect("memcached is installed (make test-deps)");
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "memcached did not start"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Server(child, port)
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
     /// The worst interleaving, forced: writer A reads the counters, then writer B adds its counts
     /// and publishes, then A stores. A's `cas` must fail and A must start over, so the summary
     /// that stands includes B's counts. (A plain `set` here would leave A's stale summary.)
     #[test]
     fn a_summary_computed_before_another_writers_counts_never_stands() {
-        let server = Server::start();
-        let addr = format!("127.0.0.1:{}", server.1);
+        let server = super::test_harness::Daemon::memcached();
+        let addr = server.addr.to_string();
         let config = Config {
             minutes: 1,
             bucket: time::Duration(Duration::from_secs(1)),
