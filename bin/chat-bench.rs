@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pipeworks::chat_bench::{self, Config};
+use pipeworks::chat_bench::{self, Config, Plan};
 use pipeworks::output::Output;
 use pipeworks::time::Duration;
 
@@ -103,20 +103,22 @@ fn main() -> ExitCode {
     pipeworks::run("chat-bench", || {
         let config = Config {
             url: args.url,
-            clients: args.clients,
-            duration: args.duration.std(),
-            interval: args.interval.std(),
-            budget: args.budget.std(),
-            grace: args.grace.std(),
-            ramp: args.ramp,
-            connect_timeout: args.connect_timeout.std(),
+            plan: Plan {
+                clients: args.clients,
+                duration: args.duration.std(),
+                interval: args.interval.std(),
+                budget: args.budget.std(),
+                grace: args.grace.std(),
+                ramp: args.ramp,
+                connect_timeout: args.connect_timeout.std(),
+                server_pids: args.server_pids,
+            },
             search: args.search,
             start: args.start,
             max: args.max,
             tolerance_pct: args.tolerance,
             pause: args.pause.std(),
             plot: args.plot,
-            server_pids: args.server_pids,
             threads: args.threads,
         };
         chat_bench::run(&config, &mut Output::stdout())

@@ -50,7 +50,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::runner::warn;
-use clients::{Plan, Target};
+pub use clients::Plan;
+use clients::Target;
 use progress::Progress;
 use search::Search;
 use tally::StepReport;
@@ -59,13 +60,8 @@ use tally::StepReport;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub url: String,
-    pub clients: u32,
-    pub duration: Duration,
-    pub interval: Duration,
-    pub budget: Duration,
-    pub grace: Duration,
-    pub ramp: f64,
-    pub connect_timeout: Duration,
+    /// How each step runs; a search changes only its `clients`.
+    pub plan: Plan,
     pub search: bool,
     pub start: u32,
     pub max: u32,
@@ -73,7 +69,6 @@ pub struct Config {
     /// Rest between search steps, so the server has let the last step's connections go.
     pub pause: Duration,
     pub plot: Option<PathBuf>,
-    pub server_pids: Vec<i32>,
     pub threads: usize,
 }
 
@@ -88,28 +83,28 @@ const SPARE_FDS: u64 = 64;
 /// Run one step (or a search) and write the result lines. A single step that is not ok ends with
 /// exit 1, after its line; a finished search is a success whatever it found.
 pub fn run<W: Write>(config: &Config, out: &mut Output<W>) -> Result<()> {
-    if config.interval.is_zero() || config.budget.is_zero() {
+    if config.plan.interval.is_zero() || config.plan.budget.is_zero() {
         return Err(Error::usage(
             "--interval and --budget must be more than zero",
         ));
     }
-    if config.clients == 0 || config.start == 0 {
+    if config.plan.clients == 0 || config.start == 0 {
         return Err(Error::usage("--clients and --start must be at least 1"));
     }
-    if config.ramp.is_nan() || config.ramp <= 0.0 {
+    if config.plan.ramp.is_nan() || config.plan.ramp <= 0.0 {
         return Err(Error::usage("--ramp must be more than zero"));
     }
-    for &pid in &config.server_pids {
+    for &pid in &config.plan.server_pids {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             return Err(Error::usage(format!("--server-pid {pid}: no such process")));
         }
     }
     let fds = crate::server::raise_fd_limit();
     let fit = u32::try_from(fds.saturating_sub(SPARE_FDS)).unwrap_or(u32::MAX);
-    if !config.search && config.clients > fit {
+    if !config.search && config.plan.clients > fit {
         return Err(Error::usage(format!(
             "{} clients need as many file descriptors; the limit here is {fds} (raise it with ulimit -Hn)",
-            config.clients
+            config.plan.clients
         )));
     }
     // The main thread only orchestrates; the clients live on `threads` runtimes of their own.
@@ -135,13 +130,7 @@ async fn bench<W: Write>(
     let mut run_id = std::process::id().rotate_left(16) ^ (crate::time::now() as u32);
     let plan = |clients| Plan {
         clients,
-        duration: config.duration,
-        interval: config.interval,
-        budget: config.budget,
-        grace: config.grace,
-        ramp: config.ramp,
-        connect_timeout: config.connect_timeout,
-        server_pids: config.server_pids.clone(),
+        ..config.plan.clone()
     };
 
     let outcome = if config.search {
@@ -173,7 +162,7 @@ async fn bench<W: Write>(
     } else {
         let report = step(
             &target,
-            &plan(config.clients),
+            &plan(config.plan.clients),
             run_id,
             shards,
             &mut progress,
@@ -193,9 +182,9 @@ async fn bench<W: Write>(
     if let Some(path) = &config.plot {
         let title = format!(
             "chat-bench {} — a message every {:?} per client, budget {:?}",
-            config.url, config.interval, config.budget
+            config.url, config.plan.interval, config.plan.budget
         );
-        let svg = plot::svg(&steps, config.budget.as_secs_f64() * 1000.0, &title);
+        let svg = plot::svg(&steps, config.plan.budget.as_secs_f64() * 1000.0, &title);
         std::fs::write(path, svg)
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     }
