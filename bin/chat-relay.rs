@@ -69,10 +69,6 @@ struct Args {
     #[arg(long, default_value = "50ms", value_name = "DURATION")]
     batch_window: Duration,
 
-    /// Connections per worker; more are answered 503.
-    #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
-    max_connections: usize,
-
     /// User id of the relay's bot (32 lowercase hex characters; random by default).
     #[arg(long, value_name = "ID", value_parser = UserId::parse)]
     bot_user: Option<UserId>,
@@ -80,6 +76,9 @@ struct Args {
     /// Serve this HTML file at / instead of the built-in page (e.g. the challenge's index.html).
     #[arg(long, value_name = "FILE")]
     page: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    http: pipeworks::server::HttpArgs,
 }
 
 fn main() -> ExitCode {
@@ -98,11 +97,11 @@ fn main() -> ExitCode {
                 rate: args.rate,
                 burst: args.burst,
                 queue: args.queue,
-                max_connections: args.max_connections,
                 batch_window: args.batch_window.0,
             },
             bot: args.bot_user,
             page: args.page,
+            http: args.http,
         })
     })
 }

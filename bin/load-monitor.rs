@@ -76,6 +76,9 @@ struct Args {
 
     #[command(flatten)]
     input: InputArgs,
+
+    #[command(flatten)]
+    http: pipeworks::server::HttpArgs,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             every: args.every,
             threads: args.threads,
             input: args.input,
+            http: args.http,
         };
         load_monitor::run(&config, &mut Output::stdout())
     })

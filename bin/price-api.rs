@@ -10,7 +10,9 @@ use pipeworks::reprice::api::{self, Config, LatencyRange};
 /// `POST /register-request` answers `{"id":N}` with unique, increasing ids;
 /// `GET /request-data/{id}` answers `{"sold":true}` for an even id and `{"sold":false}` for an
 /// odd one; unknown ids get 404, malformed ones 400, other methods 405, always with a JSON body.
-/// `--latency` and `--fail-rate` play the overloaded server. SIGTERM/SIGINT stop it gracefully.
+/// `--latency` and `--fail-rate` play the overloaded server. Idle, slow and excess connections
+/// are closed (`--header-timeout`, `--idle-timeout`, `--max-connections`). SIGTERM/SIGINT stop it
+/// gracefully.
 #[derive(Parser, Debug)]
 #[command(
     name = "price-api",
@@ -42,6 +44,9 @@ struct Args {
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+
+    #[command(flatten)]
+    http: pipeworks::server::HttpArgs,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
             fail_rate: args.fail_rate,
             seed: args.seed,
             threads: args.threads,
+            http: args.http,
         })
     })
 }

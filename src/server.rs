@@ -11,6 +11,9 @@
 //! - SIGTERM and SIGINT stop a server gracefully: no new connections, in-flight requests finish,
 //!   then the program returns. SIGTERM ends with exit 0, SIGINT with 130.
 //! - Errors are JSON: `{"error":"…"}` with the right status, never axum's plain-text rejections.
+//! - Connections are served by [`conn`]: a header-read, a body and an idle timeout, and a cap on
+//!   open connections below the open-file limit ([`HttpArgs`], flattened into every server's
+//!   flags).
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
@@ -21,6 +24,9 @@ use axum::Router;
 
 use crate::error::{Error, Result};
 use crate::runner::warn;
+
+pub mod conn;
+pub use conn::{HttpArgs, Limits as HttpLimits};
 
 /// How the server was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,14 +98,15 @@ pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 /// How long in-flight requests may take to finish after the stop signal, by default.
 pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Serve `app` on `listener` until `stop` resolves, then let in-flight requests finish for up to
-/// [`DEFAULT_GRACE`] and return why it stopped.
+/// Serve `app` on `listener` under `http`'s limits until `stop` resolves, then let in-flight
+/// requests finish for up to [`DEFAULT_GRACE`] and return why it stopped.
 pub async fn serve(
     listener: StdListener,
     app: Router,
     stop: impl Future<Output = Stop> + Send + 'static,
+    http: HttpLimits,
 ) -> Result<Stop> {
-    serve_with_grace(listener, app, stop, DEFAULT_GRACE).await
+    serve_with_grace(listener, app, stop, DEFAULT_GRACE, http).await
 }
 
 /// Like [`serve`] with a chosen grace period.
@@ -108,53 +115,32 @@ pub async fn serve_with_grace(
     app: Router,
     stop: impl Future<Output = Stop> + Send + 'static,
     grace: std::time::Duration,
+    http: HttpLimits,
 ) -> Result<Stop> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| Error::io("registering the listener", e))?;
-    serve_on(listener, app, stop, grace).await
+    serve_on(listener, app, stop, grace, http).await
 }
 
 /// Serve on any axum [`Listener`](axum::serve::Listener) (chat-relay's workers use one that shares
-/// accepts fairly between processes on the same socket). Once `stop` has resolved, in-flight
-/// requests get at most `grace` to finish: a client that stalls in the middle of a request (or
-/// keeps one open on purpose) cannot hold the stop, and whatever the program does after serving
-/// (flushing, saving) still happens. Connections still open at the deadline are dropped with the
-/// runtime.
+/// accepts fairly between processes on the same socket). Once `stop` has resolved, idle
+/// connections close and in-flight requests get at most `grace` to finish: a client that stalls
+/// in the middle of a request (or keeps one open on purpose) cannot hold the stop, and whatever
+/// the program does after serving (flushing, saving) still happens. Connections still open at the
+/// deadline are dropped with the runtime.
 pub async fn serve_on<L>(
     listener: L,
     app: Router,
     stop: impl Future<Output = Stop> + Send + 'static,
     grace: std::time::Duration,
+    http: HttpLimits,
 ) -> Result<Stop>
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L::Io: std::os::fd::AsFd,
+    L::Addr: Clone + Send + Sync + 'static,
 {
-    let (tx, why) = tokio::sync::watch::channel(None);
-    let mut stop_seen = why.clone();
-    let shutdown = async move {
-        let stop = stop.await;
-        let _ = tx.send(Some(stop));
-    };
-    let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let serving = async { serving.await.map_err(|e| Error::io("serving", e)) };
-    tokio::pin!(serving);
-    let stopped = tokio::select! {
-        done = &mut serving => {
-            done?;
-            *why.borrow()
-        }
-        _ = stop_seen.wait_for(Option::is_some) => {
-            let stopped = *why.borrow();
-            if tokio::time::timeout(grace, &mut serving).await.is_err() {
-                warn(format_args!(
-                    "requests still open {grace:?} after the stop signal; closing their connections"
-                ));
-            }
-            stopped
-        }
-    };
-    Ok(stopped.unwrap_or(Stop::Terminate))
+    conn::serve(listener, app, http, stop, grace).await
 }
 
 /// Raise the open-file limit to its hard maximum (servers with many clients need it).
@@ -207,4 +193,24 @@ impl IntoResponse for ApiError {
 /// The fallback for unknown routes: a JSON 404.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
+}
+
+/// The client's address, when the server knows it (it does for every connection [`serve`]
+/// accepts; a router served some other way gets `None`).
+pub struct ClientAddr(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|info| info.0),
+        ))
+    }
 }

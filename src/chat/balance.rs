@@ -227,6 +227,12 @@ pub struct Counted {
     slot: usize,
 }
 
+impl std::os::fd::AsFd for Counted {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
 impl Drop for Counted {
     fn drop(&mut self) {
         self.loads.closed(self.slot);

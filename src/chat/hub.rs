@@ -155,7 +155,8 @@ pub fn block_signals() -> Result<SigSet> {
 /// What the loop decided after starting a worker.
 enum Started {
     Parent,
-    Child(WorkerStart),
+    // Boxed: the parent's variant is empty, and the child's is taken once per fork.
+    Child(Box<WorkerStart>),
 }
 
 impl Hub {
@@ -171,7 +172,7 @@ impl Hub {
                         if let Started::Child(start) = self.start_worker(i)? {
                             // In the worker: let go of everything that belongs to the parent.
                             drop(self);
-                            return worker::run(start);
+                            return worker::run(*start);
                         }
                     }
                 }
@@ -205,18 +206,19 @@ impl Hub {
                 if nix::unistd::getppid() != parent {
                     return Err(Error::failed("the parent went away while a worker started"));
                 }
-                Ok(Started::Child(WorkerStart {
+                Ok(Started::Child(Box::new(WorkerStart {
                     slot: i,
                     listener,
                     link: UnixStream::from(theirs),
                     limits: self.config.limits,
+                    http: self.config.http.clone(),
                     redis: self.config.redis.clone(),
                     channel: self.config.channel.clone(),
                     instance: self.instance.clone(),
                     reporter: i == 0,
                     page: self.page.clone(),
                     loads: self.loads.clone(),
-                }))
+                })))
             }
             ForkResult::Parent { child } => {
                 drop(theirs);

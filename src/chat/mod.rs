@@ -50,8 +50,6 @@ pub struct Limits {
     pub burst: u32,
     /// Messages waiting for one client before it is disconnected as too slow.
     pub queue: usize,
-    /// Connections one worker takes; more get 503.
-    pub max_connections: usize,
     /// How long a worker gathers messages before sending them to its clients as one batch.
     pub batch_window: std::time::Duration,
 }
@@ -63,7 +61,6 @@ impl Default for Limits {
             rate: 20.0,
             burst: 40,
             queue: 4096,
-            max_connections: 20_000,
             batch_window: std::time::Duration::from_millis(50),
         }
     }
@@ -80,10 +77,12 @@ pub struct Config {
     pub bot: Option<UserId>,
     /// Serve this page at `/` instead of the built-in one (e.g. the challenge's original page).
     pub page: Option<std::path::PathBuf>,
+    /// Each worker's HTTP timeouts and connection cap (`--max-connections` is per worker).
+    pub http: server::HttpArgs,
 }
 
 /// Run the relay until SIGTERM/SIGINT (or until stdout's reader goes away).
-pub fn run(config: Config) -> Result<()> {
+pub fn run(mut config: Config) -> Result<()> {
     if config.workers == 0 || config.workers > 256 {
         return Err(Error::usage("--workers must be between 1 and 256"));
     }
@@ -103,6 +102,10 @@ pub fn run(config: Config) -> Result<()> {
             .map_err(|e| Error::io(format!("cannot read --page {}", path.display()), e))?
             .into(),
     };
+    // Checked (and the cap resolved against the open-file limit, which the workers inherit)
+    // once here, so a usage error stops the relay before it forks and a warning is said once.
+    let http = config.http.limits()?;
+    config.http.max_connections = Some(http.max_connections);
     let fd_limit = server::raise_fd_limit();
     hub::block_signals()?;
     let listener = server::bind(&config.listen)?;
@@ -119,12 +122,13 @@ pub fn run(config: Config) -> Result<()> {
     // Tells this instance's messages from other instances' on a shared Redis channel.
     let instance: String = seed[16..].iter().map(|b| format!("{b:02x}")).collect();
     warn(format_args!(
-        "{} workers, {}, open-file limit {fd_limit}, bot user {bot}",
+        "{} workers, {}, open-file limit {fd_limit}, at most {} connections per worker, bot user {bot}",
         config.workers,
         match &config.redis {
             Some(url) => format!("room shared through {url} channel {:?}", config.channel),
             None => "room shared between workers over Unix sockets".to_string(),
-        }
+        },
+        http.max_connections
     ));
     hub::run(config, listener, bot, instance, page)
 }

@@ -51,6 +51,8 @@ pub struct WorkerStart {
     pub listener: StdListener,
     pub link: StdUnixStream,
     pub limits: Limits,
+    /// The connection timeouts and cap, as the hub resolved them.
+    pub http: server::HttpArgs,
     pub redis: Option<String>,
     pub channel: String,
     pub instance: String,
@@ -166,6 +168,7 @@ async fn serve(
             report: start.reporter.then(|| uplink.clone()),
         })
     });
+    let http = start.http.limits()?;
     let random = File::open("/dev/urandom").map_err(|e| Error::io("opening /dev/urandom", e))?;
     let worker = Arc::new(Worker {
         slot: start.slot,
@@ -199,7 +202,7 @@ async fn serve(
     };
     warn(format_args!("worker {} (pid {pid}) serving", start.slot));
     let listener = BalancedListener::new(start.listener, start.loads, start.slot)?;
-    let why = server::serve_on(listener, app, stop, server::DEFAULT_GRACE).await?;
+    let why = server::serve_on(listener, app, stop, server::DEFAULT_GRACE, http).await?;
     // Every session got the shutdown word and sends its close frame; give them a moment.
     let all_closed = async {
         loop {
@@ -245,15 +248,9 @@ async fn join(
     if *worker.shutdown.borrow() {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    let max = worker.limits.max_connections;
-    if worker.connections.fetch_add(1, Ordering::AcqRel) >= max {
-        worker.connections.fetch_sub(1, Ordering::AcqRel);
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("this worker is full ({max} connections)"),
-        )
-        .into_response();
-    }
+    // The worker's connection cap (`--max-connections`) is the server's: every socket counts,
+    // WebSockets included, and one over it was answered 503 before it came here.
+    worker.connections.fetch_add(1, Ordering::AcqRel);
     let seat = Seat(worker.clone());
     let user = match worker.new_user() {
         Ok(user) => user,

@@ -70,6 +70,7 @@ pub fn router(store: Shared) -> Router {
 
 /// Serve until SIGTERM/SIGINT, loading and saving the snapshot around it.
 pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
+    let http = config.http.limits()?;
     if let Some(path) = &config.snapshot {
         match store.load(path)? {
             Some(n) => warn(format_args!(
@@ -82,7 +83,6 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
             )),
         }
     }
-    server::raise_fd_limit();
     let store = Arc::new(store);
     let threads = match config.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -105,6 +105,7 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
             router(store.clone()),
             stop,
             config.shutdown_grace.std(),
+            http,
         )
         .await
     })?;

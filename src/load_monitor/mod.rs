@@ -76,6 +76,8 @@ pub struct Config {
     pub every: Option<time::Duration>,
     pub threads: usize,
     pub input: InputArgs,
+    /// The server's timeouts and connection cap (shared by every server).
+    pub http: crate::server::HttpArgs,
 }
 
 impl Config {

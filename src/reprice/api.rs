@@ -7,6 +7,7 @@
 //! | `GET /request-data/{id}`, id never issued | `404 {"error":"no request 42"}` |
 //! | `GET /request-data/abc` | `400 {"error":"…"}`, also for a body that is not JSON |
 //! | another method on a route | `405 {"error":"…"}` with `Allow` |
+//! | a body over 2 MiB | `413 {"error":"…"}` |
 //! | `GET /health` | `200 {"issued":N}` |
 //!
 //! - The state is one counter: whether an id exists is `1 <= id <= issued`, so memory does not grow
@@ -15,8 +16,10 @@
 //!   no thread waits); `--fail-rate 0.05` answers that share of requests `503` (an id is not
 //!   issued by a failed registration). Both play the "overloaded" server for tests and demos;
 //!   `--seed` makes them repeatable.
-//! - Slow clients and dropped connections are hyper's to handle: a connection is a task, a
-//!   dropped one is cancelled with its delay, nothing else waits on it.
+//! - Slow clients and dropped connections: a connection is a task, a dropped one is cancelled with
+//!   its delay, nothing else waits on it; idle, slow and excess connections are closed by the
+//!   shared connection limits ([`crate::server::conn`]: `--header-timeout`, `--body-timeout`,
+//!   `--idle-timeout`, `--max-connections`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,6 +44,8 @@ pub struct Config {
     pub fail_rate: f64,
     pub seed: u64,
     pub threads: usize,
+    /// Timeouts and the connection cap (shared by every server).
+    pub http: server::HttpArgs,
 }
 
 /// `--latency MIN..MAX` (or one duration for a fixed delay).
@@ -112,13 +117,14 @@ pub fn run(config: &Config) -> Result<()> {
     if !(0.0..=1.0).contains(&config.fail_rate) {
         return Err(Error::usage("--fail-rate must be between 0 and 1"));
     }
+    let http = config.http.limits()?;
     let runtime = server::runtime(config.threads)?;
     let app = router(config);
     let stop = runtime.block_on(async {
         // Signals are handled from before the address is announced: a test may signal at once.
         let stop = server::stop_signal()?;
         let listener = server::bind(&config.listen)?;
-        server::serve(listener, app, stop).await
+        server::serve(listener, app, stop, http).await
     })?;
     stop.into_result()
 }
