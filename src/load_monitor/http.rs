@@ -10,7 +10,8 @@
 //! | `GET /stats` | 200 counts: servers, accepted and refused records, the clock |
 //!
 //! Errors are `{"error":"…"}`: 400 for a body or name that is not a valid record (nothing is
-//! stored), 404 for an unknown server or route, 405 for a wrong method, 422 for a valid record
+//! stored), 404 for an unknown server or route, 405 for a wrong method, 413 for a body over the
+//! limit, 422 for a valid record
 //! outside the last 24 hours or in the future (counted, not stored), 507 once `--max-servers`
 //! servers are tracked and a new one posts. Every report carries the clock it was computed at in
 //! the `X-Report-Time` header, so a checker can compute the same window.
@@ -200,7 +201,10 @@ fn body_text(
 ) -> std::result::Result<String, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::bad_request(format!("the request body is over {limit} bytes"))
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over {limit} bytes"),
+            )
         } else {
             ApiError::bad_request(format!("reading the request body: {}", e.body_text()))
         }

@@ -22,9 +22,9 @@
 //! holds a file descriptor); the default keeps a reserve below the open-file limit for the
 //! listener, files and the answers to refused clients. A connection over the cap is answered
 //! `503 {"error":…}` with `Retry-After: 1` and closed; refusals are counted and reported on
-//! stderr at most every 10 s. At most [`MAX_REFUSING`] refusals are in progress at once (each
-//! takes up to a second to let the client read its answer); past that an excess connection is
-//! closed at once.
+//! stderr at most every 10 s. Refusals in progress at once are bounded by the room the open-file
+//! limit leaves above the cap (at most [`MAX_REFUSING`]; each takes up to a second to let the
+//! client read its answer); past that an excess connection is closed at once.
 //!
 //! Every error answer that is not JSON already (axum's rejections: 405 with an empty body, 413 in
 //! plain text, a WebSocket upgrade refused) is rewritten to `{"error":"…"}` here, so every route
@@ -60,8 +60,9 @@ use crate::error::{Error, Result};
 use crate::runner::warn;
 use crate::time;
 
-/// Refusals over the cap in progress at once (each holds a descriptor for up to a second).
-pub const MAX_REFUSING: usize = 32;
+/// Refusals over the cap in progress at once, at most (each holds a descriptor for up to a
+/// second); fewer when the open-file limit leaves less room above the cap.
+pub const MAX_REFUSING: usize = 1024;
 /// Descriptors kept free below the open-file limit by the default cap: at least this many, or a
 /// tenth of the limit when that is more.
 const FD_RESERVE: u64 = 64;
@@ -114,6 +115,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Connections over the cap answered 503 at once, at most (the others are just closed).
+    pub max_refusing: usize,
 }
 
 impl HttpArgs {
@@ -132,7 +135,8 @@ impl HttpArgs {
         if self.max_connections == Some(0) {
             return Err(Error::usage("--max-connections must be at least 1"));
         }
-        let most = cap_for(super::raise_fd_limit());
+        let fds = super::raise_fd_limit();
+        let most = cap_for(fds);
         let max_connections = match self.max_connections {
             None => most,
             Some(n) if n > most => {
@@ -149,8 +153,18 @@ impl HttpArgs {
             body_timeout: self.body_timeout.std(),
             idle_timeout: self.idle_timeout.std(),
             max_connections,
+            max_refusing: refusals_for(fds, max_connections),
         })
     }
+}
+
+/// How many refusals may be in progress at once: half the descriptors left above the cap, so
+/// the rest stay free for files, the listener and the process itself.
+pub fn refusals_for(fds: u64, max_connections: usize) -> usize {
+    let room = usize::try_from(fds)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(max_connections);
+    (room / 2).clamp(1, MAX_REFUSING)
 }
 
 /// The most connections an open-file limit of `fds` holds with the reserve kept free.
@@ -235,7 +249,7 @@ where
                 if shared.open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
                     shared.open.fetch_sub(1, Ordering::AcqRel);
                     shared.refused(limits.max_connections);
-                    refuse(io, &shared, limits.max_connections);
+                    refuse(io, &shared, &limits);
                     continue;
                 }
                 shared.counts.accepted.fetch_add(1, Ordering::Relaxed);
@@ -277,11 +291,12 @@ where
 
 /// Answer a connection over the cap with a JSON 503 and close it, in the background and within
 /// a second; when too many refusals are in progress already, just close it.
-fn refuse<Io>(mut io: Io, shared: &Arc<Shared>, max: usize)
+fn refuse<Io>(mut io: Io, shared: &Arc<Shared>, limits: &Limits)
 where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    if shared.refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+    let max = limits.max_connections;
+    if shared.refusing.fetch_add(1, Ordering::AcqRel) >= limits.max_refusing {
         shared.refusing.fetch_sub(1, Ordering::AcqRel);
         return;
     }
@@ -857,6 +872,14 @@ mod tests {
         assert_eq!(cap_for(50), 1);
         assert_eq!(cap_for(0), UNLIMITED_CAP);
         assert_eq!(cap_for(u64::MAX), UNLIMITED_CAP);
+    }
+
+    #[test]
+    fn refusals_use_half_the_room_above_the_cap() {
+        assert_eq!(refusals_for(20_000, 500), MAX_REFUSING);
+        assert_eq!(refusals_for(1024, cap_for(1024)), 51);
+        assert_eq!(refusals_for(100, 100), 1);
+        assert_eq!(refusals_for(u64::MAX, 10), MAX_REFUSING);
     }
 
     #[test]
