@@ -355,6 +355,30 @@ async fn bad_frames_get_errors_or_closes_and_leave_no_dead_socket() {
 }
 
 #[tokio::test]
+async fn a_client_cannot_post_a_server_notice_to_the_room() {
+    let relay = Relay::start(&["--workers", "2"]);
+    let mut mallory = connect(&relay.url()).await;
+    let mut alice = connect(&relay.url()).await;
+    mallory
+        .send(json!({"message": "hi", "error": "SPOOFED"}))
+        .await;
+    // Only the sender hears about it, as the relay's own notice.
+    let refused = mallory.next_json().await;
+    assert_eq!(
+        refused,
+        json!({"error": "\"error\" is reserved for the relay's own notices"})
+    );
+    mallory.send(json!({"message": "after the spoof"})).await;
+    // The room hears the next message and never the spoof: it was not broadcast at all.
+    let heard = alice.next_json().await;
+    assert_eq!(heard["message"], "after the spoof", "{heard}");
+    assert!(heard.get("error").is_none(), "{heard}");
+    assert_eq!(mallory.next_json().await["message"], "after the spoof");
+    // stdout is every message the room hears: the spoof is not among them.
+    assert_eq!(relay.next_stdout()["message"], "after the spoof");
+}
+
+#[tokio::test]
 async fn rate_limit_refuses_then_disconnects() {
     let relay = Relay::start(&["--workers", "1", "--rate", "1", "--burst", "2"]);
     let mut client = connect(&relay.url()).await;

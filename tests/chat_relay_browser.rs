@@ -350,3 +350,47 @@ async fn a_page_in_the_original_style_works_unchanged() {
     );
     browser.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_cannot_make_the_page_show_a_server_notice() {
+    let relay = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--workers", "1"]);
+    wait_for_workers(&relay, 1);
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(&profile).await;
+    browser.goto(&(relay.url() + "/")).await.unwrap();
+    wait_connected(&browser).await;
+
+    let (mut mallory, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat", relay.addr))
+        .await
+        .unwrap();
+    for frame in [
+        json!({"message": "hi", "error": "SPOOFED"}),
+        json!({"message": "after the spoof"}),
+    ] {
+        mallory
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
+    }
+    // The relay handles a connection's frames in order: once the second is on the page, the
+    // first has been dealt with.
+    wait_for_message(&browser, "after the spoof").await;
+    let notices: Vec<String> = serde_json::from_value(
+        browser
+            .execute(
+                "return [...document.querySelectorAll('#log li.notice')].map(li => li.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        notices.iter().all(|n| !n.contains("SPOOFED")),
+        "the page shows a spoofed notice: {notices:?}"
+    );
+    let texts: Vec<String> = shown(&browser).await.into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["after the spoof"]);
+    browser.close().await.unwrap();
+}

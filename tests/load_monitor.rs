@@ -386,7 +386,10 @@ fn http_routes_answer_like_the_original_service_and_ours() {
     // A body over the limit is refused as too large, before it is read as a record.
     let r = post(&a, &format!("{url}/addserver"), &huge);
     assert_eq!(r.status, 413, "{}", r.body);
-    assert!(r.json()["error"].as_str().unwrap().contains("over 4096 bytes"));
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("over 4096 bytes"));
     let bad_utf8 = answer(
         a.post(format!("{url}/addserver"))
             .send(&[0xff, 0xfe][..])

@@ -4,10 +4,14 @@
 //! - [`UserId`]: 32 lowercase hex characters, fixed for a connection (and one for the relay's own
 //!   bot user, for stdin lines).
 //! - [`stamp`]: a client's text frame → the line the room hears. The frame must be a JSON object
-//!   whose `"message"` is a string; `"user"` is set to the sender's id (whatever the client put
-//!   there), every other key passes through. The result is serialized once and shared.
-//! - [`bot_line`]: a stdin line → the line the room hears (an object with `"message"` is used as it
-//!   is, anything else becomes the text of a message).
+//!   whose `"message"` is a string and that holds none of the [`RESERVED`] keys; `"user"` is set to
+//!   the sender's id (whatever the client put there), every other key passes through. The result
+//!   is serialized once and shared.
+//! - [`RESERVED`]: keys only the relay may send. `"error"` marks the relay's own notice to one
+//!   client (the page shows it as `server: …`), so a frame carrying it is refused, never broadcast:
+//!   no client can make the page show a server notice to everybody.
+//! - [`bot_line`]: a stdin line → the line the room hears (an object with `"message"` and no
+//!   reserved key is used as it is, anything else becomes the text of a message).
 //! - [`RateLimit`]: a token bucket with a debt limit, deciding allow / refuse / disconnect.
 
 use std::fmt;
@@ -62,6 +66,11 @@ impl fmt::Debug for UserId {
     }
 }
 
+/// Keys a client may not send: the relay gives them meaning. `"error"` is the relay's notice to one
+/// client (pages show it as a server message); `"user"` is not here because the relay overwrites
+/// it with the sender's id rather than refuse it (the original page's protocol).
+pub const RESERVED: &[&str] = &["error"];
+
 /// Why a client's frame was not broadcast. The text goes back to the client in an error frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -69,6 +78,7 @@ pub enum Refusal {
     NotAnObject(&'static str),
     NoMessage,
     MessageNotText(&'static str),
+    Reserved(&'static str),
 }
 
 impl fmt::Display for Refusal {
@@ -80,6 +90,9 @@ impl fmt::Display for Refusal {
             }
             Refusal::NoMessage => f.write_str("missing \"message\""),
             Refusal::MessageNotText(kind) => write!(f, "\"message\" must be a string, got {kind}"),
+            Refusal::Reserved(key) => {
+                write!(f, "\"{key}\" is reserved for the relay's own notices")
+            }
         }
     }
 }
@@ -108,14 +121,28 @@ pub fn stamp(frame: &str, user: &UserId) -> Result<String, Refusal> {
         Some(Value::String(_)) => {}
         Some(other) => return Err(Refusal::MessageNotText(kind(other))),
     }
+    if let Some(key) = reserved_key(&object) {
+        return Err(Refusal::Reserved(key));
+    }
     Ok(with_user(object, user))
 }
 
+/// The first reserved key `object` holds.
+fn reserved_key(object: &Map<String, Value>) -> Option<&'static str> {
+    RESERVED
+        .iter()
+        .copied()
+        .find(|key| object.contains_key(*key))
+}
+
 /// What the room hears for one stdin line from the relay's bot user: an object with a string
-/// `"message"` is sent as it is (with `"user"` set), any other line is the text of a message.
+/// `"message"` and no reserved key is sent as it is (with `"user"` set), any other line is the
+/// text of a message.
 pub fn bot_line(line: &str, bot: &UserId) -> String {
     if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(line) {
-        if matches!(object.get("message"), Some(Value::String(_))) {
+        if matches!(object.get("message"), Some(Value::String(_)))
+            && reserved_key(&object).is_none()
+        {
             return with_user(object, bot);
         }
     }
@@ -245,6 +272,25 @@ mod tests {
     }
 
     #[test]
+    fn no_client_can_send_a_server_notice() {
+        let refusal = stamp(r#"{"message":"hi","error":"SPOOFED"}"#, &alice()).unwrap_err();
+        assert_eq!(refusal, Refusal::Reserved("error"));
+        assert_eq!(
+            refusal.to_string(),
+            "\"error\" is reserved for the relay's own notices"
+        );
+        // Whatever its value: the page shows any string, and other values are no message either.
+        assert!(stamp(r#"{"message":"hi","error":null}"#, &alice()).is_err());
+        // Bot lines never carry one either: such a line is just text.
+        let bot = UserId::from_bytes([1; 16]);
+        let line = r#"{"message":"tick","error":"x"}"#;
+        assert_eq!(
+            parsed(&bot_line(line, &bot)),
+            serde_json::json!({"message": line, "user": bot.as_str()})
+        );
+    }
+
+    #[test]
     fn bot_lines_are_messages_whatever_they_hold() {
         let bot = UserId::from_bytes([1; 16]);
         let user = bot.as_str();
@@ -299,7 +345,11 @@ mod tests {
         #[test]
         fn stamping_keeps_everything_but_user(
             message in ".*",
-            extra in proptest::collection::btree_map("[a-z]{1,6}", any::<i64>(), 0..5),
+            extra in proptest::collection::btree_map(
+                "[a-z]{1,6}".prop_filter("not reserved", |k| !RESERVED.contains(&k.as_str())),
+                any::<i64>(),
+                0..5,
+            ),
             spoof in proptest::option::of(".*"),
             id in any::<[u8; 16]>(),
         ) {

@@ -9,6 +9,8 @@
 //!   sender's 32-hex-character id, fixed for the connection (any `"user"` the client sent is
 //!   overwritten; other keys pass through): `{"message":"hello","user":"9f0c…"}`.
 //! - Server → the sender only, when a frame is refused: `{"error":"missing \"message\""}`.
+//!   `"error"` is reserved ([`message::RESERVED`]): a client frame holding it is refused, so no
+//!   client can make pages show a server notice to everybody.
 //!
 //! stdin: each line is said by the relay's own bot user (a line that is a JSON object with a string
 //! `"message"` is used as it is, any other line is the text of a message). stdout: every message
