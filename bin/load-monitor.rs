@@ -18,7 +18,7 @@ use pipeworks::time::Duration;
 /// GET /servers and GET /stats. Without --listen it reads the same records as JSON lines and
 /// prints one report line per server (sorted by name) at the end of input, and every --every.
 /// Memory per server is fixed (60 minute and 24 hour buckets); records outside the last 24
-/// hours are refused and counted.
+/// hours are refused and counted; a server with nothing left in the day is forgotten.
 #[derive(Parser, Debug)]
 #[command(
     name = "load-monitor",
@@ -48,9 +48,16 @@ struct Args {
     #[arg(long, default_value = "1m", value_name = "DURATION")]
     max_ahead: Duration,
 
-    /// The most servers tracked; a new server's records beyond it are refused.
+    /// The most servers tracked; a new server's records beyond it are refused (507). A server
+    /// with nothing left in the last 24 hours is forgotten and frees its place.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     max_servers: usize,
+
+    /// Over HTTP: the most new servers one client address (an IPv6 client: its /64) may add in
+    /// a wall-clock minute; more are refused with 429 and Retry-After. Known servers are never
+    /// limited.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    max_new_servers: u32,
 
     /// Load the state from FILE at start and save it there atomically (every --snapshot-every
     /// and on SIGTERM/SIGINT for the server; at the end of input for stdin).
@@ -89,6 +96,7 @@ fn main() -> ExitCode {
             clock: args.clock,
             max_ahead: args.max_ahead,
             max_servers: args.max_servers,
+            max_new_servers: args.max_new_servers,
             snapshot: args.snapshot,
             snapshot_every: args.snapshot_every,
             shutdown_grace: args.shutdown_grace,

@@ -156,11 +156,13 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
-/// An HTTP error answered as `{"error":"…"}` with its status.
+/// An HTTP error answered as `{"error":"…"}` with its status (and `Retry-After` when set).
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds after which the client may try again (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -168,6 +170,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -178,15 +181,28 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
+
+    /// Tell the client when to try again.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             axum::Json(serde_json::json!({ "error": self.message })),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        response
     }
 }
 

@@ -508,6 +508,171 @@ fn now_secs() -> i64 {
     pipeworks::time::now() / 1_000_000
 }
 
+/// The per-client cap counts per wall-clock minute: a test that must stay within one minute
+/// starts well clear of the minute's end.
+fn clear_of_a_minute_boundary(needed: Duration) {
+    let into = Duration::from_micros((pipeworks::time::now() % 60_000_000) as u64);
+    if into + needed > Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(60) - into + Duration::from_millis(50));
+    }
+}
+
+/// The fault of the issue: one client posting batches of invented names filled the registry,
+/// and then every new server got 507. Now one address adds at most --max-new-servers a minute.
+#[test]
+fn one_client_cannot_fill_the_registry() {
+    let d = Daemon::ours(
+        EXE,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--clock",
+            "records",
+            "--max-new-servers",
+            "20",
+        ],
+    );
+    let a = agent();
+    clear_of_a_minute_boundary(Duration::from_secs(5));
+    // 30 invented names in one batch: 20 are taken, the rest refused line by line.
+    let batch: String = (0..30)
+        .map(|i| format!("{{\"server\":\"fake{i}\",\"cpu\":1,\"ram\":1,\"dt\":1460300000}}\n"))
+        .collect();
+    let bulk = post(&a, &format!("{}/records", d.url()), &batch).json();
+    assert_eq!(
+        (bulk["accepted"].as_u64(), bulk["refused"].as_u64()),
+        (Some(20), Some(10)),
+        "{bulk}"
+    );
+    assert!(
+        bulk["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-new-servers"),
+        "{bulk}"
+    );
+    // One more new name on the original route: 429 with a JSON body and Retry-After.
+    let url = format!("{}/addserver", d.url());
+    let refused = agent()
+        .post(&url)
+        .send(r#"{"server":"fake99","cpu":1,"ram":1,"dt":1460300000}"#)
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body = answer(refused);
+    assert!(
+        body.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("try again in"),
+        "{}",
+        body.body
+    );
+    // Servers it already added still take records.
+    assert_eq!(
+        post(
+            &a,
+            &url,
+            r#"{"server":"fake3","cpu":5,"ram":5,"dt":1460300060}"#
+        )
+        .status,
+        200
+    );
+    let stats = get(&a, &format!("{}/stats", d.url())).json();
+    assert_eq!(stats["servers"], 20);
+    assert_eq!(stats["over_new_server_rate"], 11);
+    // Said once on stderr, not once per refusal.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.stderr_text().contains("--max-new-servers") {
+        assert!(Instant::now() < deadline, "{}", d.stderr_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        d.stderr_text().matches("--max-new-servers").count(),
+        1,
+        "{}",
+        d.stderr_text()
+    );
+}
+
+/// The other half of the fault: servers with nothing left in the day kept their place for ever.
+#[test]
+fn servers_with_nothing_left_in_the_day_are_forgotten() {
+    let d = Daemon::ours(
+        EXE,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--clock",
+            "records",
+            "--max-servers",
+            "2",
+        ],
+    );
+    let a = agent();
+    let url = format!("{}/addserver", d.url());
+    let day = 86_400;
+    assert_eq!(
+        post(
+            &a,
+            &url,
+            r#"{"server":"old","cpu":1,"ram":1,"dt":1460300000}"#
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        post(
+            &a,
+            &url,
+            &format!(
+                r#"{{"server":"kept","cpu":1,"ram":1,"dt":{}}}"#,
+                1460300000 + day - 600
+            )
+        )
+        .status,
+        200
+    );
+    // A day and an hour later: old has nothing left, and the new server takes its place.
+    let new = post(
+        &a,
+        &url,
+        &format!(
+            r#"{{"server":"new","cpu":1,"ram":1,"dt":{}}}"#,
+            1460300000 + day + 3600
+        ),
+    );
+    assert_eq!(new.status, 200, "{}", new.body);
+    assert_eq!(
+        get(&a, &format!("{}/servers", d.url())).json()["servers"],
+        json!(["kept", "new"])
+    );
+    assert_eq!(get(&a, &format!("{}/report/old", d.url())).status, 404);
+    assert_eq!(
+        get(&a, &format!("{}/stats", d.url())).json()["forgotten"],
+        1
+    );
+
+    // The stdin face forgets them too: no empty report for a server gone from the day.
+    let input = lines(&[
+        json!({"server":"old","cpu":1,"ram":1,"dt":1460300000}),
+        json!({"server":"new","cpu":2,"ram":2,"dt":1460300000 + day + 3600}),
+    ]);
+    let r = run(EXE, &[], &input);
+    r.expect_code(0);
+    let names: Vec<Value> = r
+        .json_lines()
+        .iter()
+        .map(|l| l["servername"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("new")], "{}", r.describe());
+}
+
 /// A small deterministic generator, so a failing run can be repeated.
 struct Rng(u64);
 impl Rng {

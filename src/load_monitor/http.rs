@@ -12,8 +12,10 @@
 //! Errors are `{"error":"…"}`: 400 for a body or name that is not a valid record (nothing is
 //! stored), 404 for an unknown server or route, 405 for a wrong method, 413 for a body over the
 //! limit, 422 for a valid record
-//! outside the last 24 hours or in the future (counted, not stored), 507 once `--max-servers`
-//! servers are tracked and a new one posts. Every report carries the clock it was computed at in
+//! outside the last 24 hours or in the future (counted, not stored), 429 (with `Retry-After`)
+//! once a client address has added `--max-new-servers` new servers this minute and posts
+//! another new one, 507 once `--max-servers` servers are tracked and a new one posts. Servers
+//! with nothing left in the day are forgotten every minute. Every report carries the clock it was computed at in
 //! the `X-Report-Time` header, so a checker can compute the same window.
 //!
 //! Bodies over [`MAX_BODY`] bytes are refused. Slow clients: hyper holds each connection in its
@@ -23,6 +25,7 @@
 //! graceful stop, when every in-flight request has finished — or `--shutdown-grace` (default 5 s)
 //! has passed, so a client stalled mid-request cannot keep the server from stopping and saving.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -37,7 +40,7 @@ use super::store::Rejected;
 use super::{check_name, parse_record, Config, Report, Store};
 use crate::error::Result;
 use crate::runner::warn;
-use crate::server::{self, ApiError};
+use crate::server::{self, ApiError, ClientAddr};
 use crate::time::Timestamp;
 
 /// The largest request body accepted; a record is well under 200 bytes.
@@ -101,6 +104,7 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
                 config.snapshot_every.std(),
             ));
         }
+        tokio::spawn(forget_every_minute(store.clone()));
         server::serve_with_grace(
             listener,
             router(store.clone()),
@@ -120,12 +124,15 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
     }
     let c = store.counters();
     warn(format_args!(
-        "stopped: {} servers, {} records accepted, {} too old, {} in the future, {} over --max-servers",
+        "stopped: {} servers, {} records accepted, {} too old, {} in the future, {} over \
+         --max-servers, {} over --max-new-servers, {} servers forgotten",
         store.server_count(),
         c.accepted,
         c.too_old,
         c.too_new,
-        c.over_capacity
+        c.over_capacity,
+        c.over_new_server_rate,
+        c.forgotten
     ));
     stop.into_result()
 }
@@ -146,21 +153,36 @@ async fn save_every(store: Shared, path: std::path::PathBuf, every: std::time::D
     }
 }
 
+/// Forget servers with nothing left in the day, once a minute, on a blocking thread (a sweep
+/// visits every server).
+async fn forget_every_minute(store: Shared) {
+    let every = std::time::Duration::from_secs(60);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.forget_empty()).await;
+    }
+}
+
 async fn add_server(
     State(store): State<Shared>,
+    ClientAddr(client): ClientAddr,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<&'static str, ApiError> {
-    store_record(&store, body, None)?;
+    store_record(&store, body, None, client)?;
     Ok("OK")
 }
 
 async fn add_load(
     State(store): State<Shared>,
+    ClientAddr(client): ClientAddr,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<StatusCode, ApiError> {
     check_name(&name).map_err(ApiError::bad_request)?;
-    store_record(&store, body, Some(&name))?;
+    store_record(&store, body, Some(&name), client)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -168,6 +190,7 @@ async fn add_load(
 /// face treats lines, and the answer counts both and describes the first refusals.
 async fn add_records(
     State(store): State<Shared>,
+    ClientAddr(client): ClientAddr,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<Json<serde_json::Value>, ApiError> {
     let body = body_text(body, MAX_BULK)?;
@@ -176,8 +199,11 @@ async fn add_records(
         if line.trim().is_empty() {
             continue;
         }
-        let outcome = parse_record(line, None)
-            .and_then(|record| store.add(&record).map_err(|why| why.to_string()));
+        let outcome = parse_record(line, None).and_then(|record| {
+            store
+                .add_from(&record, client.map(|a| a.ip()))
+                .map_err(|why| why.to_string())
+        });
         match outcome {
             Ok(()) => accepted += 1,
             Err(error) => {
@@ -217,6 +243,7 @@ fn store_record(
     store: &Store,
     body: std::result::Result<Bytes, BytesRejection>,
     name: Option<&str>,
+    client: Option<SocketAddr>,
 ) -> std::result::Result<(), ApiError> {
     let text = body_text(body, MAX_BODY)?;
     if text.trim().is_empty() {
@@ -225,13 +252,24 @@ fn store_record(
         ));
     }
     let record = parse_record(&text, name).map_err(ApiError::bad_request)?;
-    store.add(&record).map_err(|why| {
-        let status = match why {
-            Rejected::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
-            Rejected::TooOld { .. } | Rejected::TooNew { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        ApiError::new(status, why.to_string())
-    })
+    store
+        .add_from(&record, client.map(|a| a.ip()))
+        .map_err(|why| {
+            let status = match why {
+                Rejected::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
+                Rejected::TooOld { .. } | Rejected::TooNew { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                Rejected::TooManyNew { .. } => StatusCode::TOO_MANY_REQUESTS,
+            };
+            let error = ApiError::new(status, why.to_string());
+            match why {
+                Rejected::TooManyNew {
+                    retry_after_secs, ..
+                } => error.retry_after(retry_after_secs),
+                _ => error,
+            }
+        })
 }
 
 async fn report(
@@ -265,6 +303,8 @@ async fn stats(State(store): State<Shared>) -> Json<serde_json::Value> {
         "too_old": c.too_old,
         "too_new": c.too_new,
         "over_capacity": c.over_capacity,
+        "over_new_server_rate": c.over_new_server_rate,
+        "forgotten": c.forgotten,
         "now": Timestamp(store.now()),
     }))
 }

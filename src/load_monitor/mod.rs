@@ -26,6 +26,8 @@
 //! - `cpu` and `ram` are numbers from 0 to 1,000,000, kept to a millionth. Server names are 1 to
 //!   128 characters from `A-Z a-z 0-9 . _ - :`.
 //! - Memory per server is fixed: 84 buckets of 48 bytes plus the name and map entry (about 4 KiB).
+//!   A server with nothing left in the last 24 hours is forgotten, and over HTTP one client
+//!   address adds at most `--max-new-servers` new servers a minute ([`store`]).
 //!
 //! Layers, one file each: [`ring`] (the pure per-server rings) → [`store`] (sharded shared state,
 //! clock, cap, snapshots) → [`http`] (routes) and [`pipe`] (the stdin face).
@@ -69,6 +71,8 @@ pub struct Config {
     pub clock: Option<ClockKind>,
     pub max_ahead: time::Duration,
     pub max_servers: usize,
+    /// New servers one client address may add per wall-clock minute (HTTP only).
+    pub max_new_servers: u32,
     pub snapshot: Option<PathBuf>,
     pub snapshot_every: time::Duration,
     /// After SIGTERM/SIGINT, how long in-flight requests may take before their connections close.
@@ -120,7 +124,16 @@ pub fn run(config: &Config, out: &mut Output<impl std::io::Write>) -> Result<()>
     }
     let store = Store::new(config.clock(), config.max_servers);
     match &config.listen {
-        Some(addr) => http::serve(config, addr, store),
+        Some(addr) => {
+            if config.max_new_servers == 0 {
+                return Err(crate::Error::usage("--max-new-servers must be at least 1"));
+            }
+            http::serve(
+                config,
+                addr,
+                store.with_new_server_limit(config.max_new_servers),
+            )
+        }
         None => pipe::run(config, store, out),
     }
 }

@@ -68,6 +68,8 @@ pub fn run(config: &Config, store: Store, out: &mut Output<impl Write>) -> Resul
 
 /// One report line per server, by name, then a flush.
 pub fn write_reports(store: &Store, out: &mut Output<impl Write>) -> Result<()> {
+    // A server with nothing left in the day has nothing to report: it is forgotten.
+    store.forget_empty();
     for name in store.names() {
         if let Some((rows, _)) = store.rows(&name) {
             out.emit(&Report::new(&name, &rows))?;

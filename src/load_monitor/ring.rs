@@ -145,6 +145,16 @@ impl ServerLoad {
         }
     }
 
+    /// Whether nothing of this server is left in the day at `now`: no hour of the last 24 (nor a
+    /// later one) holds a record. Such a server reports nothing and can be forgotten.
+    pub fn is_empty_at(&self, now: Micros) -> bool {
+        let oldest = time::floor(now, HOUR) / HOUR - (HOURS as i64 - 1);
+        !self
+            .hours
+            .iter()
+            .any(|b| b.count > 0 && b.period != i64::MIN && b.period >= oldest)
+    }
+
     /// Every stored bucket (for snapshots), minutes then hours, unused slots left out.
     pub fn buckets(&self) -> (Vec<Bucket>, Vec<Bucket>) {
         let used = |b: &&Bucket| b.period != i64::MIN && b.count > 0;
@@ -240,6 +250,21 @@ mod tests {
                 (at("2016-04-10T16:00:00Z"), 4.95, 24.75),
             ]
         );
+    }
+
+    #[test]
+    fn a_server_is_empty_once_its_last_hour_leaves_the_day() {
+        let mut s = ServerLoad::new();
+        assert!(s.is_empty_at(at("2016-04-10T16:00:00Z")));
+        let now = at("2016-04-10T16:02:30Z");
+        s.add(at("2016-04-10T16:02:10Z"), load(1.0), load(1.0), now)
+            .unwrap();
+        assert!(!s.is_empty_at(now));
+        // Still in the day 23 hours later (its hour is the oldest of the window), gone at 24.
+        assert!(!s.is_empty_at(at("2016-04-11T15:59:59Z")));
+        assert!(s.is_empty_at(at("2016-04-11T16:00:00Z")));
+        // A record ahead of the clock is not "left": it will enter the window.
+        assert!(!s.is_empty_at(at("2016-04-10T15:00:00Z")));
     }
 
     #[test]

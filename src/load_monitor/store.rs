@@ -5,6 +5,16 @@
 //! Adding a record locks one shard for a few dozen nanoseconds; the clock and the counters are
 //! atomics. A report copies one server's rows out under its shard's lock and formats them after.
 //!
+//! A server with nothing left in the day ([`ServerLoad::is_empty_at`]) is forgotten: by
+//! [`Store::forget_empty`] (the server calls it every minute, the stdin face before each
+//! report), before a snapshot is written, and when the registry is full and a new server posts
+//! (at most once a minute), so stale names never hold `--max-servers` places.
+//!
+//! New servers per client address are capped per wall-clock minute (`--max-new-servers`; an IPv6
+//! client counts by its /64): one client posting thousands of invented names cannot fill the
+//! registry for everybody. The refusal is counted, answered 429, and reported on stderr once a
+//! minute at most; records for servers already known are never held back by it.
+//!
 //! Snapshots are written shard by shard, so each server's state in a snapshot is consistent, but
 //! records accepted while the snapshot is being written may or may not be in it (the next
 //! snapshot has them). The file is replaced atomically: written to `FILE.tmp`, fsynced, renamed
@@ -13,6 +23,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{BufWriter, Write};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -21,7 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ring::{Bucket, Load, Refused, Rows, ServerLoad};
 use crate::error::{Error, Result};
-use crate::time::{self, Micros};
+use crate::runner::warn;
+use crate::time::{self, Micros, MICROS_PER_SEC};
 
 /// Enough shards that two cores' worth of handlers seldom wait for each other.
 pub const SHARDS: usize = 64;
@@ -48,9 +60,23 @@ pub struct Record {
 /// Why the store did not take a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejected {
-    TooOld { at: Micros, now: Micros },
-    TooNew { at: Micros, now: Micros },
-    Full { max_servers: usize },
+    TooOld {
+        at: Micros,
+        now: Micros,
+    },
+    TooNew {
+        at: Micros,
+        now: Micros,
+    },
+    Full {
+        max_servers: usize,
+    },
+    /// The client added its `per_minute` new servers this minute already.
+    TooManyNew {
+        client: IpAddr,
+        per_minute: u32,
+        retry_after_secs: u64,
+    },
 }
 
 impl std::fmt::Display for Rejected {
@@ -73,6 +99,16 @@ impl std::fmt::Display for Rejected {
                 "already tracking {max_servers} servers, the most --max-servers allows; \
                  a new server's record is not stored"
             ),
+            Rejected::TooManyNew {
+                client,
+                per_minute,
+                retry_after_secs,
+            } => write!(
+                f,
+                "client {client} added {per_minute} new servers this minute, the most \
+                 --max-new-servers allows; a new server's record is not stored (try again in \
+                 {retry_after_secs} s; servers already known are not limited)"
+            ),
         }
     }
 }
@@ -84,6 +120,12 @@ pub struct Counters {
     pub too_old: u64,
     pub too_new: u64,
     pub over_capacity: u64,
+    /// Records of new servers refused by the per-client cap.
+    #[serde(default)]
+    pub over_new_server_rate: u64,
+    /// Servers forgotten because nothing of theirs was left in the day.
+    #[serde(default)]
+    pub forgotten: u64,
 }
 
 #[derive(Default)]
@@ -92,6 +134,59 @@ struct AtomicCounters {
     too_old: AtomicU64,
     too_new: AtomicU64,
     over_capacity: AtomicU64,
+    over_new_server_rate: AtomicU64,
+    forgotten: AtomicU64,
+}
+
+/// The key a client's new servers are counted under: its address, or an IPv6 client's /64 (one
+/// host usually holds a whole /64, so its addresses would be free otherwise).
+fn client_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
+}
+
+/// New servers per client in the current wall-clock minute.
+struct NewServers {
+    per_minute: u32,
+    minute: i64,
+    counts: HashMap<IpAddr, u32>,
+    /// The minute of the last refusal reported on stderr.
+    reported: i64,
+}
+
+impl NewServers {
+    /// Count one new server for `client` at wall time `now`, or say when it may add the next.
+    fn admit(&mut self, client: IpAddr, now: Micros) -> std::result::Result<(), Rejected> {
+        let minute = now.div_euclid(60 * MICROS_PER_SEC);
+        if minute != self.minute {
+            // Only this minute's counts matter: the map never outgrows one minute's clients.
+            self.minute = minute;
+            self.counts.clear();
+        }
+        let count = self.counts.entry(client_key(client)).or_insert(0);
+        if *count < self.per_minute {
+            *count += 1;
+            return Ok(());
+        }
+        let next_minute = (minute + 1) * 60 * MICROS_PER_SEC;
+        let refused = Rejected::TooManyNew {
+            client,
+            per_minute: self.per_minute,
+            retry_after_secs: ((next_minute - now) as u64).div_ceil(MICROS_PER_SEC as u64),
+        };
+        if self.reported != minute {
+            self.reported = minute;
+            warn(format_args!(
+                "{refused} (further refusals this minute are counted in /stats, not printed)"
+            ));
+        }
+        Err(refused)
+    }
 }
 
 /// Rings are boxed: a map grows to up to twice its entries, and empty slots should cost a
@@ -107,6 +202,10 @@ pub struct Store {
     servers: AtomicUsize,
     max_servers: usize,
     counters: AtomicCounters,
+    /// `None`: no per-client cap (the stdin face; a server's clients are capped).
+    new_servers: Option<Mutex<NewServers>>,
+    /// The clock's minute of the last sweep made because the registry was full.
+    swept: AtomicI64,
 }
 
 impl Store {
@@ -119,7 +218,20 @@ impl Store {
             servers: AtomicUsize::new(0),
             max_servers,
             counters: AtomicCounters::default(),
+            new_servers: None,
+            swept: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// Cap the new servers one client address may add in a wall-clock minute.
+    pub fn with_new_server_limit(mut self, per_minute: u32) -> Self {
+        self.new_servers = Some(Mutex::new(NewServers {
+            per_minute,
+            minute: i64::MIN,
+            counts: HashMap::new(),
+            reported: i64::MIN,
+        }));
+        self
     }
 
     fn shard(&self, name: &str) -> &Shard {
@@ -140,19 +252,33 @@ impl Store {
 
     /// Store one record, or say why not (and count it either way).
     pub fn add(&self, record: &Record) -> std::result::Result<(), Rejected> {
-        let result = self.try_add(record);
+        self.add_from(record, None)
+    }
+
+    /// Store one record sent by `client` (whose new servers count against its per-minute cap).
+    pub fn add_from(
+        &self,
+        record: &Record,
+        client: Option<IpAddr>,
+    ) -> std::result::Result<(), Rejected> {
+        let result = self.try_add(record, client);
         let c = &self.counters;
         let counter = match &result {
             Ok(()) => &c.accepted,
             Err(Rejected::TooOld { .. }) => &c.too_old,
             Err(Rejected::TooNew { .. }) => &c.too_new,
             Err(Rejected::Full { .. }) => &c.over_capacity,
+            Err(Rejected::TooManyNew { .. }) => &c.over_new_server_rate,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result
     }
 
-    fn try_add(&self, record: &Record) -> std::result::Result<(), Rejected> {
+    fn try_add(
+        &self,
+        record: &Record,
+        client: Option<IpAddr>,
+    ) -> std::result::Result<(), Rejected> {
         let (at, now) = match self.clock {
             Clock::Records => {
                 let at = record.at.unwrap_or_else(|| self.now());
@@ -170,26 +296,68 @@ impl Store {
             }
         };
         let too_old = Rejected::TooOld { at, now };
-        let mut shard = self
-            .shard(&record.server)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(load) = shard.get_mut(record.server.as_str()) {
-            return load
-                .add(at, record.cpu, record.ram, now)
-                .map_err(|_| too_old);
+        let mut swept = false;
+        loop {
+            let mut shard = self
+                .shard(&record.server)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(load) = shard.get_mut(record.server.as_str()) {
+                return load
+                    .add(at, record.cpu, record.ram, now)
+                    .map_err(|_| too_old);
+            }
+            let mut load = Box::new(ServerLoad::new());
+            load.add(at, record.cpu, record.ram, now)
+                .map_err(|Refused::TooOld| too_old.clone())?;
+            if self.servers.fetch_add(1, Ordering::Relaxed) >= self.max_servers {
+                self.servers.fetch_sub(1, Ordering::Relaxed);
+                // Full: stale servers may hold places. Sweep (at most once a minute of the
+                // clock, and without this shard's lock, which the sweep takes) and try again.
+                let minute = time::floor(now, 60 * MICROS_PER_SEC);
+                if !swept && self.swept.swap(minute, Ordering::Relaxed) != minute {
+                    swept = true;
+                    drop(shard);
+                    self.forget_empty();
+                    continue;
+                }
+                return Err(Rejected::Full {
+                    max_servers: self.max_servers,
+                });
+            }
+            if let (Some(limit), Some(client)) = (&self.new_servers, client) {
+                let admitted = limit
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .admit(client, time::now());
+                if let Err(refused) = admitted {
+                    self.servers.fetch_sub(1, Ordering::Relaxed);
+                    return Err(refused);
+                }
+            }
+            shard.insert(record.server.as_str().into(), load);
+            return Ok(());
         }
-        let mut load = Box::new(ServerLoad::new());
-        load.add(at, record.cpu, record.ram, now)
-            .map_err(|Refused::TooOld| too_old)?;
-        if self.servers.fetch_add(1, Ordering::Relaxed) >= self.max_servers {
-            self.servers.fetch_sub(1, Ordering::Relaxed);
-            return Err(Rejected::Full {
-                max_servers: self.max_servers,
-            });
+    }
+
+    /// Forget every server with nothing left in the day at the store's clock; how many went.
+    pub fn forget_empty(&self) -> usize {
+        let now = self.now();
+        let mut forgotten = 0;
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let before = shard.len();
+            shard.retain(|_, load| !load.is_empty_at(now));
+            let gone = before - shard.len();
+            if gone > 0 {
+                self.servers.fetch_sub(gone, Ordering::Relaxed);
+                forgotten += gone;
+            }
         }
-        shard.insert(record.server.as_str().into(), load);
-        Ok(())
+        self.counters
+            .forgotten
+            .fetch_add(forgotten as u64, Ordering::Relaxed);
+        forgotten
     }
 
     /// One server's report rows at the store's clock, or `None` for an unknown server.
@@ -224,11 +392,15 @@ impl Store {
             too_old: c.too_old.load(Ordering::Relaxed),
             too_new: c.too_new.load(Ordering::Relaxed),
             over_capacity: c.over_capacity.load(Ordering::Relaxed),
+            over_new_server_rate: c.over_new_server_rate.load(Ordering::Relaxed),
+            forgotten: c.forgotten.load(Ordering::Relaxed),
         }
     }
 
     /// Write the state to `path` atomically (temp file, fsync, rename, fsync of the directory).
     pub fn save(&self, path: &Path) -> Result<usize> {
+        // Servers with nothing left in the day are not worth a line (nor a place after a restart).
+        self.forget_empty();
         let tmp = path.with_file_name(format!(
             "{}.tmp",
             path.file_name()
@@ -321,6 +493,10 @@ impl Store {
             .fetch_add(header.counters.too_new, Ordering::Relaxed);
         c.over_capacity
             .fetch_add(header.counters.over_capacity, Ordering::Relaxed);
+        c.over_new_server_rate
+            .fetch_add(header.counters.over_new_server_rate, Ordering::Relaxed);
+        c.forgotten
+            .fetch_add(header.counters.forgotten, Ordering::Relaxed);
         let mut count = 0;
         let mut number = 1;
         while let Some(line) = next_line(number + 1)? {
@@ -343,7 +519,9 @@ impl Store {
             }
         }
         self.servers.store(count, Ordering::Relaxed);
-        Ok(Some(count))
+        // A snapshot from long ago may hold servers with nothing left in today's window.
+        let forgotten = self.forget_empty();
+        Ok(Some(count - forgotten))
     }
 }
 
@@ -426,7 +604,8 @@ mod tests {
                 accepted: 3,
                 too_old: 1,
                 too_new: 0,
-                over_capacity: 1
+                over_capacity: 1,
+                ..Counters::default()
             }
         );
         let (rows, now) = store.rows("a").unwrap();
@@ -434,6 +613,81 @@ mod tests {
         assert_eq!(rows.hours.len(), 1);
         assert_eq!(rows.hours[0].1, 2.0);
         assert!(store.rows("c").is_none());
+    }
+
+    #[test]
+    fn servers_with_nothing_left_in_the_day_are_forgotten_and_free_their_place() {
+        let store = Store::new(Clock::Records, 2);
+        store
+            .add(&record("old", "2016-04-10T10:00:00Z", 1.0))
+            .unwrap();
+        store
+            .add(&record("kept", "2016-04-11T09:30:00Z", 1.0))
+            .unwrap();
+        assert_eq!(
+            store.forget_empty(),
+            0,
+            "10:00 is still in the day at 09:30"
+        );
+        // The clock moves past old's hour; the registry is full, so the new server's record
+        // sweeps and takes old's place.
+        store
+            .add(&record("new", "2016-04-11T10:00:00Z", 1.0))
+            .unwrap();
+        assert_eq!(store.names(), vec!["kept", "new"]);
+        assert_eq!(store.server_count(), 2);
+        assert_eq!(store.counters().forgotten, 1);
+        // Full again, and nothing stale: refused. A sweep once a minute, not on every record.
+        assert!(matches!(
+            store.add(&record("more", "2016-04-11T10:00:01Z", 1.0)),
+            Err(Rejected::Full { .. })
+        ));
+    }
+
+    #[test]
+    fn one_client_adds_at_most_its_share_of_new_servers_a_minute() {
+        let store = Store::new(Clock::Records, 1000).with_new_server_limit(3);
+        let mallory: IpAddr = "10.0.0.1".parse().unwrap();
+        let alice: IpAddr = "10.0.0.2".parse().unwrap();
+        let add = |name: &str, client| {
+            store.add_from(&record(name, "2016-04-10T16:00:00Z", 1.0), Some(client))
+        };
+        for i in 0..3 {
+            add(&format!("m{i}"), mallory).unwrap();
+        }
+        let refused = add("m3", mallory).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Rejected::TooManyNew {
+                    per_minute: 3,
+                    retry_after_secs: 1..=60,
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains("--max-new-servers"));
+        // Its known servers are not limited, and other clients are not held back.
+        add("m0", mallory).unwrap();
+        add("a0", alice).unwrap();
+        // Records without a client (the stdin face) are not limited either.
+        store
+            .add(&record("s0", "2016-04-10T16:00:00Z", 1.0))
+            .unwrap();
+        assert_eq!(store.counters().over_new_server_rate, 1);
+        assert_eq!(store.server_count(), 5);
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
