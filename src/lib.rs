@@ -9,6 +9,7 @@
 //! - [`output`]: buffered JSON Lines on stdout, flushed at emission points;
 //! - [`time`]: RFC 3339 timestamps as microseconds, and durations such as `250ms` or `2h`;
 //! - [`config`]: JSON config files that flags override;
+//! - [`durable`]: replacing a state file atomically, leaving no partial file on failure;
 //! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
 //! - [`minute_stats`]: per-period min/max/mean/median of metric events;
 //! - [`event_config`]: the config file shared by gen-events and window-agg;
@@ -25,6 +26,7 @@ pub mod allocate;
 pub mod chat;
 pub mod chat_bench;
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod event_config;
 pub mod gen_events;

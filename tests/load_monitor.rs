@@ -1155,3 +1155,62 @@ fn a_client_stalled_mid_request_cannot_hold_the_stop() {
     assert!(std::fs::read_to_string(&snap).unwrap().contains("\"kept\""));
     drop(stalled);
 }
+
+/// A snapshot save that fails (here: the file size limit, as a full disk would) keeps the last
+/// good snapshot and leaves no half-written temporary file; the run says so and exits 1.
+#[test]
+fn a_failed_snapshot_save_keeps_the_last_good_one_and_no_tmp() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.jsonl");
+    let tmp = dir.path().join("state.jsonl.tmp");
+    let snap_arg = snap.to_str().unwrap().to_string();
+    let record = |name: String| json!({"server": name, "cpu": 1, "ram": 2, "dt": 1460300000});
+    let good = run(
+        EXE,
+        &["--snapshot", &snap_arg],
+        &lines(&[record("a".into())]),
+    );
+    good.expect_code(0);
+    let saved = std::fs::read_to_string(&snap).unwrap();
+    // 500 servers make a snapshot far over 16 KiB: writing it fails part way.
+    let many: Vec<Value> = (0..500).map(|i| record(format!("s{i}"))).collect();
+    let mut command = std::process::Command::new(EXE);
+    command
+        .args(["--snapshot", &snap_arg])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            use nix::sys::resource::{setrlimit, Resource};
+            use nix::sys::signal::{signal, SigHandler, Signal};
+            signal(Signal::SIGXFSZ, SigHandler::SigIgn).map_err(std::io::Error::from)?;
+            setrlimit(Resource::RLIMIT_FSIZE, 16 * 1024, 16 * 1024).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&lines(&many))
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("state.jsonl.tmp"), "{stderr}");
+    // Every report was still printed before the save.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 501);
+    assert_eq!(
+        std::fs::read_to_string(&snap).unwrap(),
+        saved,
+        "the last good snapshot"
+    );
+    assert!(!tmp.exists(), "a half-written {} was left", tmp.display());
+    // And it still loads.
+    let again = run(EXE, &["--snapshot", &snap_arg], b"");
+    again.expect_code(0);
+    assert_eq!(again.json_lines().len(), 1);
+}

@@ -412,7 +412,6 @@ struct StateIn<'a> {
 struct StateFile {
     path: PathBuf,
     tmp: PathBuf,
-    dir: PathBuf,
     _lock: nix::fcntl::Flock<File>,
 }
 
@@ -445,13 +444,13 @@ impl StateFile {
         Ok(StateFile {
             path: path.to_path_buf(),
             tmp: dir.join(format!(".{name}.tmp")),
-            dir,
             _lock: lock,
         })
     }
 
-    /// Replace the state atomically: write a temporary file, fsync it, rename it over the state,
-    /// fsync the directory so the rename itself is durable.
+    /// Replace the state atomically ([`crate::durable::replace`]): a temporary file, fsynced and
+    /// renamed over the state, then the directory fsynced; a failed write leaves the old state
+    /// and no temporary file.
     fn commit(&self, desk: &Desk, lines: &[Vec<u8>]) -> Result<()> {
         let state = StateOut {
             version: STATE_VERSION,
@@ -466,23 +465,10 @@ impl StateFile {
         let mut bytes = serde_json::to_vec(&state)
             .map_err(|e| Error::failed(format!("encoding state: {e}")))?;
         bytes.push(b'\n');
-        let context = |what: &str| format!("{what} {}", self.tmp.display());
-        let mut file =
-            File::create(&self.tmp).map_err(|e| Error::io(context("cannot create"), e))?;
-        file.write_all(&bytes)
-            .map_err(|e| Error::io(context("writing"), e))?;
-        file.sync_all()
-            .map_err(|e| Error::io(context("syncing"), e))?;
-        drop(file);
-        fs::rename(&self.tmp, &self.path).map_err(|e| {
-            Error::io(
-                format!("renaming {} to {}", self.tmp.display(), self.path.display()),
-                e,
-            )
+        crate::durable::replace(&self.path, &self.tmp, |file| {
+            file.write_all(&bytes)
+                .map_err(|e| Error::io(format!("writing {}", self.tmp.display()), e))
         })?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(format!("syncing directory {}", self.dir.display()), e))?;
         Ok(())
     }
 }

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -397,7 +397,9 @@ impl Store {
         }
     }
 
-    /// Write the state to `path` atomically (temp file, fsync, rename, fsync of the directory).
+    /// Write the state to `path` atomically ([`crate::durable::replace`]: temp file, fsync,
+    /// rename, fsync of the directory). On failure the last good snapshot stays, and no
+    /// temporary file is left behind.
     pub fn save(&self, path: &Path) -> Result<usize> {
         // Servers with nothing left in the day are not worth a line (nor a place after a restart).
         self.forget_empty();
@@ -407,50 +409,34 @@ impl Store {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "snapshot".into())
         ));
-        let context = |what: &str| format!("{what} snapshot {}", tmp.display());
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(context("creating"), e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let newest = self.newest.load(Ordering::Relaxed);
-        let header = SnapshotHeader {
-            version: 1,
-            newest: (newest != i64::MIN).then_some(newest),
-            counters: self.counters(),
-        };
-        let write_err = |e: std::io::Error| Error::io(context("writing"), e);
-        serde_json::to_writer(&mut out, &header).map_err(|e| write_err(e.into()))?;
-        out.write_all(b"\n").map_err(write_err)?;
-        let mut count = 0;
-        for shard in &self.shards {
-            let servers: Vec<SnapshotServer> = {
-                let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-                shard
-                    .iter()
-                    .map(|(name, load)| SnapshotServer::new(name, load))
-                    .collect()
+        crate::durable::replace(path, &tmp, |out| {
+            let write_err =
+                |e: std::io::Error| Error::io(format!("writing snapshot {}", tmp.display()), e);
+            let newest = self.newest.load(Ordering::Relaxed);
+            let header = SnapshotHeader {
+                version: 1,
+                newest: (newest != i64::MIN).then_some(newest),
+                counters: self.counters(),
             };
-            for server in &servers {
-                serde_json::to_writer(&mut out, server).map_err(|e| write_err(e.into()))?;
-                out.write_all(b"\n").map_err(write_err)?;
+            serde_json::to_writer(&mut *out, &header).map_err(|e| write_err(e.into()))?;
+            out.write_all(b"\n").map_err(write_err)?;
+            let mut count = 0;
+            for shard in &self.shards {
+                let servers: Vec<SnapshotServer> = {
+                    let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+                    shard
+                        .iter()
+                        .map(|(name, load)| SnapshotServer::new(name, load))
+                        .collect()
+                };
+                for server in &servers {
+                    serde_json::to_writer(&mut *out, server).map_err(|e| write_err(e.into()))?;
+                    out.write_all(b"\n").map_err(write_err)?;
+                }
+                count += servers.len();
             }
-            count += servers.len();
-        }
-        let file = out.into_inner().map_err(|e| write_err(e.into_error()))?;
-        file.sync_all().map_err(write_err)?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(|e| {
-            Error::io(
-                format!("renaming {} to {}", tmp.display(), path.display()),
-                e,
-            )
-        })?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(count)
+            Ok(count)
+        })
     }
 
     /// Load a snapshot written by [`Store::save`] into this (empty) store. A missing file is not
