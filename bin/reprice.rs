@@ -14,8 +14,10 @@ use pipeworks::time::Duration;
 /// For each tick line it asks its data manager (a child process it supervises and restarts,
 /// talking JSON lines) for the competitor's last prices, averages them, registers a request with
 /// price-api, polls the request after `--poll-after` and prints the new price: the average × 1.1
-/// if the book sold, × 0.9 if not. Ticks overlap freely; any failure costs only that tick's result
-/// and is reported on stderr.
+/// if the book sold, × 0.9 if not. Ticks overlap: a book's next tick starts while its previous
+/// poll waits (up to --max-in-flight per book; more are skipped with a warning), and each book's
+/// lines still come out in tick order. Any failure costs only that tick's result and is reported
+/// on stderr.
 #[derive(Parser, Debug)]
 #[command(
     name = "reprice",
@@ -59,6 +61,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_connections: usize,
 
+    /// Ticks of one book in flight at once (waiting for their poll); a tick beyond is skipped
+    /// for that book with a warning.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    max_in_flight: usize,
+
     /// The data-manager program to run (default: the one beside this program, else on PATH).
     #[arg(long, value_name = "PATH")]
     data_manager: Option<PathBuf>,
@@ -90,6 +97,7 @@ fn main() -> ExitCode {
             http_timeout: args.http_timeout,
             dm_timeout: args.dm_timeout,
             max_connections: args.max_connections,
+            max_in_flight: args.max_in_flight,
             data_manager: args.data_manager,
             at_end: args.at_end,
             follow: args.follow,

@@ -7,7 +7,8 @@
 //! {"tick":12,"at":"2026-11-21T11:21:00.000000Z"}
 //! ```
 //!
-//! Output, one line per book per tick, in the order the books finish:
+//! Output, one line per book per tick; a book's lines come in tick order (books interleave as
+//! they finish):
 //!
 //! ```text
 //! {"tick":12,"book":null,"avg_comp_price":6210.35,"first_row":8,"last_row":12,"request_id":24,"sold":true,"price":6831.39,"at":"2026-11-21T11:21:01.004000Z"}
@@ -19,21 +20,24 @@
 //! rounded to cents (`avg_comp_price` is the mean rounded to a millionth). `book` is `null` for a
 //! CSV without a Book column.
 //!
-//! - A tick never waits for an earlier one: each tick is a task, each book a task within it, and
-//!   the wait before polling is a timer, so no thread is held while it runs.
-//! - Work is bounded: a book whose previous tick is still in flight is skipped for this tick and
-//!   reported; HTTP requests run at most `--max-connections` at a time over kept-alive connections
-//!   with `--http-timeout`, half the slots for registrations and half for polls (so due polls are
-//!   not queued behind the registrations of later books); a data-manager request waits at most
-//!   `--dm-timeout`.
-//! - Every tick ends, for every book, in a price line on stdout or an error line on stderr
+//! - Ticks overlap: each tick is a task, each book a task within it, and the wait before polling
+//!   is a timer, so no thread is held while it runs. A book's next tick starts while its previous
+//!   poll still waits (`ticker 5s | reprice --poll-after 5s` prices every tick), up to
+//!   `--max-in-flight` ticks per book; a book's finished tick waits for its earlier ones, so its
+//!   lines (and its error lines) come out in tick order.
+//! - Work is bounded: a book with `--max-in-flight` ticks in flight skips this tick, with a
+//!   warning (a skip is load shedding, not a failure); HTTP requests run at most
+//!   `--max-connections` at a time over kept-alive connections with `--http-timeout`, half the
+//!   slots for registrations and half for polls (so due polls are not queued behind the
+//!   registrations of later books); a data-manager request waits at most `--dm-timeout`.
+//! - Every tick ends, for every book, in a price line on stdout or a line on stderr
 //!   (`reprice: tick 12: price-api: …`, `reprice: tick 12 book "b7": skipped: …`); a failure
 //!   costs that tick's result and nothing else. Bad tick lines are reported with their line
 //!   number and skipped.
 //! - At the end of input, in-flight ticks finish; the exit code is 1 if any tick failed or any
-//!   line was bad (with a summary on stderr).
+//!   line was bad (with a summary on stderr); skipped ticks are summed up as a warning.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
@@ -64,6 +68,8 @@ pub struct Config {
     pub http_timeout: time::Duration,
     pub dm_timeout: time::Duration,
     pub max_connections: usize,
+    /// Ticks of one book in flight at once, at most; a tick over it is skipped for that book.
+    pub max_in_flight: usize,
     pub data_manager: Option<PathBuf>,
     pub at_end: AtEnd,
     pub follow: bool,
@@ -108,6 +114,9 @@ pub fn run(config: &Config) -> Result<()> {
     if config.max_connections == 0 {
         return Err(Error::usage("--max-connections must be at least 1"));
     }
+    if config.max_in_flight == 0 {
+        return Err(Error::usage("--max-in-flight must be at least 1"));
+    }
     let api = config.api.trim_end_matches('/').to_string();
     if !api.starts_with("http://") && !api.starts_with("https://") {
         return Err(Error::usage(format!(
@@ -137,10 +146,25 @@ struct Loop {
     data_url: String,
     poll_after: Duration,
     points: usize,
-    /// Books with a tick in flight, and which tick.
-    in_flight: Mutex<HashMap<Arc<str>, u64>>,
+    max_in_flight: usize,
+    /// Books with ticks in flight (only those: a book leaves when its last tick is out).
+    books: Mutex<HashMap<Arc<str>, InFlight>>,
     out: mpsc::UnboundedSender<PriceLine>,
     failed: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// One book's ticks in flight, by arrival: a finished tick's outcome waits here until every
+/// earlier tick of the book is out, so the book's lines keep tick order.
+#[derive(Default)]
+struct InFlight {
+    ticks: BTreeMap<u64, Option<Outcome>>,
+}
+
+/// How one book's tick ended.
+enum Outcome {
+    Priced(PriceLine),
+    Failed { tick: u64, why: String },
 }
 
 async fn reprice(config: &Config, api: String) -> Result<()> {
@@ -167,9 +191,11 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
         data_url: format!("{api}/request-data/"),
         poll_after: config.poll_after.std(),
         points: config.points,
-        in_flight: Mutex::new(HashMap::new()),
+        max_in_flight: config.max_in_flight,
+        books: Mutex::new(HashMap::new()),
         out,
         failed: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
     });
 
     let (ticks_tx, mut ticks) = mpsc::channel::<u64>(1024);
@@ -180,11 +206,19 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
         .map_err(|e| Error::io("starting the input thread", e))?;
 
     let mut tasks = JoinSet::new();
+    // Ticks claim their books in arrival order: each waits for the one before it to have
+    // claimed (or given up), while their data-manager requests still overlap.
+    let (first, mut before) = oneshot::channel::<()>();
+    drop(first);
+    let mut seq = 0u64;
     loop {
         tokio::select! {
             tick = ticks.recv() => match tick {
                 Some(tick) => {
-                    tasks.spawn(run_tick(state.clone(), tick));
+                    seq += 1;
+                    let (claimed, next) = oneshot::channel();
+                    let earlier = std::mem::replace(&mut before, next);
+                    tasks.spawn(run_tick(state.clone(), seq, tick, earlier, claimed));
                 }
                 None => break,
             },
@@ -196,6 +230,7 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
     }
     while tasks.join_next().await.is_some() {}
     let failed = state.failed.load(Ordering::Relaxed);
+    let skipped = state.skipped.load(Ordering::Relaxed);
     drop(state);
     let _ = supervisor.await;
     let written = writer
@@ -206,6 +241,12 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
     let read = reader
         .join()
         .map_err(|_| Error::failed("the input thread panicked"))?;
+    if skipped > 0 {
+        warn(format_args!(
+            "skipped {skipped} book tick{} with --max-in-flight ticks of the book still in flight",
+            if skipped == 1 { "" } else { "s" }
+        ));
+    }
     if failed > 0 {
         warn(format_args!(
             "{failed} book tick{} failed",
@@ -298,10 +339,66 @@ impl Loop {
             None => warn(format_args!("tick {tick}: {why}")),
         }
     }
+
+    /// Start tick `seq` of `key`'s book, unless the book has `--max-in-flight` ticks in flight
+    /// already: then say so, and name the oldest.
+    fn claim(&self, key: &Arc<str>, seq: u64) -> std::result::Result<(), usize> {
+        let mut books = self.books.lock().unwrap_or_else(|p| p.into_inner());
+        let book = books.entry(key.clone()).or_default();
+        if book.ticks.len() >= self.max_in_flight {
+            return Err(book.ticks.len());
+        }
+        book.ticks.insert(seq, None);
+        Ok(())
+    }
+
+    /// Tick `seq` of `key`'s book ended: put out its outcome and every later one that waited
+    /// for it, in order.
+    fn finish(&self, key: &Arc<str>, seq: u64, outcome: Outcome) {
+        let ready: Vec<Outcome> = {
+            let mut books = self.books.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(book) = books.get_mut(key) else {
+                return;
+            };
+            book.ticks.insert(seq, Some(outcome));
+            let mut ready = Vec::new();
+            while let Some(mut first) = book.ticks.first_entry() {
+                match first.get_mut().take() {
+                    Some(outcome) => {
+                        first.remove();
+                        ready.push(outcome);
+                    }
+                    None => break,
+                }
+            }
+            if book.ticks.is_empty() {
+                books.remove(key);
+            }
+            ready
+        };
+        let book = (!key.is_empty()).then_some(&**key);
+        for outcome in ready {
+            match outcome {
+                Outcome::Priced(line) => {
+                    let _ = self.out.send(line);
+                }
+                Outcome::Failed { tick, why } => self.fail(tick, book, why),
+            }
+        }
+    }
 }
 
-async fn run_tick(state: Arc<Loop>, tick: u64) {
-    let windows = match state.dm.query(tick, state.points).await {
+async fn run_tick(
+    state: Arc<Loop>,
+    seq: u64,
+    tick: u64,
+    earlier: oneshot::Receiver<()>,
+    claimed: oneshot::Sender<()>,
+) {
+    let answer = state.dm.query(tick, state.points).await;
+    // The tick before this one has claimed its books (or given up): claim ours after it.
+    let _ = earlier.await;
+    let windows = match answer {
         Ok(Answer::One(window)) => vec![window],
         Ok(Answer::Books(windows)) => windows,
         Err(e) => return state.fail(tick, None, format_args!("data manager: {e}")),
@@ -309,42 +406,36 @@ async fn run_tick(state: Arc<Loop>, tick: u64) {
     let mut books = JoinSet::new();
     for window in windows {
         let key: Arc<str> = Arc::from(window.book.as_deref().unwrap_or(""));
-        let earlier = {
-            let mut in_flight = state.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            match in_flight.get(&key) {
-                Some(&earlier) => Some(earlier),
-                None => {
-                    in_flight.insert(key.clone(), tick);
-                    None
-                }
-            }
-        };
-        if let Some(earlier) = earlier {
-            state.fail(
-                tick,
-                window.book.as_deref(),
-                format_args!("skipped: tick {earlier} is still in flight for this book"),
-            );
+        if let Err(in_flight) = state.claim(&key, seq) {
+            state.skipped.fetch_add(1, Ordering::Relaxed);
+            let book = match window.book.as_deref() {
+                Some(book) => format!(" book {book:?}"),
+                None => String::new(),
+            };
+            let (ticks, are) = if in_flight == 1 {
+                ("tick", "is")
+            } else {
+                ("ticks", "are")
+            };
+            warn(format_args!(
+                "tick {tick}{book}: skipped: {in_flight} earlier {ticks} {are} still in flight \
+                 (--max-in-flight {})",
+                state.max_in_flight
+            ));
             continue;
         }
-        books.spawn(price_book(state.clone(), tick, window, key));
+        books.spawn(price_book(state.clone(), seq, tick, window, key));
     }
+    drop(claimed);
     while books.join_next().await.is_some() {}
 }
 
-async fn price_book(state: Arc<Loop>, tick: u64, window: Window, key: Arc<str>) {
-    let result = repriced(&state, tick, &window).await;
-    state
-        .in_flight
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key);
-    match result {
-        Ok(line) => {
-            let _ = state.out.send(line);
-        }
-        Err(why) => state.fail(tick, window.book.as_deref(), why),
-    }
+async fn price_book(state: Arc<Loop>, seq: u64, tick: u64, window: Window, key: Arc<str>) {
+    let outcome = match repriced(&state, tick, &window).await {
+        Ok(line) => Outcome::Priced(line),
+        Err(why) => Outcome::Failed { tick, why },
+    };
+    state.finish(&key, seq, outcome);
 }
 
 async fn repriced(
