@@ -270,7 +270,7 @@ fn ticker_outlives_a_killed_reprice_and_a_restarted_one_picks_up() {
 #[test]
 fn a_poll_as_long_as_the_tick_period_prices_every_tick() {
     let server = api(&[]);
-    let ticker = std::process::Command::new(exe("ticker"))
+    let mut ticker = std::process::Command::new(exe("ticker"))
         .args(["300ms", "--count", "8"])
         .stdout(Stdio::piped())
         .spawn()
@@ -285,7 +285,7 @@ fn a_poll_as_long_as_the_tick_period_prices_every_tick() {
             "--poll-after",
             "300ms",
         ],
-        Stdio::from(ticker.stdout.unwrap()),
+        Stdio::from(ticker.stdout.take().unwrap()),
     );
     let ticks: Vec<u64> = r
         .rest()
@@ -295,6 +295,7 @@ fn a_poll_as_long_as_the_tick_period_prices_every_tick() {
     assert_eq!(ticks, (1..=8).collect::<Vec<_>>(), "{}", r.stderr_text());
     assert_eq!(r.wait_exit(WITHIN).code(), Some(0), "{}", r.stderr_text());
     assert!(!r.stderr_text().contains("skipped"), "{}", r.stderr_text());
+    assert!(ticker.wait().unwrap().success());
 }
 
 /// Past `--max-in-flight` ticks a book skips the tick: a warning, not a failure (exit 0).
