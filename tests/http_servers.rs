@@ -3,13 +3,14 @@
 //! on open connections) and a JSON body on every error answer of every route.
 
 mod common;
+mod raw_http;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::Daemon;
-use serde_json::Value;
+use raw_http::{get, raise_fd_limit, read_to_close, request, Answer};
 
 /// One of the servers, started on a free port with `args` added.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,31 +101,12 @@ impl Running {
     }
 
     fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        stream
+        raw_http::connect(self.addr())
     }
 
     /// Send `request` on a new connection and read one whole answer.
     fn exchange(&self, request: &[u8]) -> Answer {
-        let mut stream = self.connect();
-        // A server may answer (and close) before it has read all of a large request.
-        let _ = stream.write_all(request);
-        let mut said = Vec::new();
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            if let Some(answer) = Answer::parse(&said).filter(|a| a.complete) {
-                return answer;
-            }
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => said.extend_from_slice(&buf[..n]),
-            }
-        }
-        Answer::parse(&said)
-            .unwrap_or_else(|| panic!("{:?}: no HTTP answer: {said:?}", self.server))
+        raw_http::exchange(self.addr(), request)
     }
 
     /// Wait until the server has said `needle` on stderr (it writes before it answers, but our
@@ -143,113 +125,8 @@ impl Running {
     }
 
     fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
-            .unwrap()
-            .count()
+        raw_http::open_fds(self.pid)
     }
-}
-
-/// Everything the server sends until it closes, and how long that took.
-fn read_to_close(stream: &mut TcpStream) -> (Vec<u8>, Duration) {
-    let started = Instant::now();
-    let mut all = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => all.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!(
-                "reading after {:?}: {e}; so far {:?}",
-                started.elapsed(),
-                String::from_utf8_lossy(&all)
-            ),
-        }
-    }
-    (all, started.elapsed())
-}
-
-/// One HTTP answer: status, headers (lower-case names), body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-    /// The whole body (by its Content-Length) was there.
-    complete: bool,
-}
-
-impl Answer {
-    /// The first answer in `bytes` (`None` when there is none).
-    fn parse(bytes: &[u8]) -> Option<Answer> {
-        Answer::parse_all(bytes).into_iter().next()
-    }
-
-    /// Every answer in `bytes`, in order (a kept-alive connection carries several).
-    fn parse_all(mut bytes: &[u8]) -> Vec<Answer> {
-        let mut answers = Vec::new();
-        while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
-            let mut lines = head.split("\r\n");
-            let status = lines.next().unwrap().split(' ').nth(1).unwrap();
-            let headers: Vec<(String, String)> = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect();
-            let length: usize = headers
-                .iter()
-                .find(|(k, _)| k == "content-length")
-                .map_or(0, |(_, v)| v.parse().unwrap());
-            let rest = &bytes[end + 4..];
-            let body = String::from_utf8_lossy(&rest[..length.min(rest.len())]).into_owned();
-            answers.push(Answer {
-                status: status.parse().unwrap(),
-                headers,
-                body,
-                complete: rest.len() >= length,
-            });
-            bytes = &rest[length.min(rest.len())..];
-        }
-        answers
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Assert this is a JSON error answer `{"error":"…"}` with `status`; returns the message.
-    fn expect_json_error(&self, status: u16, what: &str) -> String {
-        assert_eq!(self.status, status, "{what}: {self:?}");
-        assert!(
-            self.header("content-type")
-                .is_some_and(|v| v.starts_with("application/json")),
-            "{what}: not JSON: {self:?}"
-        );
-        let body: Value = serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("{what}: body is not JSON ({e}): {self:?}"));
-        body["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{what}: no \"error\" string: {self:?}"))
-            .to_string()
-    }
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").into_bytes()
-}
-
-fn request(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
-    let mut r = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    r.extend_from_slice(body);
-    r
 }
 
 #[test]
@@ -484,38 +361,12 @@ fn two_thousand_idle_connections_cannot_exhaust_a_server() {
                 peak
             })
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let outcomes = rt.block_on(async {
-            use tokio::io::AsyncReadExt;
-            let mut tasks = Vec::new();
-            for _ in 0..CONNECTIONS {
-                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-                let connected = Instant::now();
-                tasks.push(tokio::spawn(async move {
-                    let mut said = Vec::new();
-                    let read = tokio::time::timeout(
-                        Duration::from_secs(20),
-                        stream.read_to_end(&mut said),
-                    )
-                    .await;
-                    (said, read.is_ok(), connected.elapsed())
-                }));
-            }
-            let mut outcomes = Vec::new();
-            for task in tasks {
-                outcomes.push(task.await.unwrap());
-            }
-            outcomes
-        });
+        let outcomes = raw_http::idle_clients(addr, CONNECTIONS, Duration::from_secs(20), || {});
         sampling.store(false, std::sync::atomic::Ordering::Relaxed);
         let peak = sampler.join().unwrap();
         let mut refused = 0;
-        for (said, ended, after) in &outcomes {
-            assert!(ended, "{server:?}: a socket still open after {after:?}");
+        for (said, ended) in &outcomes {
+            let after = ended.unwrap_or_else(|| panic!("{server:?}: a socket is still open"));
             match Answer::parse(said) {
                 Some(answer) => {
                     answer.expect_json_error(503, "over the cap");
@@ -523,7 +374,7 @@ fn two_thousand_idle_connections_cannot_exhaust_a_server() {
                 }
                 // Held, then closed by the header timeout (not dropped early).
                 None => assert!(
-                    *after >= HEADER_TIMEOUT - Duration::from_millis(100),
+                    after >= HEADER_TIMEOUT - Duration::from_millis(100),
                     "{server:?}: closed without a word after {after:?}"
                 ),
             }
@@ -551,18 +402,5 @@ fn two_thousand_idle_connections_cannot_exhaust_a_server() {
             "{server:?}: {CONNECTIONS} idle connections: {refused} refused with 503, \
              peak {peak} fds ({before} before)"
         );
-    }
-}
-
-/// This test process holds thousands of sockets itself.
-fn raise_fd_limit(need: u64) {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    assert!(
-        hard >= need,
-        "this test needs {need} open files; the hard limit is {hard} (raise it with ulimit -Hn)"
-    );
-    if soft < need {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
     }
 }

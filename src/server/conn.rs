@@ -24,12 +24,13 @@
 //! `503 {"error":…}` with `Retry-After: 1` and closed; refusals are counted and reported on
 //! stderr at most every 10 s. Refusals in progress at once are bounded by the room the open-file
 //! limit leaves above the cap (at most [`MAX_REFUSING`]; each takes up to a second to let the
-//! client read its answer); past that an excess connection is closed at once.
+//! client read its answer); when all are busy the next excess connections wait in the kernel's
+//! accept queue, and one that still finds no free permit within a second is closed unanswered.
 //!
 //! Every error answer that is not JSON already (axum's rejections: 405 with an empty body, 413 in
 //! plain text, a WebSocket upgrade refused) is rewritten to `{"error":"…"}` here, so every route
 //! of every server answers errors the same way. A request hyper cannot parse at all (not
-//! HTTP/1.1, headers too large) is answered by hyper itself before any handler sees it, with a
+//! HTTP/1.1, headers over 64 KiB) is answered by hyper itself before any handler sees it, with a
 //! bodiless 400, 414 or 431; the socket wrapper puts a JSON answer with the same status in its
 //! place (hyper writes nothing else while no request is being answered).
 //!
@@ -68,8 +69,13 @@ pub const MAX_REFUSING: usize = 1024;
 const FD_RESERVE: u64 = 64;
 /// The default cap when the open-file limit is unlimited.
 const UNLIMITED_CAP: usize = 1 << 20;
+/// How long one refusal over the cap may take (and how long the next waits for a free permit
+/// before it is closed without an answer).
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
 /// How often refusals over the cap are reported on stderr, at most.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// The most a request's headers may take (nginx's default allows 32 KiB).
+const MAX_HEAD: usize = 64 * 1024;
 /// Error answers longer than this are not rewritten to JSON (ours are a few dozen bytes).
 const MAX_ERROR_TEXT: usize = 16 * 1024;
 
@@ -190,7 +196,6 @@ struct Counts {
 #[derive(Default)]
 struct Shared {
     open: AtomicUsize,
-    refusing: AtomicUsize,
     counts: Counts,
     /// When refusals were last reported, and how many had been by then.
     reported: Mutex<Option<(Instant, u64)>>,
@@ -240,6 +245,7 @@ where
     L::Addr: Clone + Send + Sync + 'static,
 {
     let shared = Arc::new(Shared::default());
+    let refusals = Arc::new(tokio::sync::Semaphore::new(limits.max_refusing));
     let (shutdown, connections) = watch::channel(false);
     tokio::pin!(stop);
     let why = loop {
@@ -249,7 +255,16 @@ where
                 if shared.open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
                     shared.open.fetch_sub(1, Ordering::AcqRel);
                     shared.refused(limits.max_connections);
-                    refuse(io, &shared, &limits);
+                    // At the cap, the next connections wait in the kernel's queue while this
+                    // one waits for a refusal to end (they end within a second).
+                    let permit = tokio::time::timeout(
+                        REFUSAL_TIME,
+                        refusals.clone().acquire_owned(),
+                    )
+                    .await;
+                    if let Ok(Ok(permit)) = permit {
+                        refuse(io, permit, limits.max_connections);
+                    }
                     continue;
                 }
                 shared.counts.accepted.fetch_add(1, Ordering::Relaxed);
@@ -290,17 +305,11 @@ where
 }
 
 /// Answer a connection over the cap with a JSON 503 and close it, in the background and within
-/// a second; when too many refusals are in progress already, just close it.
-fn refuse<Io>(mut io: Io, shared: &Arc<Shared>, limits: &Limits)
+/// [`REFUSAL_TIME`], holding one of the refusal permits meanwhile.
+fn refuse<Io>(mut io: Io, permit: tokio::sync::OwnedSemaphorePermit, max: usize)
 where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let max = limits.max_connections;
-    if shared.refusing.fetch_add(1, Ordering::AcqRel) >= limits.max_refusing {
-        shared.refusing.fetch_sub(1, Ordering::AcqRel);
-        return;
-    }
-    let shared = shared.clone();
     tokio::spawn(async move {
         let body = serde_json::json!({
             "error": format!("the server is at its connection limit ({max}); try again later")
@@ -311,7 +320,7 @@ where
              content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = tokio::time::timeout(REFUSAL_TIME, async {
             io.write_all(answer.as_bytes()).await?;
             io.shutdown().await?;
             // Read what the client sent until it closes: closing with unread data would send a
@@ -321,7 +330,7 @@ where
             std::io::Result::Ok(())
         })
         .await;
-        shared.refusing.fetch_sub(1, Ordering::AcqRel);
+        drop(permit);
     });
 }
 
@@ -476,6 +485,8 @@ async fn connection<Io, A>(
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .header_read_timeout(None)
+        // Headers over this are answered 431: a client cannot make a connection hold more.
+        .max_buf_size(MAX_HEAD)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
