@@ -88,7 +88,8 @@ pub struct HttpArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub header_timeout: time::Duration,
 
-    /// Answer 408 and close when a request's body is not complete this long after its headers.
+    /// Answer 408 and close when a request's body is not complete this long after its headers
+    /// (and close a connection whose client does not take its answer within it).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub body_timeout: time::Duration,
 
