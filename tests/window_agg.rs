@@ -229,8 +229,9 @@ fn late_events_are_reported_not_added_and_out_of_order_ones_are_kept() {
         ev("2020-01-01T00:10:05Z", "INF-a"),
     ]
     .join("\n");
+    // A late event is input missing from the output: exit 1, as minute-stats does.
     let r = run(EXE, &[], input.as_bytes());
-    r.expect_code(0);
+    r.expect_code(1);
     assert!(
         r.stderr
             .contains("line 3: late event at 2020-01-01T00:01:00.000000Z"),
@@ -249,6 +250,15 @@ fn late_events_are_reported_not_added_and_out_of_order_ones_are_kept() {
         lines[0]["types"]["review"],
         json!({"totalEventsCaptured": 3, "eventsCapturedByTrackingIds": {"INF-a": 2, "INF-b": 1}})
     );
+    // --strict stops at it, as at a bad line.
+    let strict = run(EXE, &["--strict"], input.as_bytes());
+    strict.expect_code(1);
+    assert!(
+        strict.stderr.contains("line 3: late event"),
+        "{}",
+        strict.describe()
+    );
+    assert!(strict.stdout.is_empty(), "{}", strict.describe());
 }
 
 #[test]

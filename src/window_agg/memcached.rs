@@ -693,6 +693,7 @@ mod tests {
             minutes: 1,
             bucket: time::Duration(Duration::from_secs(1)),
             clock: super::super::Clock::Event,
+            max_future: time::MaxFuture::DEFAULT,
             type_names: crate::event_config::default_type_names(),
             fields: Default::default(),
             memcached: Some(addr.clone()),
