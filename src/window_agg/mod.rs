@@ -105,6 +105,12 @@ pub struct Flags {
     #[arg(long, value_name = "PREFIX")]
     pub key_prefix: Option<String>,
 
+    /// With --memcached: the most distinct types shared per window (the mapping's not counted), so
+    /// the type registry stays within one Memcached item; a new type past it is counted here only,
+    /// and reported.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_types: usize,
+
     /// Print the current summary from Memcached as one line and exit (Memcached's address from
     /// --memcached or the config file).
     #[arg(long)]
@@ -133,6 +139,7 @@ pub struct Config {
     pub fields: FieldPaths,
     pub memcached: Option<String>,
     pub key_prefix: String,
+    pub max_types: usize,
     pub read: bool,
     pub input: InputArgs,
 }
@@ -191,6 +198,7 @@ impl Flags {
                 .clone()
                 .or(file.key_prefix)
                 .unwrap_or_else(|| "pipeworks:".to_string()),
+            max_types: self.max_types,
             read: self.read,
             input: self.input.clone(),
         };
@@ -503,6 +511,7 @@ impl Aggregator {
     }
 
     fn finish(mut self, out: &mut Output<impl Write>) -> Result<()> {
+        let mut unshared = 0;
         if let Some(summary) = self.window.current() {
             match &mut self.shared {
                 None => out.emit(&summary)?,
@@ -515,6 +524,14 @@ impl Aggregator {
                         self.events,
                         shared.requests() as f64 / self.events.max(1) as f64
                     ));
+                    unshared = shared.unshared_events();
+                    if unshared > 0 {
+                        warn(format_args!(
+                            "{unshared} event{} counted here only, not in the shared summary \
+                             (reasons above)",
+                            if unshared == 1 { " was" } else { "s were" }
+                        ));
+                    }
                 }
             }
         }
@@ -526,9 +543,10 @@ impl Aggregator {
                 if self.late == 1 { " was" } else { "s were" }
             ));
         }
-        // Bad lines and late events both mean input that is not in the output: exit 1.
+        // Bad lines, late events and counts left out of the shared summary all mean input that
+        // is not in the output: exit 1.
         let bad = self.bad.finish();
-        if self.late > 0 {
+        if self.late > 0 || unshared > 0 {
             bad?;
             return Err(Error::Reported(1));
         }
