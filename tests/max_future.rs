@@ -341,3 +341,26 @@ fn the_limit_is_a_flag_with_a_default_of_five_minutes() {
         bad.expect_code(2);
     }
 }
+
+#[test]
+fn gen_events_never_stamps_past_the_year_9999() {
+    let r = run(
+        env!("CARGO_BIN_EXE_gen-events"),
+        &[
+            "--simulated",
+            "--start",
+            "9999-12-31T23:59:59Z",
+            "--rate",
+            "1",
+            "--count",
+            "3",
+            "--profile",
+            "metrics",
+        ],
+        b"",
+    );
+    r.expect_code(1);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.describe());
+    assert_four_digit_years(&r.stdout);
+    assert!(r.stderr.contains("after 9999-12-31"), "{}", r.describe());
+}

@@ -724,8 +724,7 @@ impl Shared {
                         *cas,
                     )
                 });
-            let listed = registry.as_ref().map_or(0, |(r, _)| r.len());
-            self.registry_len = listed.max(self.registry_len.min(listed + self.shared_types.len()));
+            self.registry_len = registry.as_ref().map_or(0, |(r, _)| r.len());
             let mut types: BTreeSet<String> = self.configured.clone();
             types.extend(self.shared_types.iter().map(|t| t.to_string()));
             if let Some((r, _)) = &registry {
@@ -801,6 +800,12 @@ impl Shared {
                 continue;
             }
             self.prune_registry(registry, &summary)?;
+            // As the in-memory window shows them: the mapping's types, and those with counts.
+            let mut summary = summary;
+            let configured = &self.configured;
+            summary
+                .types
+                .retain(|t, c| c.total_events_captured > 0 || configured.contains(t));
             return Ok(summary);
         }
         Err(Error::failed(format!(
@@ -818,8 +823,11 @@ impl Shared {
         summary: &Summary,
     ) -> Result<()> {
         let Some((listed, cas)) = registry else {
+            self.shared_types.clear();
             return Ok(());
         };
+        // What another writer pruned is no longer ours to share without announcing it again.
+        self.shared_types.retain(|t| listed.contains(&**t));
         let live: BTreeSet<String> = summary
             .types
             .iter()
@@ -979,6 +987,11 @@ pub fn read(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         types: BTreeMap::new(),
     };
     for (kind, s) in summaries {
+        // A type that has just left the window (its summary set to zero, about to leave the
+        // registry) is not shown, as the in-memory output does not show it.
+        if s.total == 0 && !config.type_names.values().any(|t| *t == kind) {
+            continue;
+        }
         if s.window_end != newest.window_end {
             warn(format_args!(
                 "the {kind} summary covers an older window ({} to {}) than the others",
@@ -1087,6 +1100,69 @@ mod tests {
         let stored: Option<String> = a.link().unwrap().client.get("t:user-event").unwrap();
         let stored = Stored::parse(stored.unwrap().as_bytes()).unwrap();
         assert_eq!(stored.total, 6);
+    }
+
+    fn test_config(addr: &str, prefix: &str) -> Config {
+        Config {
+            minutes: 1,
+            bucket: time::Duration(Duration::from_secs(1)),
+            clock: super::super::Clock::Event,
+            max_future: time::MaxFuture::DEFAULT,
+            type_names: crate::event_config::default_type_names(),
+            fields: Default::default(),
+            memcached: Some(addr.to_string()),
+            key_prefix: prefix.into(),
+            max_types: 1000,
+            read: false,
+            input: Default::default(),
+        }
+    }
+
+    /// Five windows of fresh tracking ids and fresh types through a shared window: the local
+    /// window, the process's Memcached bookkeeping and the registry in Memcached all hold one
+    /// window's worth at most, and each shared summary is the live window's exact counts.
+    #[test]
+    fn local_state_and_the_registry_hold_one_window_of_fresh_keys() {
+        let server = super::test_harness::Daemon::memcached();
+        let addr = server.addr.to_string();
+        let mut config = test_config(&addr, "f:");
+        config.bucket = time::Duration(Duration::from_secs(5));
+        let mut window = Window::new(5_000_000, 12, config.type_names.clone()).track_changes();
+        let mut shared = Shared::connect(&addr, &config).unwrap();
+        let t0 = 1_575_784_800_000_000;
+        for second in 0..300i64 {
+            let t = t0 + second * 1_000_000;
+            for closed in window.advance_to(t) {
+                let summary = shared.sync(&mut window, &closed).expect("memcached is up");
+                assert_eq!(summary.types, closed.types, "at {}", closed.window_end);
+            }
+            for i in 0..5 {
+                window.add(t, "click", &format!("id-{second}-{i}")).unwrap();
+            }
+            window.add(t, &format!("kind-{second}"), "id").unwrap();
+        }
+        // 12 buckets of 5 s: 300 clicks' ids and 60 types with their ids.
+        assert!(window.keys() <= 360, "{} keys", window.keys());
+        assert!(window.types_held() <= 3 + 60);
+        assert!(shared.created.len() <= 360 + 30, "{}", shared.created.len());
+        assert!(
+            shared.shared_types.len() <= 3 + 60 + 5,
+            "{}",
+            shared.shared_types.len()
+        );
+        let registry: String = shared
+            .link()
+            .unwrap()
+            .client
+            .get("f:~types")
+            .unwrap()
+            .unwrap();
+        assert!(
+            registry.lines().count() <= 3 + 60 + 5,
+            "{} lines",
+            registry.lines().count()
+        );
+        assert_eq!(shared.unshared_events(), 0);
     }
 
     #[test]
