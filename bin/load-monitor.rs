@@ -52,7 +52,8 @@ struct Args {
     max_servers: usize,
 
     /// Load the state from FILE at start and save it there atomically (every --snapshot-every
-    /// and on SIGTERM/SIGINT for the server; at the end of input for stdin).
+    /// and on SIGTERM/SIGINT for the server; at the end of input for stdin). What it holds from
+    /// past the wall clock plus --max-future is dropped on load, with a warning.
     #[arg(long, value_name = "FILE")]
     snapshot: Option<PathBuf>,
 
