@@ -22,7 +22,10 @@
 //!   "approximation of 10 seconds" is only that the window's edges fall on bucket boundaries.
 //! - Clock: event time (the event's timestamp; the newest seen is "now") or, with
 //!   `--clock arrival`, the time a line was read. Events older than the live window are late:
-//!   reported on stderr (the first ten one by one, then counted) and not added.
+//!   reported on stderr (the first ten one by one, then counted) and not added; the run then
+//!   exits 1, as for bad lines (`--strict` stops at the first). An event time later than the
+//!   wall clock plus `--max-future` (default 5m) is a bad line and never moves the clock
+//!   ([`time::Horizon`]).
 //! - Live input (a pipe or terminal): a line is also written at every bucket boundary while input
 //!   pauses (after a grace of half a bucket, at most 1 s, for events still on their way); the
 //!   event clock then moves on with the wall clock from the last event. File input is read as fast
@@ -43,7 +46,7 @@ use std::sync::mpsc::RecvTimeoutError;
 
 use crate::error::{Error, Result};
 use crate::event_config::{default_type_names, FieldPaths, FileConfig};
-use crate::input::{BadLines, InputArgs, Line};
+use crate::input::{BadLines, InputArgs, Line, Location};
 use crate::output::Output;
 use crate::runner::warn;
 use crate::time::{self, Micros};
@@ -102,10 +105,19 @@ pub struct Flags {
     #[arg(long, value_name = "PREFIX")]
     pub key_prefix: Option<String>,
 
+    /// With --memcached: the most distinct types shared per window (the mapping's not counted), so
+    /// the type registry stays within one Memcached item; a new type past it is counted here only,
+    /// and reported.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_types: usize,
+
     /// Print the current summary from Memcached as one line and exit (Memcached's address from
     /// --memcached or the config file).
     #[arg(long)]
     pub read: bool,
+
+    #[command(flatten)]
+    pub max_future: time::MaxFutureArg,
 
     /// JSON config file (minutes, bucket, type_names, fields, memcached…); flags override it.
     #[arg(long, value_name = "FILE")]
@@ -121,10 +133,13 @@ pub struct Config {
     pub minutes: u32,
     pub bucket: time::Duration,
     pub clock: Clock,
+    /// `--max-future`: event times later than the wall clock plus this are bad lines.
+    pub max_future: time::MaxFuture,
     pub type_names: BTreeMap<String, String>,
     pub fields: FieldPaths,
     pub memcached: Option<String>,
     pub key_prefix: String,
+    pub max_types: usize,
     pub read: bool,
     pub input: InputArgs,
 }
@@ -169,6 +184,7 @@ impl Flags {
                 .or(file.bucket)
                 .unwrap_or(time::Duration(std::time::Duration::from_secs(10))),
             clock: self.clock,
+            max_future: self.max_future.max_future,
             type_names,
             fields,
             memcached: match self.memcached.as_deref() {
@@ -182,6 +198,7 @@ impl Flags {
                 .clone()
                 .or(file.key_prefix)
                 .unwrap_or_else(|| "pipeworks:".to_string()),
+            max_types: self.max_types,
             read: self.read,
             input: self.input.clone(),
         };
@@ -221,6 +238,13 @@ impl Config {
         ))
     }
 
+    /// The event-time rule, with the window's reach: a summary for an event at `t` starts up to
+    /// a window before it and ends up to a bucket after it.
+    fn horizon(&self) -> time::Horizon {
+        let window = i64::from(self.minutes) * 60 * time::MICROS_PER_SEC;
+        time::Horizon::new(self.max_future).reach(window, self.bucket.micros())
+    }
+
     fn paths(&self) -> Result<Paths> {
         let f = &self.fields;
         let paths: Vec<&str> = match self.clock {
@@ -248,7 +272,9 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         window,
         paths: config.paths()?,
         clock: config.clock,
+        horizon: config.horizon(),
         bad: config.input.bad_lines(),
+        strict: config.input.strict,
         late: 0,
         events: 0,
         idle_from: None,
@@ -361,7 +387,10 @@ struct Aggregator {
     window: Window,
     paths: Paths,
     clock: Clock,
+    horizon: time::Horizon,
     bad: BadLines,
+    /// `--strict`: a late event stops the run, as a bad line does.
+    strict: bool,
     late: u64,
     events: u64,
     /// The window's clock and the wall time when input last arrived: while input pauses, the
@@ -394,13 +423,34 @@ impl Aggregator {
                 Err(reason) => return self.bad.report(line.at, reason),
             },
         };
+        self.event(at, &event, &tracking_id, line.at, out)
+    }
+
+    /// One parsed event: the event-time rule first, so a refused time never moves the window's
+    /// clock, then the window.
+    fn event(
+        &mut self,
+        at: Micros,
+        event: &str,
+        tracking_id: &str,
+        line: Location<'_>,
+        out: &mut Output<impl Write>,
+    ) -> Result<()> {
+        if self.clock == Clock::Event {
+            if let Err(why) = self.horizon.check(at) {
+                return self.bad.report(line, why);
+            }
+        }
         let closed = self.window.advance_to(at);
         self.publish(closed, out)?;
         self.events += 1;
-        if let Err(late) = self.window.add(at, &event, &tracking_id) {
+        if let Err(late) = self.window.add(at, event, tracking_id) {
+            if self.strict {
+                return Err(Error::failed(format!("{line}: {late}")));
+            }
             self.late += 1;
             if self.late <= LATE_REPORTED {
-                warn(format_args!("{}: {late}", line.at));
+                warn(format_args!("{line}: {late}"));
                 if self.late == LATE_REPORTED {
                     warn("further late events are counted, not reported one by one");
                 }
@@ -431,6 +481,8 @@ impl Aggregator {
             (Clock::Event, Some((clock, wall))) => clock + (now - wall),
             (Clock::Event, None) => return Ok(()),
         };
+        // Never past what a window's end can print (only reachable with --max-future off).
+        let to = to.min(time::LATEST - self.window.bucket_len());
         let closed = self.window.advance_to(to);
         self.idle_from = Some((to, now));
         self.publish(closed, out)
@@ -459,6 +511,7 @@ impl Aggregator {
     }
 
     fn finish(mut self, out: &mut Output<impl Write>) -> Result<()> {
+        let mut unshared = 0;
         if let Some(summary) = self.window.current() {
             match &mut self.shared {
                 None => out.emit(&summary)?,
@@ -471,6 +524,14 @@ impl Aggregator {
                         self.events,
                         shared.requests() as f64 / self.events.max(1) as f64
                     ));
+                    unshared = shared.unshared_events();
+                    if unshared > 0 {
+                        warn(format_args!(
+                            "{unshared} event{} counted here only, not in the shared summary \
+                             (reasons above)",
+                            if unshared == 1 { " was" } else { "s were" }
+                        ));
+                    }
                 }
             }
         }
@@ -482,7 +543,14 @@ impl Aggregator {
                 if self.late == 1 { " was" } else { "s were" }
             ));
         }
-        self.bad.finish()
+        // Bad lines, late events and counts left out of the shared summary all mean input that
+        // is not in the output: exit 1.
+        let bad = self.bad.finish();
+        if self.late > 0 || unshared > 0 {
+            bad?;
+            return Err(Error::Reported(1));
+        }
+        bad
     }
 }
 
