@@ -27,6 +27,7 @@ pub mod chat_bench;
 pub mod config;
 pub mod error;
 pub mod event_config;
+pub mod fields;
 pub mod gen_events;
 pub mod input;
 pub mod load_monitor;
