@@ -86,13 +86,27 @@ impl Fields {
     /// The paths in `mask` whose segment at `depth` is `key`.
     fn matching(&self, mask: u8, depth: usize, key: &[u8]) -> u8 {
         let mut out = 0;
-        for (i, path) in self.paths.iter().enumerate() {
-            if mask & (1 << i) != 0 && path.get(depth).is_some_and(|s| **s == *key) {
-                out |= 1 << i;
+        for p in bits(mask) {
+            // Most keys differ from a wanted one in length or first byte: no memcmp for those.
+            let hit = self.paths[p].get(depth).is_some_and(|s| {
+                // A byte loop: keys are short, and a `memcmp` call costs more than comparing them.
+                s.len() == key.len() && s.iter().zip(key).all(|(a, b)| a == b)
+            });
+            if hit {
+                out |= 1 << p;
             }
         }
         out
     }
+}
+
+/// The positions of the set bits of `mask`, lowest first.
+fn bits(mut mask: u8) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let p = mask.trailing_zeros() as usize;
+        mask &= mask.wrapping_sub(1);
+        (p < 8).then_some(p)
+    })
 }
 
 /// One parse thread's simd-json state, reused from line to line.
@@ -189,15 +203,12 @@ fn walk<const N: usize>(
             }
             seen |= matched;
             let mut inner = 0u8;
-            for (p, slot) in found.iter_mut().enumerate() {
-                if matched & (1 << p) == 0 {
-                    continue;
-                }
+            for p in bits(matched) {
                 if fields.paths[p].len() > depth + 1 {
                     inner |= 1 << p;
                     continue;
                 }
-                *slot = Some(match (fields.wants[p], node) {
+                found[p] = Some(match (fields.wants[p], node) {
                     (Want::Str, Node::String(s)) => {
                         let start = (s.as_ptr() as usize).checked_sub(base)?;
                         if start + s.len() > len {
