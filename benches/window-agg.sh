@@ -100,3 +100,21 @@ for n in 1000000 10000000; do
   SECS=$(echo "($(date +%s%N) - $START_NS) / 1000000000" | bc -l)
   printf '%9d events: peak RSS %6d KB  (%.1f s)  %s\n' "$n" "$(cat "$TMP/rss")" "$SECS" "$CMD"
 done
+
+echo
+echo "== peak RSS of window-agg --minutes 1 when every event brings a new tracking id (1 ms apart)"
+# The window holds 60,000 ids at most, so memory must not grow with the stream's length.
+for n in 300000 3000000; do
+  python3 - "$n" > "$TMP/fresh.jsonl" <<'PY'
+import sys, time
+n = int(sys.argv[1])
+epoch = 1575784800  # 2019-12-08T06:00:00Z
+out = sys.stdout
+for i in range(n):
+    s = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch + i // 1000))
+    out.write('{"value":{"event":"click","trackingId":"INF-%09d","timestamp":"%s.%03dZ"}}\n' % (i, s, i % 1000))
+PY
+  CMD="$BIN/window-agg --minutes 1 fresh.jsonl"
+  /usr/bin/time -f %M -o "$TMP/rss" "$BIN/window-agg" --minutes 1 "$TMP/fresh.jsonl" > /dev/null
+  printf '%9d fresh ids: peak RSS %6d KB  %s\n' "$n" "$(cat "$TMP/rss")" "$CMD"
+done

@@ -8,7 +8,7 @@ use clap::Parser;
 use pipeworks::input::InputArgs;
 use pipeworks::load_monitor::{self, ClockKind, Config};
 use pipeworks::output::Output;
-use pipeworks::time::Duration;
+use pipeworks::time::{Duration, MaxFutureArg};
 
 /// Server load monitor: per server, the average CPU and RAM of each minute of the last hour and
 /// each hour of the last 24 hours.
@@ -44,16 +44,16 @@ struct Args {
     #[arg(long, value_enum)]
     clock: Option<ClockKind>,
 
-    /// With the wall clock, refuse records further than this in the future.
-    #[arg(long, default_value = "1m", value_name = "DURATION")]
-    max_ahead: Duration,
+    #[command(flatten)]
+    max_future: MaxFutureArg,
 
     /// The most servers tracked; a new server's records beyond it are refused.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     max_servers: usize,
 
     /// Load the state from FILE at start and save it there atomically (every --snapshot-every
-    /// and on SIGTERM/SIGINT for the server; at the end of input for stdin).
+    /// and on SIGTERM/SIGINT for the server; at the end of input for stdin). What it holds from
+    /// past the wall clock plus --max-future is dropped on load, with a warning.
     #[arg(long, value_name = "FILE")]
     snapshot: Option<PathBuf>,
 
@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         let config = Config {
             listen: args.listen,
             clock: args.clock,
-            max_ahead: args.max_ahead,
+            max_future: args.max_future.max_future,
             max_servers: args.max_servers,
             snapshot: args.snapshot,
             snapshot_every: args.snapshot_every,

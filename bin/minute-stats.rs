@@ -6,7 +6,7 @@ use clap::Parser;
 use pipeworks::input::InputArgs;
 use pipeworks::minute_stats::{self, Config};
 use pipeworks::output::Output;
-use pipeworks::time::Duration;
+use pipeworks::time::{Duration, MaxFutureArg};
 
 /// Per-period statistics of metric events.
 ///
@@ -37,6 +37,9 @@ struct Args {
     #[arg(long, default_value = "0s")]
     lateness: Duration,
 
+    #[command(flatten)]
+    max_future: MaxFutureArg,
+
     /// Also close periods by the wall clock (period end + lateness) while input pauses.
     #[arg(long)]
     live: bool,
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         let config = Config {
             period: args.period,
             lateness: args.lateness,
+            max_future: args.max_future.max_future,
             live: args.live,
             group_by_tag: args.group_by_tag,
             input: args.input,

@@ -20,6 +20,9 @@
 //!   `--live`, once the wall clock passes that point). An event is accepted while its period is
 //!   open; an event for a period already written is late: reported with its line number, counted
 //!   with the bad lines and never merged into another period.
+//! - An event time later than the wall clock plus `--max-future` (default 5m; `off` for none) is a
+//!   bad line and closes nothing ([`time::Horizon`]), so one far-future stamp cannot make every
+//!   later event late.
 //! - `value` may be any finite JSON number (the seed says positive integers; negative and fractional
 //!   values are aggregated too). Whole results print without a fraction, others as the shortest
 //!   decimal that reads back to the same double. The median of an even count is the mean of the
@@ -48,6 +51,8 @@ use crate::time::{self, Micros, Timestamp};
 pub struct Config {
     pub period: time::Duration,
     pub lateness: time::Duration,
+    /// `--max-future`: event times later than the wall clock plus this are bad lines.
+    pub max_future: time::MaxFuture,
     pub live: bool,
     pub group_by_tag: Option<String>,
     pub input: InputArgs,
@@ -63,6 +68,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     if let Some(key) = &config.group_by_tag {
         stats = stats.with_group_key(key.clone());
     }
+    let horizon = time::Horizon::new(config.max_future).reach(0, period);
     let mut bad = config.input.bad_lines();
     let group_by = config.group_by_tag.clone();
     let workers = parse_workers(4);
@@ -97,6 +103,11 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
                             continue;
                         }
                     };
+                    // Before the time may close any period.
+                    if let Err(why) = horizon.check(at) {
+                        bad.report(line.at, why)?;
+                        continue;
+                    }
                     emit(out, stats.close_until(at))?;
                     if let Err(late) = stats.add(at, kind.resolve(&batch), tag.as_deref(), value) {
                         bad.report(line.at, late)?;

@@ -7,9 +7,22 @@
 //!
 //! Durations on the command line read `250ms`, `5s`, `1m`, `2h`, `1d`, `500us`, fractions (`1.5s`)
 //! and sums (`1m30s`).
+//!
+//! Timestamps name instants from 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z, the years
+//! four digits can print: [`parse_timestamp`] refuses anything else (after converting the offset,
+//! so `9999-12-31T23:30:00-01:00` is refused too).
+//!
+//! **The event-time rule** ([`Horizon`]), one for every program that keeps event time: an event
+//! time later than the wall clock plus `--max-future` ([`MaxFuture`], default 5 minutes) is a bad
+//! line, and a bad line never moves a program's clock. Without it one wrong clock upstream (or
+//! one hostile line stamped 9999-12-31) would carry the program's "now" so far ahead that every
+//! later good event is refused as late. `--max-future off` is the escape hatch for simulated or
+//! replayed data stamped ahead of the wall clock. The same check refuses an event whose outputs
+//! (its period, its window) would reach outside the years 0000–9999.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::{Serialize, Serializer};
 
@@ -18,11 +31,24 @@ pub type Micros = i64;
 
 pub const MICROS_PER_SEC: i64 = 1_000_000;
 
-/// Parse an RFC 3339 timestamp into microseconds since the epoch, in UTC.
+/// The earliest instant a timestamp can name: 0000-01-01T00:00:00Z.
+pub const EARLIEST: Micros = days_from_civil(0, 1, 1) * 86_400 * MICROS_PER_SEC;
+
+/// The latest instant a timestamp can name: 9999-12-31T23:59:59.999999Z.
+pub const LATEST: Micros = days_from_civil(10_000, 1, 1) * 86_400 * MICROS_PER_SEC - 1;
+
+/// Parse an RFC 3339 timestamp into microseconds since the epoch, in UTC. Instants outside the
+/// years 0000–9999 in UTC are refused: no output could print them with four digits.
 pub fn parse_timestamp(s: &str) -> Result<Micros, String> {
-    parse_fast(s.as_bytes())
+    let t = parse_fast(s.as_bytes())
         .ok_or(())
-        .or_else(|()| parse_slow(s))
+        .or_else(|()| parse_slow(s))?;
+    if !(EARLIEST..=LATEST).contains(&t) {
+        return Err(format!(
+            "timestamp {s:?} is outside the years 0000 to 9999 in UTC"
+        ));
+    }
+    Ok(t)
 }
 
 /// The common shape `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, without allocating.
@@ -105,7 +131,7 @@ fn parse_slow(s: &str) -> Result<Micros, String> {
     Ok(secs * MICROS_PER_SEC + micros)
 }
 
-fn is_leap(year: i64) -> bool {
+const fn is_leap(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }
 
@@ -119,7 +145,7 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+const fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -177,6 +203,221 @@ pub fn now() -> Micros {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("the clock is after 1970");
     d.as_micros() as Micros
+}
+
+/// The value of `--max-future`: how far past the wall clock an event time may lie, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxFuture {
+    /// No limit (simulated or replayed data stamped ahead of the wall clock).
+    Off,
+    Within(Duration),
+}
+
+impl MaxFuture {
+    /// Five minutes: well past the skew of hosts that keep time with NTP (milliseconds) and of
+    /// a producer that batches for a while before it sends, small enough that one wrong stamp
+    /// can hold a program's clock ahead by minutes at most. It is the clock skew Kerberos
+    /// tolerates by default, for the same reason.
+    pub const DEFAULT: MaxFuture = MaxFuture::Within(Duration(std::time::Duration::from_secs(300)));
+
+    /// The limit in µs, `None` when off.
+    pub fn micros(self) -> Option<Micros> {
+        match self {
+            MaxFuture::Off => None,
+            MaxFuture::Within(d) => Some(d.micros()),
+        }
+    }
+}
+
+impl Default for MaxFuture {
+    fn default() -> Self {
+        MaxFuture::DEFAULT
+    }
+}
+
+impl FromStr for MaxFuture {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim() == "off" {
+            return Ok(MaxFuture::Off);
+        }
+        s.parse::<Duration>()
+            .map(MaxFuture::Within)
+            .map_err(|e| format!("{e}; or off for no limit"))
+    }
+}
+
+impl fmt::Display for MaxFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxFuture::Off => f.write_str("off"),
+            MaxFuture::Within(d) => d.fmt(f),
+        }
+    }
+}
+
+/// The `--max-future` flag, the same in every program that keeps event time; flatten it into
+/// the program's `Args`.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct MaxFutureArg {
+    /// An event time later than the wall clock plus this is a bad line (reported with its
+    /// number, skipped, and it never moves the clock). 5m covers the clock skew of NTP-synced
+    /// hosts many times over; `off` accepts any time, for simulated or replayed data stamped
+    /// ahead of the wall clock.
+    #[arg(long, value_name = "DURATION|off", default_value_t = MaxFuture::DEFAULT)]
+    pub max_future: MaxFuture,
+}
+
+/// The event-time rule of the module doc, built once per program from `--max-future` and
+/// asked once per event time, before that time may move any clock. `check` is one comparison
+/// in the common case (the wall clock is read again only for a time past the last horizon
+/// seen), takes `&self` and is `Sync`, so any thread may ask.
+#[derive(Debug)]
+pub struct Horizon {
+    limit: Option<Micros>,
+    /// Every time up to this is within the limit without reading the clock: the wall clock as
+    /// last read, plus the limit. It only grows (were the wall clock stepped back, times the
+    /// old clock allowed stay allowed until it catches up).
+    known_good: AtomicI64,
+    /// Event times outside these bounds would put the program's outputs (a period's end, a
+    /// window's start) outside the years 0000–9999.
+    earliest: Micros,
+    latest: Micros,
+}
+
+impl Clone for Horizon {
+    fn clone(&self) -> Self {
+        Horizon {
+            limit: self.limit,
+            known_good: AtomicI64::new(self.known_good.load(Ordering::Relaxed)),
+            earliest: self.earliest,
+            latest: self.latest,
+        }
+    }
+}
+
+impl Horizon {
+    pub fn new(max: MaxFuture) -> Self {
+        Horizon {
+            limit: max.micros(),
+            known_good: AtomicI64::new(i64::MIN),
+            earliest: EARLIEST,
+            latest: LATEST,
+        }
+    }
+
+    /// A program whose outputs for an event at `t` reach from `t - before` to `t + after` (a
+    /// window's start, a period's end) refuses events whose reach leaves the years 0000–9999.
+    pub fn reach(mut self, before: Micros, after: Micros) -> Self {
+        self.earliest = EARLIEST.saturating_add(before.max(0));
+        self.latest = LATEST.saturating_sub(after.max(0));
+        self
+    }
+
+    /// The limit in µs (`None`: `--max-future off`).
+    pub fn limit(&self) -> Option<Micros> {
+        self.limit
+    }
+
+    /// Whether the event time `at` may be used, or why not (a bad line).
+    pub fn check(&self, at: Micros) -> Result<(), BadTime> {
+        if at <= self.known_good.load(Ordering::Relaxed) && at >= self.earliest {
+            return Ok(());
+        }
+        self.check_slow(at)
+    }
+
+    #[cold]
+    fn check_slow(&self, at: Micros) -> Result<(), BadTime> {
+        if let Some(limit) = self.limit {
+            let now = now();
+            let horizon = now.saturating_add(limit);
+            self.known_good
+                .fetch_max(horizon.min(self.latest), Ordering::Relaxed);
+            if at > horizon {
+                return Err(BadTime::Ahead {
+                    at,
+                    now,
+                    limit: MaxFuture::Within(Duration(std::time::Duration::from_micros(
+                        limit as u64,
+                    ))),
+                });
+            }
+        }
+        if at < self.earliest || at > self.latest {
+            return Err(BadTime::OutOfRange {
+                at,
+                late: at > self.latest,
+            });
+        }
+        if self.limit.is_none() {
+            self.known_good.store(self.latest, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The latest time allowed right now (state loaded from disk is held to it too).
+    pub fn latest_now(&self) -> Micros {
+        match self.limit {
+            None => self.latest,
+            Some(limit) => now().saturating_add(limit).min(self.latest),
+        }
+    }
+}
+
+/// Why an event time was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadTime {
+    /// Later than the wall clock `now` plus `limit`.
+    Ahead {
+        at: Micros,
+        now: Micros,
+        limit: MaxFuture,
+    },
+    /// So close to the ends of the years 0000–9999 that an output for it could not be printed
+    /// (`late`: at the far end).
+    OutOfRange { at: Micros, late: bool },
+}
+
+impl fmt::Display for BadTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BadTime::Ahead { at, now, limit } => write!(
+                f,
+                "event time {} is {} ahead of the wall clock ({}), more than --max-future {limit} \
+                 allows; skipped, the clock does not move (simulated or replayed data ahead of \
+                 the clock: --max-future off)",
+                Timestamp(at),
+                roughly(at - now),
+                Timestamp(now)
+            ),
+            BadTime::OutOfRange { at, late: true } => write!(
+                f,
+                "event time {} is too close to the end of year 9999: its period would end past \
+                 what a timestamp can print; skipped",
+                Timestamp(at)
+            ),
+            BadTime::OutOfRange { at, late: false } => write!(
+                f,
+                "event time {} is too close to the start of year 0000: its window would start \
+                 before what a timestamp can print; skipped",
+                Timestamp(at)
+            ),
+        }
+    }
+}
+
+/// A span for people: `3 years`, `12 days`, `5h`, `2m30s`, `4s`.
+fn roughly(us: Micros) -> String {
+    let secs = us.max(0) / MICROS_PER_SEC;
+    let (day, year) = (86_400, 365 * 86_400 + 86_400 / 4);
+    match secs {
+        s if s >= 2 * year => format!("{} years", s / year),
+        s if s >= 2 * day => format!("{} days", s / day),
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// A timestamp that serializes as `"2017-01-03T15:53:00.000000Z"`.
@@ -375,7 +616,66 @@ mod tests {
         assert_eq!(Duration(parse_duration("2h").unwrap()).to_string(), "2h");
     }
 
+    #[test]
+    fn only_four_digit_years_parse() {
+        assert_eq!(format_timestamp(EARLIEST), "0000-01-01T00:00:00.000000Z");
+        assert_eq!(format_timestamp(LATEST), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(parse_timestamp("9999-12-31T23:59:59.999999Z"), Ok(LATEST));
+        assert_eq!(parse_timestamp("0000-01-01T00:00:00Z"), Ok(EARLIEST));
+        // In range as written, out of it in UTC.
+        assert!(parse_timestamp("9999-12-31T23:30:00-01:00").is_err());
+        assert!(parse_timestamp("0000-01-01T00:30:00+01:00").is_err());
+        assert!(parse_timestamp("+10000-01-01T00:00:00Z").is_err());
+        assert!(parse_timestamp("10000-01-01T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn the_horizon_refuses_past_the_limit_and_near_the_ends_of_time() {
+        let five = Horizon::new(MaxFuture::DEFAULT);
+        let wall = now();
+        five.check(wall).unwrap();
+        five.check(wall + 299 * MICROS_PER_SEC).unwrap();
+        let err = five.check(wall + 400 * MICROS_PER_SEC).unwrap_err();
+        assert!(matches!(err, BadTime::Ahead { .. }), "{err}");
+        assert!(err.to_string().contains("--max-future 5m"), "{err}");
+        // A refusal does not widen what is known good.
+        assert!(five.check(wall + 400 * MICROS_PER_SEC).is_err());
+        five.check(parse_timestamp("2017-01-03T15:53:00Z").unwrap())
+            .unwrap();
+        let off = Horizon::new(MaxFuture::Off).reach(60 * MICROS_PER_SEC, 10 * MICROS_PER_SEC);
+        off.check(parse_timestamp("9999-12-31T23:59:49Z").unwrap())
+            .unwrap();
+        let end = off.check(parse_timestamp("9999-12-31T23:59:51Z").unwrap());
+        assert!(matches!(end, Err(BadTime::OutOfRange { late: true, .. })));
+        let start = off.check(parse_timestamp("0000-01-01T00:00:30Z").unwrap());
+        assert!(matches!(
+            start,
+            Err(BadTime::OutOfRange { late: false, .. })
+        ));
+        off.check(parse_timestamp("0000-01-01T00:01:00Z").unwrap())
+            .unwrap();
+        assert_eq!("off".parse::<MaxFuture>(), Ok(MaxFuture::Off));
+        assert_eq!("5m".parse::<MaxFuture>(), Ok(MaxFuture::DEFAULT));
+        assert_eq!(MaxFuture::DEFAULT.to_string(), "5m");
+        assert!("soon".parse::<MaxFuture>().unwrap_err().contains("or off"));
+    }
+
     proptest! {
+        /// Whatever parses prints back with a four-digit year, whatever its offset.
+        #[test]
+        fn every_parsed_time_prints_four_digits(year in 0i64..=9999, day in 0i64..365, secs in 0i64..86_400, off_min in -1439i64..1439) {
+            let (y, m, d) = civil_from_days(days_from_civil(year, 1, 1) + day);
+            let sign = if off_min < 0 { '-' } else { '+' };
+            let text = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+                secs / 3600, secs / 60 % 60, secs % 60, off_min.abs() / 60, off_min.abs() % 60
+            );
+            if let Ok(t) = parse_timestamp(&text) {
+                let out = format_timestamp(t);
+                prop_assert!(out.as_bytes()[4] == b'-' && out[..4].bytes().all(|b| b.is_ascii_digit()), "{} -> {}", text, out);
+            }
+        }
+
         #[test]
         fn fast_parser_agrees_with_chrono(secs in -5_000_000_000i64..5_000_000_000i64, micros in 0i64..1_000_000, off_min in -1439i64..1439) {
             let t = secs * MICROS_PER_SEC + micros;

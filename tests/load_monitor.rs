@@ -489,7 +489,7 @@ fn http_caps_the_number_of_servers() {
         far.json()["error"]
             .as_str()
             .unwrap()
-            .contains("in the future"),
+            .contains("ahead of the wall clock"),
         "{}",
         far.body
     );

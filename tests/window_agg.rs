@@ -269,8 +269,9 @@ fn late_events_are_reported_not_added_and_out_of_order_ones_are_kept() {
         ev("2020-01-01T00:10:05Z", "INF-a"),
     ]
     .join("\n");
+    // A late event is input missing from the output: exit 1, as minute-stats does.
     let r = run(EXE, &[], input.as_bytes());
-    r.expect_code(0);
+    r.expect_code(1);
     assert!(
         r.stderr
             .contains("line 3: late event at 2020-01-01T00:01:00.000000Z"),
@@ -289,6 +290,15 @@ fn late_events_are_reported_not_added_and_out_of_order_ones_are_kept() {
         lines[0]["types"]["review"],
         json!({"totalEventsCaptured": 3, "eventsCapturedByTrackingIds": {"INF-a": 2, "INF-b": 1}})
     );
+    // --strict stops at it, as at a bad line.
+    let strict = run(EXE, &["--strict"], input.as_bytes());
+    strict.expect_code(1);
+    assert!(
+        strict.stderr.contains("line 3: late event"),
+        "{}",
+        strict.describe()
+    );
+    assert!(strict.stdout.is_empty(), "{}", strict.describe());
 }
 
 #[test]
@@ -547,4 +557,84 @@ fn a_stop_signal_writes_the_live_window_first() {
         );
         drop(stdin);
     }
+}
+
+/// The peak RSS (VmHWM) of a running process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("a VmHWM line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A stream where every event brings a new tracking id (a session or user id, say): the window
+/// never holds more than a minute of them, so memory must stop growing once the first minute has
+/// passed, whatever the stream's length. Measured as the process's peak RSS after two windows of
+/// events and again after five, while it runs.
+#[test]
+fn memory_stays_bounded_on_a_stream_of_fresh_ids() {
+    const EVENTS_PER_MINUTE: i64 = 60_000; // 1 ms apart
+    let base = parse_timestamp("2019-12-08T06:00:00Z").unwrap();
+    let mut child = common::spawn(EXE, ["--minutes", "1"]);
+    let pid = child.id();
+    let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
+    let (ends_tx, ends) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            // Only the window's end is needed, and a line holds 60,000 ids: skip parsing it all.
+            let end = line
+                .split("\"window_end\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+                .to_string();
+            if ends_tx.send(end).is_err() {
+                break;
+            }
+        }
+    });
+    let mut feed = |from: i64, to: i64| {
+        for i in from..to {
+            writeln!(
+                stdin,
+                r#"{{"value":{{"event":"click","trackingId":"id-{i:09}","timestamp":"{}"}}}}"#,
+                format_timestamp(base + i * 1000)
+            )
+            .unwrap();
+        }
+        stdin.flush().unwrap();
+        // The last event of minute k crosses the boundary 10 s before its end; once that
+        // window's line is out, every event before it has been read and counted.
+        let want = format_timestamp(base + (to - 1) * 1000 - (base + (to - 1) * 1000) % 10_000_000);
+        loop {
+            let end = ends
+                .recv_timeout(Duration::from_secs(120))
+                .expect("window-agg keeps writing lines");
+            if end == want {
+                break;
+            }
+        }
+        peak_rss_kib(pid)
+    };
+    let after_two = feed(0, 2 * EVENTS_PER_MINUTE);
+    let after_five = feed(2 * EVENTS_PER_MINUTE, 5 * EVENTS_PER_MINUTE);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Three more minutes of fresh ids (180,000 of them, ~30 MB if they were all kept) may not
+    // raise the peak by more than noise.
+    assert!(
+        after_five <= after_two + (after_two / 2).max(10 * 1024),
+        "peak RSS grew from {after_two} KiB after two minutes of fresh ids to {after_five} KiB after five"
+    );
+    eprintln!("peak RSS: {after_two} KiB after 2 windows, {after_five} KiB after 5");
 }

@@ -428,3 +428,151 @@ fn sigterm_delivers_the_last_counts() {
     drop(stdin);
     assert_eq!(read_shared(mc.addr, &[]), in_memory(&events, &[]));
 }
+
+fn event_at(t: i64, event: &str, tid: &str) -> String {
+    serde_json::json!({"value": {"event": event, "trackingId": tid, "timestamp": pipeworks::time::format_timestamp(t)}})
+        .to_string()
+}
+
+const SEC: i64 = 1_000_000;
+
+fn base_time() -> i64 {
+    pipeworks::time::parse_timestamp("2019-12-08T06:00:00Z").unwrap()
+}
+
+/// A type name or tracking id that cannot be part of a Memcached key (245 characters: the
+/// summary key `pipeworks:<type>` would pass 250 bytes) is reported once and counted here only;
+/// every other summary keeps being shared at every boundary. Names with spaces and control
+/// characters are escaped into valid keys and shared.
+#[test]
+fn a_name_that_cannot_be_a_key_holds_up_no_other_summary() {
+    let mc = Daemon::memcached();
+    let base = base_time();
+    let long = "x".repeat(245);
+    let mut lines: Vec<String> = (0..20)
+        .map(|i| event_at(base + i * SEC, "click", "INF-a"))
+        .collect();
+    lines.push(event_at(base + 20 * SEC, &long, "INF-a"));
+    lines.push(event_at(base + 20 * SEC, "click", &long));
+    lines.push(event_at(base + 20 * SEC, "click", "a b\u{1}"));
+    lines.extend((21..39).map(|i| event_at(base + i * SEC, "click", "INF-a")));
+    let input = lines.join("\n");
+    let r = run(
+        EXE,
+        &["--memcached", &mc.addr.to_string()],
+        input.as_bytes(),
+    );
+    r.expect_code(1);
+    assert!(!r.stderr.contains("gave up"), "{}", r.describe());
+    assert_eq!(
+        r.stderr.matches("kept here only").count(),
+        2,
+        "the type and the id, once each\n{}",
+        r.describe()
+    );
+    assert!(
+        r.stderr.contains("2 events were counted here only"),
+        "{}",
+        r.describe()
+    );
+    // A shared summary at each of the three boundaries crossed, and at the end.
+    let out = r.json_lines();
+    assert_eq!(out.len(), 4, "{}", r.describe());
+    let last = out.last().unwrap();
+    assert_eq!(
+        last["types"]["user-event"]["totalEventsCaptured"], 39,
+        "{last}"
+    );
+    assert_eq!(
+        last["types"]["user-event"]["eventsCapturedByTrackingIds"]["a b\u{1}"],
+        1
+    );
+    assert!(last["types"].get(&long).is_none());
+    let shared = read_shared(mc.addr, &[]);
+    assert_eq!(shared["types"], last["types"]);
+    // In memory, nothing is left out.
+    let local = in_memory_any(&input, &[]);
+    assert_eq!(local["types"]["user-event"]["totalEventsCaptured"], 40);
+    assert_eq!(local["types"][&long]["totalEventsCaptured"], 1);
+}
+
+/// The in-memory window-agg's last line, whatever its exit code.
+fn in_memory_any(events: &str, flags: &[&str]) -> Value {
+    run(EXE, flags, events.as_bytes())
+        .json_lines()
+        .pop()
+        .expect("a summary line")
+}
+
+/// 60,000 distinct types in one window: the shared type registry stays well within one
+/// Memcached item (--max-types, default 1000, reported when reached), summaries keep coming, and
+/// the types under the cap are exact.
+#[test]
+fn sixty_thousand_types_stay_within_one_item() {
+    let mc = Daemon::memcached();
+    let base = base_time();
+    let mut lines = Vec::new();
+    for i in 0..60_000i64 {
+        let t = base + i * 1000;
+        lines.push(event_at(t, &format!("a-rather-long-type-{i:05}"), "INF-a"));
+        if i % 100 == 0 {
+            lines.push(event_at(t, "click", "INF-b"));
+        }
+    }
+    let started = Instant::now();
+    let r = run(
+        EXE,
+        &["--memcached", &mc.addr.to_string()],
+        lines.join("\n").as_bytes(),
+    );
+    let took = started.elapsed();
+    r.expect_code(1);
+    assert!(
+        took < Duration::from_secs(60),
+        "took {took:?}\n{}",
+        r.describe()
+    );
+    assert!(r.stderr.contains("--max-types"), "{}", r.describe());
+    assert!(!r.stderr.contains("gave up"), "{}", r.describe());
+    let out = r.json_lines();
+    assert_eq!(
+        out.len(),
+        6,
+        "five boundaries and the end\n{}",
+        r.describe()
+    );
+    let last = out.last().unwrap();
+    assert_eq!(last["types"]["user-event"]["totalEventsCaptured"], 600);
+    let types = last["types"].as_object().unwrap();
+    assert_eq!(
+        types.len(),
+        1003,
+        "1000 shared types and the mapping's three"
+    );
+    for (name, counts) in types {
+        if name.starts_with("a-rather-long-type-") {
+            assert_eq!(counts["totalEventsCaptured"], 1, "{name}");
+        }
+    }
+    let client =
+        memcache::Client::connect(format!("memcache://{}?protocol=ascii", mc.addr)).unwrap();
+    let registry: String = client.get("pipeworks:~types").unwrap().unwrap();
+    assert!(registry.len() < 100_000, "{} bytes", registry.len());
+    assert_eq!(registry.lines().count(), 1003);
+    assert_eq!(read_shared(mc.addr, &[])["types"], last["types"]);
+}
+
+/// A --key-prefix Memcached cannot take is a usage error, not an endless retry.
+#[test]
+fn a_prefix_that_cannot_start_a_key_is_a_usage_error() {
+    let mc = Daemon::memcached();
+    for prefix in ["my app:", &"p".repeat(240)] {
+        let r = run(
+            EXE,
+            &["--memcached", &mc.addr.to_string(), "--key-prefix", prefix],
+            b"",
+        );
+        r.expect_code(2);
+        assert!(r.stderr.contains("--key-prefix"), "{}", r.describe());
+    }
+}

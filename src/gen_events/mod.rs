@@ -287,7 +287,16 @@ impl Events<'_> {
             if offset >= until {
                 break;
             }
-            self.send(start + offset, sink)?;
+            let at = start.saturating_add(offset);
+            if at > time::LATEST {
+                return Err(crate::Error::failed(format!(
+                    "event {} would be stamped after 9999-12-31T23:59:59.999999Z, the last time a \
+                     timestamp can print; stopped after {} events",
+                    i + 1,
+                    self.sent
+                )));
+            }
+            self.send(at, sink)?;
             i += 1;
         }
         Ok(())

@@ -20,9 +20,11 @@
 //!   first. The last hour is the current minute and the 59 before it; the last day the current
 //!   hour and the 23 before it ([`ring`]).
 //! - "Now" is the newest record's time (`--clock records`, the stdin default, so a replay reports
-//!   as it would have live) or the wall clock (`--clock wall`, the server default). Under the wall
-//!   clock a record more than `--max-ahead` in the future is refused; under either clock a record
-//!   whose hour is not among the last 24 is refused. Refused records are counted.
+//!   as it would have live) or the wall clock (`--clock wall`, the server default). Under either
+//!   clock a record later than the wall clock plus `--max-future` (default 5m) is refused and
+//!   never moves the clock ([`crate::time::Horizon`]), and so is a record whose hour is not among
+//!   the last 24. Refused records are counted. A snapshot is held to the same rule on load
+//!   ([`Store::load`]).
 //! - `cpu` and `ram` are numbers from 0 to 1,000,000, kept to a millionth. Server names are 1 to
 //!   128 characters from `A-Z a-z 0-9 . _ - :`.
 //! - Memory per server is fixed: 84 buckets of 48 bytes plus the name and map entry (about 4 KiB).
@@ -67,7 +69,9 @@ pub struct Config {
     pub listen: Option<String>,
     /// `None`: wall for the server, records for stdin.
     pub clock: Option<ClockKind>,
-    pub max_ahead: time::Duration,
+    /// `--max-future`: records later than the wall clock plus this are refused, under either
+    /// clock, and so is a snapshot's content from after it.
+    pub max_future: time::MaxFuture,
     pub max_servers: usize,
     pub snapshot: Option<PathBuf>,
     pub snapshot_every: time::Duration,
@@ -87,9 +91,7 @@ impl Config {
         });
         match kind {
             ClockKind::Records => Clock::Records,
-            ClockKind::Wall => Clock::Wall {
-                max_ahead: self.max_ahead.micros(),
-            },
+            ClockKind::Wall => Clock::Wall,
         }
     }
 }
@@ -116,7 +118,7 @@ pub fn run(config: &Config, out: &mut Output<impl std::io::Write>) -> Result<()>
             "--snapshot-every must be longer than 0",
         ));
     }
-    let store = Store::new(config.clock(), config.max_servers);
+    let store = Store::new(config.clock(), config.max_servers).with_max_future(config.max_future);
     match &config.listen {
         Some(addr) => http::serve(config, addr, store),
         None => pipe::run(config, store, out),

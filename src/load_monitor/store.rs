@@ -19,20 +19,21 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::ring::{Bucket, Load, Refused, Rows, ServerLoad};
+use super::ring::{Bucket, Load, Refused, Rows, ServerLoad, HOUR, MINUTE};
 use crate::error::{Error, Result};
-use crate::time::{self, Micros};
+use crate::time::{self, BadTime, Horizon, MaxFuture, Micros};
 
 /// Enough shards that two cores' worth of handlers seldom wait for each other.
 pub const SHARDS: usize = 64;
 
-/// Which clock "the last hour" is measured against.
+/// Which clock "the last hour" is measured against. Under either, a record later than the wall
+/// clock plus `--max-future` is refused and never moves the clock ([`Store::with_max_future`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clock {
     /// The newest record's time: replays of old data report as they would have live.
     Records,
-    /// The wall clock; records more than `max_ahead` µs in the future are refused.
-    Wall { max_ahead: Micros },
+    /// The wall clock.
+    Wall,
 }
 
 /// One record ready to store: the server's name, when, and the two loads.
@@ -48,9 +49,17 @@ pub struct Record {
 /// Why the store did not take a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejected {
-    TooOld { at: Micros, now: Micros },
-    TooNew { at: Micros, now: Micros },
-    Full { max_servers: usize },
+    TooOld {
+        at: Micros,
+        now: Micros,
+    },
+    /// Later than the wall clock plus `--max-future`.
+    TooNew {
+        why: BadTime,
+    },
+    Full {
+        max_servers: usize,
+    },
 }
 
 impl std::fmt::Display for Rejected {
@@ -62,12 +71,7 @@ impl std::fmt::Display for Rejected {
                 time::Timestamp(*at),
                 time::Timestamp(*now)
             ),
-            Rejected::TooNew { at, now } => write!(
-                f,
-                "record time {} is in the future (the clock reads {}); not stored",
-                time::Timestamp(*at),
-                time::Timestamp(*now)
-            ),
+            Rejected::TooNew { why } => why.fmt(f),
             Rejected::Full { max_servers } => write!(
                 f,
                 "already tracking {max_servers} servers, the most --max-servers allows; \
@@ -102,6 +106,7 @@ pub struct Store {
     shards: Vec<Shard>,
     hasher: RandomState,
     clock: Clock,
+    horizon: Horizon,
     /// The newest record time seen (the clock under [`Clock::Records`]).
     newest: AtomicI64,
     servers: AtomicUsize,
@@ -115,11 +120,19 @@ impl Store {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             clock,
+            horizon: Horizon::new(MaxFuture::DEFAULT),
             newest: AtomicI64::new(i64::MIN),
             servers: AtomicUsize::new(0),
             max_servers,
             counters: AtomicCounters::default(),
         }
+    }
+
+    /// Refuse records (and snapshot contents) later than the wall clock plus `max` (default
+    /// [`MaxFuture::DEFAULT`]).
+    pub fn with_max_future(mut self, max: MaxFuture) -> Self {
+        self.horizon = Horizon::new(max);
+        self
     }
 
     fn shard(&self, name: &str) -> &Shard {
@@ -134,7 +147,7 @@ impl Store {
                 i64::MIN => time::now(),
                 t => t,
             },
-            Clock::Wall { .. } => time::now(),
+            Clock::Wall => time::now(),
         }
     }
 
@@ -153,18 +166,21 @@ impl Store {
     }
 
     fn try_add(&self, record: &Record) -> std::result::Result<(), Rejected> {
+        // Before the time may move the clock.
+        if let Some(at) = record.at {
+            self.horizon
+                .check(at)
+                .map_err(|why| Rejected::TooNew { why })?;
+        }
         let (at, now) = match self.clock {
             Clock::Records => {
                 let at = record.at.unwrap_or_else(|| self.now());
                 let before = self.newest.fetch_max(at, Ordering::Relaxed);
                 (at, before.max(at))
             }
-            Clock::Wall { max_ahead } => {
+            Clock::Wall => {
                 let now = time::now();
                 let at = record.at.unwrap_or(now);
-                if at > now.saturating_add(max_ahead) {
-                    return Err(Rejected::TooNew { at, now });
-                }
                 self.newest.fetch_max(at, Ordering::Relaxed);
                 (at, now)
             }
@@ -283,6 +299,12 @@ impl Store {
 
     /// Load a snapshot written by [`Store::save`] into this (empty) store. A missing file is not
     /// an error (first start): `Ok(None)`. A damaged one is, so it is never silently overwritten.
+    ///
+    /// A snapshot is held to the records' rule: what it holds from after the wall clock plus
+    /// `--max-future` (a record accepted before the rule existed, say one stamped 9999-12-31) is
+    /// dropped with a warning, and the clock is taken from what remains. A snapshot *all* of
+    /// whose data lies beyond is refused instead: then the wall clock is the likelier culprit,
+    /// and the file is left alone (`--max-future off` takes it as it is).
     pub fn load(&self, path: &Path) -> Result<Option<usize>> {
         let file = match std::fs::File::open(path) {
             Ok(f) => f,
@@ -309,9 +331,6 @@ impl Store {
         if header.version != 1 {
             return Err(bad(1, format!("unknown version {}", header.version)));
         }
-        if let Some(t) = header.newest {
-            self.newest.fetch_max(t, Ordering::Relaxed);
-        }
         let c = &self.counters;
         c.accepted
             .fetch_add(header.counters.accepted, Ordering::Relaxed);
@@ -321,6 +340,8 @@ impl Store {
             .fetch_add(header.counters.too_new, Ordering::Relaxed);
         c.over_capacity
             .fetch_add(header.counters.over_capacity, Ordering::Relaxed);
+        let latest = self.horizon.latest_now();
+        let mut future = Future::default();
         let mut count = 0;
         let mut number = 1;
         while let Some(line) = next_line(number + 1)? {
@@ -333,7 +354,10 @@ impl Store {
                     format!("more servers than --max-servers {}", self.max_servers),
                 ));
             }
-            let load = Box::new(server.load());
+            let Some(load) = server.load_until(latest, &mut future) else {
+                continue;
+            };
+            let load = Box::new(load);
             let mut shard = self
                 .shard(&server.name)
                 .lock()
@@ -343,8 +367,52 @@ impl Store {
             }
         }
         self.servers.store(count, Ordering::Relaxed);
+        let newest = match header.newest {
+            Some(t) if t > latest => {
+                if count == 0 && future.records > 0 {
+                    return Err(Error::failed(format!(
+                        "snapshot {}: all of it is from after the wall clock plus --max-future \
+                         ({} records, its clock reads {}, the wall clock {}): is the wall clock \
+                         wrong? Fix it, or take the snapshot as it is with --max-future off",
+                        path.display(),
+                        future.records,
+                        time::Timestamp(t),
+                        time::Timestamp(time::now())
+                    )));
+                }
+                future.newest_kept
+            }
+            t => t.or(future.newest_kept),
+        };
+        if let Some(t) = newest {
+            self.newest.fetch_max(t, Ordering::Relaxed);
+        }
+        if future.records > 0 || header.newest > newest {
+            crate::runner::warn(format_args!(
+                "snapshot {}: dropped what it held from after {} (the wall clock plus \
+                 --max-future): {} records, {} servers left empty; its clock read {}, now {}",
+                path.display(),
+                time::Timestamp(latest),
+                future.records,
+                future.servers,
+                header
+                    .newest
+                    .map_or("nothing".into(), |t| time::Timestamp(t).to_string()),
+                newest.map_or("the wall clock".into(), |t| time::Timestamp(t).to_string()),
+            ));
+        }
         Ok(Some(count))
     }
+}
+
+/// What loading a snapshot dropped for being later than the wall clock plus `--max-future`.
+#[derive(Default)]
+struct Future {
+    records: u64,
+    /// Servers that had nothing else.
+    servers: u64,
+    /// The newest time of the data kept (a minute's or hour's last µs).
+    newest_kept: Option<Micros>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -373,16 +441,41 @@ impl SnapshotServer {
         }
     }
 
-    fn load(&self) -> ServerLoad {
+    /// The rings without the buckets that start after `latest` (noted in `future`); `None`
+    /// when that leaves nothing of a server that had data.
+    fn load_until(&self, latest: Micros, future: &mut Future) -> Option<ServerLoad> {
         let bucket = |&(period, count, cpu, ram): &(i64, u64, u128, u128)| Bucket {
             period,
             count,
             cpu,
             ram,
         };
-        let m: Vec<Bucket> = self.minutes.iter().map(bucket).collect();
-        let h: Vec<Bucket> = self.hours.iter().map(bucket).collect();
-        ServerLoad::from_buckets(&m, &h)
+        let starts = |b: &Bucket, len: Micros| b.period.saturating_mul(len);
+        let (m, m_late): (Vec<Bucket>, Vec<Bucket>) = self
+            .minutes
+            .iter()
+            .map(bucket)
+            .partition(|b| starts(b, MINUTE) <= latest);
+        let (h, h_late): (Vec<Bucket>, Vec<Bucket>) = self
+            .hours
+            .iter()
+            .map(bucket)
+            .partition(|b| starts(b, HOUR) <= latest);
+        // Each record is in one hour bucket and, if recent, one minute bucket.
+        let count = |bs: &[Bucket]| bs.iter().map(|b| b.count).sum::<u64>();
+        future.records += count(&m_late).max(count(&h_late));
+        let end = |b: &Bucket, len: Micros| starts(b, len).saturating_add(len - 1).min(latest);
+        let newest = m
+            .iter()
+            .map(|b| end(b, MINUTE))
+            .max()
+            .or_else(|| h.iter().map(|b| end(b, HOUR)).max());
+        future.newest_kept = future.newest_kept.max(newest);
+        if m.is_empty() && h.is_empty() && !(m_late.is_empty() && h_late.is_empty()) {
+            future.servers += 1;
+            return None;
+        }
+        Some(ServerLoad::from_buckets(&m, &h))
     }
 }
 
@@ -438,12 +531,9 @@ mod tests {
 
     #[test]
     fn the_wall_clock_refuses_the_future() {
-        let store = Store::new(
-            Clock::Wall {
-                max_ahead: 60_000_000,
-            },
-            10,
-        );
+        let store = Store::new(Clock::Wall, 10).with_max_future(MaxFuture::Within(time::Duration(
+            std::time::Duration::from_secs(60),
+        )));
         let mut r = record("a", "2016-04-10T16:00:00Z", 1.0);
         r.at = Some(time::now() + 3_600_000_000);
         assert!(matches!(store.add(&r), Err(Rejected::TooNew { .. })));

@@ -13,10 +13,30 @@
 //! |---|---|---|
 //! | `P~c:L:K:TYPE:ID` | the count of (TYPE, ID) in bucket K, decimal | `add "0"` then `incr` |
 //! | `P~n:L:K` | the (TYPE, ID) pairs of bucket K, one `TYPE:ID` line each | `add ""` then `append` |
-//! | `P~types` | every type name ever seen, one per line | `add ""` then `append` |
+//! | `P~types` | the registry: the types of the shared window, one per line | `add ""` then `append`; pruned with `gets` + `cas` |
 //! | `PTYPE` (e.g. `pipeworks:signup`) | the type's summary JSON, as the seed asks | `gets` + `cas` |
 //!
 //! Bucket keys expire a little after the window has passed them (window + 2 buckets + 60 s).
+//!
+//! Every key is checked before it is used: at most 250 bytes, printable ASCII without spaces (the
+//! escaping makes any name printable; the length is what a name can break). A bad
+//! `--key-prefix` is a usage error. A (type, tracking id) whose counter or summary key cannot be
+//! built, whose type finds the registry full, or whose bucket index Memcached refuses to grow
+//! (an item is 1 MB at most) is counted in the local window only: reported (the first ten one
+//! by one), counted, and the run exits 1 at the end. It never holds up another key: only a
+//! failure of the connection is retried as an outage.
+//!
+//! The registry stays within one item: after each publish it is rewritten (with CAS, skipped if
+//! another writer changed it meanwhile) to the mapping's types and those with counts in the
+//! window, and a writer shares at most `--max-types` (default 1000) other types per window
+//! (reported when reached; new types past it are counted locally until types leave the window).
+//! Writers check the cap against the registry as they last read it, so concurrent writers can
+//! overshoot it by the new types of one bucket each. A publish covers the mapping's types, the
+//! registry's, this writer's and every type named in the window's bucket indexes, so a type with
+//! counts is never missed whoever wrote them, and a type that left the window gets a zero
+//! summary before it leaves the registry. A summary too large for an item (a type with tens of
+//! thousands of tracking ids in the window) is reported and left as it was; the printed summary
+//! still has it.
 //!
 //! Why nothing is lost: counts only ever move through `incr`, which Memcached applies atomically,
 //! and creating a key uses `add`, which never overwrites. A process publishes a summary by reading
@@ -40,7 +60,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{Summary, TypeCounts, Window};
+use std::sync::Arc;
+
+use super::window::{Change, Summary, TypeCounts, Window};
 use super::Config;
 use crate::error::{Error, Result};
 use crate::output::Output;
@@ -83,6 +105,34 @@ fn fnv1a(key: &str) -> u64 {
 
 fn mc_error(servers: &str, e: memcache::MemcacheError) -> Error {
     Error::failed(format!("memcached {servers}: {e}"))
+}
+
+/// Whether Memcached refused one key or value (a key too long or malformed, a value over the
+/// item size) rather than failing as a whole: such a fault concerns that key only and must never
+/// hold up the others, so it is not retried like an outage.
+fn refused(e: &memcache::MemcacheError) -> bool {
+    use memcache::{CommandError, MemcacheError as M, ServerError};
+    match e {
+        M::ClientError(_) | M::CommandError(CommandError::ValueTooLarge) => true,
+        M::ServerError(ServerError::Error(s)) => s.contains("too large"),
+        _ => false,
+    }
+}
+
+/// A failed request: Memcached refused this key or value (see [`refused`]), or the link failed.
+#[derive(Debug)]
+enum Fault {
+    Refused(String),
+    Link(Error),
+}
+
+impl From<Fault> for Error {
+    fn from(f: Fault) -> Error {
+        match f {
+            Fault::Refused(why) => Error::failed(format!("memcached refused a request: {why}")),
+            Fault::Link(e) => e,
+        }
+    }
 }
 
 /// A connection to the Memcached servers, counting requests.
@@ -134,30 +184,50 @@ impl Link {
         mc_error(&self.servers, e)
     }
 
+    fn fault(&self, e: memcache::MemcacheError) -> Fault {
+        if refused(&e) {
+            Fault::Refused(e.to_string())
+        } else {
+            Fault::Link(self.err(e))
+        }
+    }
+
     /// `add` then `append`: both atomic, neither overwrites, so concurrent writers only add lines.
-    fn append_line(&mut self, key: &str, line: &str, expiry: u32) -> Result<()> {
+    fn append_line(&mut self, key: &str, line: &str, expiry: u32) -> Result<(), Fault> {
         self.requests += 2;
-        self.client.add(key, "", expiry).map_err(|e| self.err(e))?;
-        self.client.append(key, line).map_err(|e| self.err(e))
+        self.client
+            .add(key, "", expiry)
+            .map_err(|e| self.fault(e))?;
+        self.client.append(key, line).map_err(|e| self.fault(e))
     }
 
     /// Add `by` to a counter, creating it at 0 first if needed. Returns false when the counter was
     /// missing although we had created it before (Memcached lost it).
-    fn add_to_counter(&mut self, key: &str, by: u64, expiry: u32, created: bool) -> Result<bool> {
+    fn add_to_counter(
+        &mut self,
+        key: &str,
+        by: u64,
+        expiry: u32,
+        created: bool,
+    ) -> Result<bool, Fault> {
         if !created {
             self.requests += 1;
-            self.client.add(key, "0", expiry).map_err(|e| self.err(e))?;
+            self.client
+                .add(key, "0", expiry)
+                .map_err(|e| self.fault(e))?;
         }
         self.requests += 1;
         match self.client.increment(key, by) {
             Ok(_) => Ok(true),
             Err(memcache::MemcacheError::CommandError(memcache::CommandError::KeyNotFound)) => {
                 self.requests += 2;
-                self.client.add(key, "0", expiry).map_err(|e| self.err(e))?;
-                self.client.increment(key, by).map_err(|e| self.err(e))?;
+                self.client
+                    .add(key, "0", expiry)
+                    .map_err(|e| self.fault(e))?;
+                self.client.increment(key, by).map_err(|e| self.fault(e))?;
                 Ok(!created)
             }
-            Err(e) => Err(self.err(e)),
+            Err(e) => Err(self.fault(e)),
         }
     }
 
@@ -207,7 +277,28 @@ fn unescape(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The key layout of one prefix and bucket length.
+/// The longest key Memcached takes.
+const MAX_KEY: usize = 250;
+
+/// Whether Memcached takes `key`: at most 250 bytes, and none of the bytes its text protocol
+/// cannot carry in a key (space, control characters, anything outside printable ASCII).
+fn check_key(key: &str) -> std::result::Result<(), String> {
+    if key.len() > MAX_KEY {
+        return Err(format!(
+            "its Memcached key would be {} bytes long, over Memcached's {MAX_KEY}",
+            key.len()
+        ));
+    }
+    if let Some(b) = key.bytes().find(|b| !(0x21..0x7f).contains(b)) {
+        return Err(format!(
+            "its Memcached key would hold the byte {b:#04x}, which Memcached refuses in a key"
+        ));
+    }
+    Ok(())
+}
+
+/// The key layout of one prefix and bucket length. Every key is checked before use: the fixed
+/// ones once, when the layout is made; those holding a type name or tracking id each time.
 #[derive(Debug, Clone)]
 struct Keys {
     prefix: String,
@@ -215,8 +306,27 @@ struct Keys {
 }
 
 impl Keys {
-    fn counter(&self, bucket: i64, kind: &str, tid: &str) -> String {
-        format!("{}~c:{}:{bucket}:{kind}:{tid}", self.prefix, self.bucket)
+    /// The layout, or a usage error when the prefix cannot start a key.
+    fn new(prefix: &str, bucket: i64) -> Result<Keys> {
+        let keys = Keys {
+            prefix: prefix.to_string(),
+            bucket,
+        };
+        // The longest fixed key: an index key with the widest bucket number.
+        for key in [keys.index(i64::MIN), keys.types()] {
+            check_key(&key).map_err(|why| {
+                Error::usage(format!(
+                    "--key-prefix {prefix:?} cannot start a Memcached key: {why}"
+                ))
+            })?;
+        }
+        Ok(keys)
+    }
+
+    /// The counter of an escaped (type, id) in a bucket, if it can be a key.
+    fn counter(&self, bucket: i64, kind: &str, tid: &str) -> std::result::Result<String, String> {
+        let key = format!("{}~c:{}:{bucket}:{kind}:{tid}", self.prefix, self.bucket);
+        check_key(&key).map(|()| key)
     }
     fn index(&self, bucket: i64) -> String {
         format!("{}~n:{}:{bucket}", self.prefix, self.bucket)
@@ -224,10 +334,37 @@ impl Keys {
     fn types(&self) -> String {
         format!("{}~types", self.prefix)
     }
-    fn summary(&self, kind: &str) -> String {
-        format!("{}{}", self.prefix, escape(kind))
+    /// The summary key of a type, if it can be a key.
+    fn summary(&self, kind: &str) -> std::result::Result<String, String> {
+        let key = format!("{}{}", self.prefix, escape(kind));
+        check_key(&key).map(|()| key)
+    }
+
+    /// The type names listed in a registry value that can have a summary key, at most `limit`.
+    fn registry_names(&self, value: &[u8], limit: usize) -> Vec<String> {
+        String::from_utf8_lossy(value)
+            .lines()
+            .filter_map(unescape)
+            .filter(|t| self.summary(t).is_ok())
+            .take(limit)
+            .collect()
     }
 }
+
+/// A name in a message: the first 40 characters and the length, for a name that may be huge.
+fn shown(name: &str) -> String {
+    if name.chars().count() <= 40 {
+        format!("{name:?}")
+    } else {
+        let head: String = name.chars().take(40).collect();
+        format!("{head:?}… ({} bytes)", name.len())
+    }
+}
+
+/// Keys that could not be shared, reported one by one up to this many, then only counted.
+const UNSHARED_REPORTED: usize = 10;
+/// Foreign values reported one by one up to this many.
+const FOREIGN_REPORTED: usize = 20;
 
 /// The Memcached side of one window-agg process.
 pub struct Shared {
@@ -236,9 +373,26 @@ pub struct Shared {
     keys: Keys,
     buckets: usize,
     expiry: u32,
-    /// (bucket, pair) whose index line and counter this process has created.
-    created: HashSet<(i64, u32)>,
-    types_announced: HashSet<String>,
+    /// The most distinct types shared per window (`--max-types`), the mapping's not counted.
+    max_types: usize,
+    /// The mapping's types: always shared, always published.
+    configured: BTreeSet<String>,
+    /// (bucket, pair key) whose index line and counter this process has created; only buckets
+    /// in the window are kept.
+    created: HashSet<(i64, Arc<str>)>,
+    /// Buckets whose index is full (Memcached refused to make it longer).
+    full_indexes: HashSet<i64>,
+    /// Types this process has put in the registry and may share; pruned to the registry at every
+    /// publish, so it holds a window's worth at most.
+    shared_types: HashSet<Arc<str>>,
+    /// How many types the registry held when last read, plus those added since.
+    registry_len: usize,
+    /// Counts kept here only, because their type or id cannot be a key or the type cap is full.
+    unshared_events: u64,
+    unshared_reported: usize,
+    cap_reported: bool,
+    /// Summaries Memcached refused to store (too large), reported once per type.
+    summaries_refused: HashSet<String>,
     /// Since when Memcached has been failing, and when to try again.
     down_since: Option<Micros>,
     retry_at: Micros,
@@ -250,6 +404,16 @@ pub struct Shared {
 impl Shared {
     /// Connect (failing clearly when no server answers) and register the configured types.
     pub fn connect(servers: &str, config: &Config) -> Result<Self> {
+        let keys = Keys::new(&config.key_prefix, config.bucket.micros())?;
+        let configured: BTreeSet<String> = config.type_names.values().cloned().collect();
+        for kind in &configured {
+            keys.summary(kind).map_err(|why| {
+                Error::usage(format!(
+                    "the type name {} cannot be shared: {why}",
+                    shown(kind)
+                ))
+            })?;
+        }
         let link = Link::connect(servers, Duration::from_secs(2))?;
         let bucket = config.bucket.micros();
         let buckets = config.buckets()?;
@@ -259,23 +423,27 @@ impl Shared {
         let mut shared = Shared {
             servers: servers.to_string(),
             link: Some(link),
-            keys: Keys {
-                prefix: config.key_prefix.clone(),
-                bucket,
-            },
+            keys,
             buckets,
             expiry: expiry.min(30 * 86_400) as u32,
+            max_types: config.max_types,
+            configured,
             created: HashSet::new(),
-            types_announced: HashSet::new(),
+            full_indexes: HashSet::new(),
+            shared_types: HashSet::new(),
+            registry_len: 0,
+            unshared_events: 0,
+            unshared_reported: 0,
+            cap_reported: false,
+            summaries_refused: HashSet::new(),
             down_since: None,
             retry_at: 0,
             backoff: 100_000,
             warned_foreign: HashSet::new(),
             requests_before: 0,
         };
-        let types: BTreeSet<&String> = config.type_names.values().collect();
-        for kind in types {
-            shared.announce_type(kind)?;
+        for kind in shared.configured.clone() {
+            shared.announce_type(&kind).map_err(Error::from)?;
         }
         Ok(shared)
     }
@@ -288,20 +456,27 @@ impl Shared {
         Ok(self.link.as_mut().expect("just connected"))
     }
 
-    fn announce_type(&mut self, kind: &str) -> Result<()> {
-        if self.types_announced.contains(kind) {
-            return Ok(());
-        }
+    /// Put a type in the registry, so that readers and other writers find its summary.
+    fn announce_type(&mut self, kind: &str) -> Result<(), Fault> {
         let key = self.keys.types();
         let line = format!("{}\n", escape(kind));
-        self.link()?.append_line(&key, &line, 0)?;
-        self.types_announced.insert(kind.to_string());
+        self.link()
+            .map_err(Fault::Link)?
+            .append_line(&key, &line, 0)?;
+        self.shared_types.insert(kind.into());
+        self.registry_len += 1;
         Ok(())
     }
 
     /// Requests sent so far (including those of links dropped after a failure).
     pub fn requests(&self) -> u64 {
         self.requests_before + self.link.as_ref().map_or(0, |l| l.requests)
+    }
+
+    /// Events counted here only, not in the shared summary (their type or tracking id cannot be
+    /// a key, the type cap was full, or Memcached refused a value as too large).
+    pub fn unshared_events(&self) -> u64 {
+        self.unshared_events
     }
 
     /// At a boundary: hand the window's new counts to Memcached and publish the shared summary
@@ -369,7 +544,7 @@ impl Shared {
 
     fn try_sync(&mut self, window: &mut Window, end: Micros) -> Result<Summary> {
         self.push(window)?;
-        self.publish(window, end)
+        self.publish(end)
     }
 
     /// Add the counts gathered since the last push to the bucket counters.
@@ -377,90 +552,216 @@ impl Shared {
         let changes = window.drain_changes();
         let mut pending = changes.into_iter();
         while let Some(change) = pending.next() {
-            if let Err(e) = self.push_one(window, change.bucket, change.pair, change.count) {
+            if let Err(e) = self.push_one(&change) {
                 let mut rest = vec![change];
                 rest.extend(pending);
                 window.restore_changes(rest);
                 return Err(e);
             }
         }
-        // Forget creations of buckets that have left the window.
+        // Forget what concerns buckets that have left the window.
         if let Some(s) = window.current() {
             let oldest = s.window_start.0.div_euclid(window.bucket_len());
             self.created.retain(|(b, _)| *b >= oldest);
+            self.full_indexes.retain(|b| *b >= oldest);
         }
         Ok(())
     }
 
-    fn push_one(&mut self, window: &Window, bucket: i64, pair: u32, count: u64) -> Result<()> {
-        let (kind, tid) = window.pair_names(pair);
-        let (kind_esc, tid_esc) = (escape(kind), escape(tid));
-        let counter = self.keys.counter(bucket, &kind_esc, &tid_esc);
-        if counter.len() > 250 {
+    /// Keep `change`'s counts here only, and say why (the first few times).
+    fn unshared(&mut self, change: &Change, why: &str) {
+        self.unshared_events += change.count;
+        if self.unshared_reported < UNSHARED_REPORTED {
+            self.unshared_reported += 1;
             warn(format_args!(
-                "type {kind:?} with tracking id {tid:?} makes a Memcached key over 250 bytes: its {count} counts are not shared"
+                "type {} with tracking id {}: {why}; its counts are kept here only, not shared",
+                shown(&change.kind),
+                shown(change.tracking_id())
             ));
-            return Ok(());
+            if self.unshared_reported == UNSHARED_REPORTED {
+                warn("further counts that cannot be shared are counted, not reported one by one");
+            }
         }
-        self.announce_type(kind)?;
-        let created = self.created.contains(&(bucket, pair));
+    }
+
+    /// Add one change to its counter; a change that cannot be shared is kept here and reported.
+    /// Only a failure of the link is an error.
+    fn push_one(&mut self, change: &Change) -> Result<()> {
+        let (kind, tid) = (&change.kind, change.tracking_id());
+        let (kind_esc, tid_esc) = (escape(kind), escape(tid));
+        let counter = match self
+            .keys
+            .summary(kind)
+            .and_then(|_| self.keys.counter(change.bucket, &kind_esc, &tid_esc))
+        {
+            Ok(key) => key,
+            Err(why) => {
+                self.unshared(change, &why);
+                return Ok(());
+            }
+        };
+        if !self.shared_types.contains(&**kind) && !self.configured.contains(&**kind) {
+            if self.registry_len >= self.max_types + self.configured.len() {
+                if !self.cap_reported {
+                    self.cap_reported = true;
+                    warn(format_args!(
+                        "the shared window holds {} types, the most --max-types allows: type {} \
+                         and further new types are counted here only, not shared, until types \
+                         leave the window",
+                        self.max_types,
+                        shown(kind)
+                    ));
+                }
+                self.unshared_events += change.count;
+                return Ok(());
+            }
+            match self.announce_type(kind) {
+                Ok(()) => {}
+                Err(Fault::Refused(why)) => {
+                    self.unshared(change, &format!("the type registry is full ({why})"));
+                    return Ok(());
+                }
+                Err(Fault::Link(e)) => return Err(e),
+            }
+        }
+        let created = self
+            .created
+            .contains(&(change.bucket, change.pair_key().clone()));
         let expiry = self.expiry;
+        let line = format!("{kind_esc}:{tid_esc}\n");
         if !created {
-            let index = self.keys.index(bucket);
-            let line = format!("{kind_esc}:{tid_esc}\n");
-            self.link()?.append_line(&index, &line, expiry)?;
+            if self.full_indexes.contains(&change.bucket) {
+                self.unshared(change, "its bucket's index in Memcached is full");
+                return Ok(());
+            }
+            let index = self.keys.index(change.bucket);
+            match self.link()?.append_line(&index, &line, expiry) {
+                Ok(()) => {}
+                Err(Fault::Refused(why)) => {
+                    self.full_indexes.insert(change.bucket);
+                    self.unshared(
+                        change,
+                        &format!("Memcached refused to grow its bucket's index ({why})"),
+                    );
+                    return Ok(());
+                }
+                Err(Fault::Link(e)) => return Err(e),
+            }
         }
-        let intact = self
+        let intact = match self
             .link()?
-            .add_to_counter(&counter, count, expiry, created)?;
+            .add_to_counter(&counter, change.count, expiry, created)
+        {
+            Ok(intact) => intact,
+            Err(Fault::Refused(why)) => {
+                self.unshared(change, &format!("Memcached refused its counter ({why})"));
+                return Ok(());
+            }
+            Err(Fault::Link(e)) => return Err(e),
+        };
         if !intact {
             warn(format_args!(
                 "memcached lost the counter {counter} (restarted or evicted): bucket counts written before are gone"
             ));
-            let index = self.keys.index(bucket);
-            let line = format!("{kind_esc}:{tid_esc}\n");
-            self.link()?.append_line(&index, &line, expiry)?;
+            let index = self.keys.index(change.bucket);
+            self.link()?
+                .append_line(&index, &line, expiry)
+                .map_err(Error::from)?;
         }
-        self.created.insert((bucket, pair));
+        self.created
+            .insert((change.bucket, change.pair_key().clone()));
         Ok(())
     }
 
     /// Recompute the summaries of the window ending at `end` (or at a newer stored window) from
     /// the bucket counters and store each type's with CAS, starting over on conflict.
-    fn publish(&mut self, window: &Window, end: Micros) -> Result<Summary> {
-        self.publish_with(window, end, || {})
+    fn publish(&mut self, end: Micros) -> Result<Summary> {
+        self.publish_with(end, || {})
+    }
+
+    fn warn_foreign(&mut self, key: &str, what: &str) {
+        if self.warned_foreign.len() < FOREIGN_REPORTED && self.warned_foreign.insert(key.into()) {
+            warn(format_args!("memcached key {key} {what}"));
+        }
+    }
+
+    /// The newest window end among stored summaries (ours only), from `end` on.
+    fn adopt_newer(
+        &mut self,
+        stored: &BTreeMap<String, (Vec<u8>, u64)>,
+        mut end: Micros,
+    ) -> Micros {
+        for (key, (value, _)) in stored {
+            match Stored::parse(value) {
+                Some(s) => end = end.max(s.window_end.0),
+                None => self.warn_foreign(
+                    key,
+                    "holds a value that is not a window-agg summary; not trusted, replacing it",
+                ),
+            }
+        }
+        end
     }
 
     /// [`Shared::publish`], calling `between` after the counters are read and before the store
     /// (tests use it to let another writer in at the worst moment).
-    fn publish_with(
-        &mut self,
-        window: &Window,
-        end: Micros,
-        mut between: impl FnMut(),
-    ) -> Result<Summary> {
+    ///
+    /// The types published are the mapping's, those this process shares, those the registry
+    /// lists (a type that has just left the window gets its summary set to zero) and every type
+    /// in the window's bucket indexes (so no type with counts is missed, whoever wrote them).
+    /// Afterwards the registry is rewritten to the types with counts in the window, so it never
+    /// outgrows one window.
+    fn publish_with(&mut self, end: Micros, mut between: impl FnMut()) -> Result<Summary> {
         let mut end = end;
-        for _ in 0..MAX_PUBLISH_ROUNDS {
-            let types = self.known_types(window)?;
-            let summary_keys: Vec<String> = types.iter().map(|t| self.keys.summary(t)).collect();
-            let stored = self.link()?.get_many(&summary_keys)?;
-            for (key, (value, _)) in &stored {
-                match Stored::parse(value) {
-                    Some(s) => end = end.max(s.window_end.0),
-                    None => {
-                        if self.warned_foreign.insert(key.clone()) {
-                            warn(format_args!(
-                                "memcached key {key} holds a value that is not a window-agg summary; not trusted, replacing it"
-                            ));
-                        }
-                    }
+        let limit = 4 * (self.max_types + self.configured.len());
+        'round: for _ in 0..MAX_PUBLISH_ROUNDS {
+            let registry_key = self.keys.types();
+            let got = self.link()?.get_many(std::slice::from_ref(&registry_key))?;
+            let registry: Option<(BTreeSet<String>, u64)> =
+                got.get(&registry_key).map(|(v, cas)| {
+                    (
+                        self.keys.registry_names(v, limit).into_iter().collect(),
+                        *cas,
+                    )
+                });
+            self.registry_len = registry.as_ref().map_or(0, |(r, _)| r.len());
+            let mut types: BTreeSet<String> = self.configured.clone();
+            types.extend(self.shared_types.iter().map(|t| t.to_string()));
+            if let Some((r, _)) = &registry {
+                types.extend(r.iter().cloned());
+            }
+            let summary_key = |keys: &Keys, t: &str| keys.summary(t).expect("checked names");
+            let keys_of = |keys: &Keys, types: &BTreeSet<String>| -> Vec<String> {
+                types.iter().map(|t| summary_key(keys, t)).collect()
+            };
+            let wanted = keys_of(&self.keys, &types);
+            let mut stored = self.link()?.get_many(&wanted)?;
+            end = self.adopt_newer(&stored, end);
+            let (first, last) = self.bucket_range(end);
+            let pairs = self.read_indexes(first, last)?;
+            let extra: BTreeSet<String> = pairs
+                .iter()
+                .filter_map(|(_, kind, _)| unescape(kind))
+                .filter(|t| !types.contains(t) && self.keys.summary(t).is_ok())
+                .collect();
+            if !extra.is_empty() {
+                let wanted = keys_of(&self.keys, &extra);
+                let more = self.link()?.get_many(&wanted)?;
+                let newer = self.adopt_newer(&more, end);
+                stored.extend(more);
+                types.extend(extra);
+                if newer > end {
+                    end = newer;
+                    continue 'round;
                 }
             }
-            let summary = self.read_window(&types, end)?;
+            let summary = self.read_counters(&pairs, &types, first, last)?;
             between();
             let mut conflict = false;
-            for (kind, key) in types.iter().zip(&summary_keys) {
+            for kind in &types {
+                let key = summary_key(&self.keys, kind);
                 let counts = summary.types.get(kind).cloned().unwrap_or_default();
+                let ids = counts.events_captured_by_tracking_ids.len();
                 let value = serde_json::to_vec(&Stored {
                     window_start: summary.window_start,
                     window_end: summary.window_end,
@@ -471,30 +772,41 @@ impl Shared {
                 .expect("serializing a summary");
                 let link = self.link()?;
                 link.requests += 1;
-                match stored.get(key) {
-                    Some((_, cas)) => {
-                        if !link
-                            .client
-                            .cas(key, &value[..], 0, *cas)
-                            .map_err(|e| link.err(e))?
+                let result = match stored.get(&key) {
+                    Some((_, cas)) => link.client.cas(&key, &value[..], 0, *cas).map(|ok| !ok),
+                    // `add` never overwrites; whether it won or not, one more round stores the
+                    // summary with CAS.
+                    None => link.client.add(&key, &value[..], 0).map(|()| true),
+                };
+                match result {
+                    Ok(lost) => conflict |= lost,
+                    Err(e) if refused(&e) => {
+                        if self.summaries_refused.len() < FOREIGN_REPORTED
+                            && self.summaries_refused.insert(kind.clone())
                         {
-                            conflict = true;
+                            warn(format_args!(
+                                "memcached refused the summary of type {} ({ids} tracking ids, {} \
+                                 bytes): {e}; the printed summary has it, {key} stays as it was",
+                                shown(kind),
+                                value.len()
+                            ));
                         }
                     }
-                    None => {
-                        // `add` never overwrites; whether it won or not, one more round stores
-                        // the summary with CAS.
-                        link.client
-                            .add(key, &value[..], 0)
-                            .map_err(|e| link.err(e))?;
-                        conflict = true;
-                    }
+                    Err(e) => return Err(link.err(e)),
                 }
             }
-            if !conflict {
-                return Ok(summary);
+            if conflict {
+                std::thread::sleep(Duration::from_micros(fastrand::u64(0..2000)));
+                continue;
             }
-            std::thread::sleep(Duration::from_micros(fastrand::u64(0..2000)));
+            self.prune_registry(registry, &summary)?;
+            // As the in-memory window shows them: the mapping's types, and those with counts.
+            let mut summary = summary;
+            let configured = &self.configured;
+            summary
+                .types
+                .retain(|t, c| c.total_events_captured > 0 || configured.contains(t));
+            return Ok(summary);
         }
         Err(Error::failed(format!(
             "memcached {}: could not store the summaries after {MAX_PUBLISH_ROUNDS} conflicting rounds",
@@ -502,29 +814,57 @@ impl Shared {
         )))
     }
 
-    /// Every type name: the registry's (all processes') and our own.
-    fn known_types(&mut self, window: &Window) -> Result<Vec<String>> {
-        let key = self.keys.types();
-        let got = self.link()?.get_many(std::slice::from_ref(&key))?;
-        let mut types: BTreeSet<String> = window.type_names().map(str::to_string).collect();
-        if let Some((value, _)) = got.get(&key) {
-            for line in String::from_utf8_lossy(value).lines() {
-                if let Some(name) = unescape(line) {
-                    types.insert(name);
-                }
-            }
+    /// Rewrite the registry to the mapping's types and those with counts in `summary`, when that
+    /// drops any. With CAS against the registry as read: if another writer changed it meanwhile
+    /// (a new type), this round leaves it be, a later one prunes it.
+    fn prune_registry(
+        &mut self,
+        registry: Option<(BTreeSet<String>, u64)>,
+        summary: &Summary,
+    ) -> Result<()> {
+        let Some((listed, cas)) = registry else {
+            self.shared_types.clear();
+            return Ok(());
+        };
+        // What another writer pruned is no longer ours to share without announcing it again.
+        self.shared_types.retain(|t| listed.contains(&**t));
+        let live: BTreeSet<String> = summary
+            .types
+            .iter()
+            .filter(|(_, c)| c.total_events_captured > 0)
+            .map(|(t, _)| t.clone())
+            .chain(self.configured.iter().cloned())
+            .collect();
+        if listed.is_subset(&live) {
+            return Ok(());
         }
-        Ok(types.into_iter().collect())
+        let value: String = live.iter().map(|t| format!("{}\n", escape(t))).collect();
+        let key = self.keys.types();
+        let link = self.link()?;
+        link.requests += 1;
+        match link.client.cas(&key, value.as_bytes(), 0, cas) {
+            Ok(true) => {
+                self.shared_types.retain(|t| live.contains(&**t));
+                self.registry_len = live.len();
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) if refused(&e) => Ok(()),
+            Err(e) => Err(link.err(e)),
+        }
     }
 
-    /// Sum the bucket counters of the window ending at `end`.
-    fn read_window(&mut self, types: &[String], end: Micros) -> Result<Summary> {
-        let len = self.keys.bucket;
-        let last = end.div_euclid(len) - 1;
-        let first = last - self.buckets as i64 + 1;
+    /// The first and last bucket of the window ending at `end`.
+    fn bucket_range(&self, end: Micros) -> (i64, i64) {
+        let last = end.div_euclid(self.keys.bucket) - 1;
+        (last - self.buckets as i64 + 1, last)
+    }
+
+    /// The (bucket, escaped type, escaped id) lines of the window's bucket indexes, once each.
+    fn read_indexes(&mut self, first: i64, last: i64) -> Result<Vec<(i64, String, String)>> {
         let index_keys: Vec<String> = (first..=last).map(|b| self.keys.index(b)).collect();
         let indexes = self.link()?.get_many(&index_keys)?;
-        let mut counters = Vec::new();
+        let mut pairs = Vec::new();
         let mut seen = HashSet::new();
         for bucket in first..=last {
             let Some((value, _)) = indexes.get(&self.keys.index(bucket)) else {
@@ -533,15 +873,30 @@ impl Shared {
             for line in String::from_utf8_lossy(value).lines() {
                 if seen.insert((bucket, line.to_string())) {
                     if let Some((kind, tid)) = line.split_once(':') {
-                        counters.push((
-                            self.keys.counter(bucket, kind, tid),
-                            kind.to_string(),
-                            tid.to_string(),
-                        ));
+                        pairs.push((bucket, kind.to_string(), tid.to_string()));
                     }
                 }
             }
         }
+        Ok(pairs)
+    }
+
+    /// Sum the bucket counters of the window `first..=last` listed in `pairs`.
+    fn read_counters(
+        &mut self,
+        pairs: &[(i64, String, String)],
+        types: &BTreeSet<String>,
+        first: i64,
+        last: i64,
+    ) -> Result<Summary> {
+        let len = self.keys.bucket;
+        let counters: Vec<(String, &str, &str)> = pairs
+            .iter()
+            .filter_map(|(bucket, kind, tid)| {
+                let key = self.keys.counter(*bucket, kind, tid).ok()?;
+                Some((key, kind.as_str(), tid.as_str()))
+            })
+            .collect();
         let keys: Vec<String> = counters.iter().map(|(k, _, _)| k.clone()).collect();
         let values = self.link()?.get_many(&keys)?;
         let mut out: BTreeMap<String, TypeCounts> = types
@@ -557,14 +912,10 @@ impl Shared {
                 .and_then(|v| v.trim().parse::<u64>().ok());
             let (Some(count), Some(kind), Some(tid)) = (count, unescape(kind), unescape(tid))
             else {
-                if self.warned_foreign.insert(key.clone()) {
-                    warn(format_args!(
-                        "memcached key {key} does not hold a count; not trusted"
-                    ));
-                }
+                self.warn_foreign(key, "does not hold a count; not trusted");
                 continue;
             };
-            if count == 0 {
+            if count == 0 || !types.contains(&kind) {
                 continue;
             }
             let entry = out.entry(kind).or_default();
@@ -575,7 +926,7 @@ impl Shared {
                 .or_default() += count;
         }
         Ok(Summary {
-            window_start: Timestamp((first) * len),
+            window_start: Timestamp(first * len),
             window_end: Timestamp((last + 1) * len),
             types: out,
         })
@@ -588,18 +939,23 @@ pub fn read(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         .memcached
         .as_deref()
         .expect("resolve checked --read has servers");
+    let keys = Keys::new(&config.key_prefix, config.bucket.micros())?;
     let mut link = Link::connect(servers, Duration::from_secs(2))?;
-    let keys = Keys {
-        prefix: config.key_prefix.clone(),
-        bucket: config.bucket.micros(),
-    };
     let got = link.get_many(&[keys.types()])?;
-    let mut types: BTreeSet<String> = config.type_names.values().cloned().collect();
+    let mut types: BTreeSet<String> = config
+        .type_names
+        .values()
+        .filter(|t| keys.summary(t).is_ok())
+        .cloned()
+        .collect();
     if let Some((value, _)) = got.get(&keys.types()) {
-        types.extend(String::from_utf8_lossy(value).lines().filter_map(unescape));
+        types.extend(keys.registry_names(value, 4 * (config.max_types + types.len())));
     }
     let types: Vec<String> = types.into_iter().collect();
-    let summary_keys: Vec<String> = types.iter().map(|t| keys.summary(t)).collect();
+    let summary_keys: Vec<String> = types
+        .iter()
+        .map(|t| keys.summary(t).expect("checked names"))
+        .collect();
     let stored = link.get_many(&summary_keys)?;
     let mut summaries = BTreeMap::new();
     let mut untrusted = 0;
@@ -631,6 +987,11 @@ pub fn read(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         types: BTreeMap::new(),
     };
     for (kind, s) in summaries {
+        // A type that has just left the window (its summary set to zero, about to leave the
+        // registry) is not shown, as the in-memory output does not show it.
+        if s.total == 0 && !config.type_names.values().any(|t| *t == kind) {
+            continue;
+        }
         if s.window_end != newest.window_end {
             warn(format_args!(
                 "the {kind} summary covers an older window ({} to {}) than the others",
@@ -693,10 +1054,12 @@ mod tests {
             minutes: 1,
             bucket: time::Duration(Duration::from_secs(1)),
             clock: super::super::Clock::Event,
+            max_future: time::MaxFuture::DEFAULT,
             type_names: crate::event_config::default_type_names(),
             fields: Default::default(),
             memcached: Some(addr.clone()),
             key_prefix: "t:".into(),
+            max_types: 1000,
             read: false,
             input: Default::default(),
         };
@@ -716,7 +1079,7 @@ mod tests {
         add(&mut wa, 1);
         a.push(&mut wa).unwrap();
         assert_eq!(
-            a.publish(&wa, end).unwrap().types["user-event"].total_events_captured,
+            a.publish(end).unwrap().types["user-event"].total_events_captured,
             1
         );
         add(&mut wa, 3);
@@ -724,11 +1087,11 @@ mod tests {
         a.push(&mut wa).unwrap();
         let mut b_went = false;
         let summary = a
-            .publish_with(&wa, end, || {
+            .publish_with(end, || {
                 if !b_went {
                     b_went = true;
                     b.push(&mut wb).unwrap();
-                    b.publish(&wb, end).unwrap();
+                    b.publish(end).unwrap();
                 }
             })
             .unwrap();
@@ -737,6 +1100,69 @@ mod tests {
         let stored: Option<String> = a.link().unwrap().client.get("t:user-event").unwrap();
         let stored = Stored::parse(stored.unwrap().as_bytes()).unwrap();
         assert_eq!(stored.total, 6);
+    }
+
+    fn test_config(addr: &str, prefix: &str) -> Config {
+        Config {
+            minutes: 1,
+            bucket: time::Duration(Duration::from_secs(1)),
+            clock: super::super::Clock::Event,
+            max_future: time::MaxFuture::DEFAULT,
+            type_names: crate::event_config::default_type_names(),
+            fields: Default::default(),
+            memcached: Some(addr.to_string()),
+            key_prefix: prefix.into(),
+            max_types: 1000,
+            read: false,
+            input: Default::default(),
+        }
+    }
+
+    /// Five windows of fresh tracking ids and fresh types through a shared window: the local
+    /// window, the process's Memcached bookkeeping and the registry in Memcached all hold one
+    /// window's worth at most, and each shared summary is the live window's exact counts.
+    #[test]
+    fn local_state_and_the_registry_hold_one_window_of_fresh_keys() {
+        let server = super::test_harness::Daemon::memcached();
+        let addr = server.addr.to_string();
+        let mut config = test_config(&addr, "f:");
+        config.bucket = time::Duration(Duration::from_secs(5));
+        let mut window = Window::new(5_000_000, 12, config.type_names.clone()).track_changes();
+        let mut shared = Shared::connect(&addr, &config).unwrap();
+        let t0 = 1_575_784_800_000_000;
+        for second in 0..300i64 {
+            let t = t0 + second * 1_000_000;
+            for closed in window.advance_to(t) {
+                let summary = shared.sync(&mut window, &closed).expect("memcached is up");
+                assert_eq!(summary.types, closed.types, "at {}", closed.window_end);
+            }
+            for i in 0..5 {
+                window.add(t, "click", &format!("id-{second}-{i}")).unwrap();
+            }
+            window.add(t, &format!("kind-{second}"), "id").unwrap();
+        }
+        // 12 buckets of 5 s: 300 clicks' ids and 60 types with their ids.
+        assert!(window.keys() <= 360, "{} keys", window.keys());
+        assert!(window.types_held() <= 3 + 60);
+        assert!(shared.created.len() <= 360 + 30, "{}", shared.created.len());
+        assert!(
+            shared.shared_types.len() <= 3 + 60 + 5,
+            "{}",
+            shared.shared_types.len()
+        );
+        let registry: String = shared
+            .link()
+            .unwrap()
+            .client
+            .get("f:~types")
+            .unwrap()
+            .unwrap();
+        assert!(
+            registry.lines().count() <= 3 + 60 + 5,
+            "{} lines",
+            registry.lines().count()
+        );
+        assert_eq!(shared.unshared_events(), 0);
     }
 
     #[test]

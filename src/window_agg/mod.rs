@@ -22,7 +22,10 @@
 //!   "approximation of 10 seconds" is only that the window's edges fall on bucket boundaries.
 //! - Clock: event time (the event's timestamp; the newest seen is "now") or, with
 //!   `--clock arrival`, the time a line was read. Events older than the live window are late:
-//!   reported on stderr (the first ten one by one, then counted) and not added.
+//!   reported on stderr (the first ten one by one, then counted) and not added; the run then
+//!   exits 1, as for bad lines (`--strict` stops at the first). An event time later than the
+//!   wall clock plus `--max-future` (default 5m) is a bad line and never moves the clock
+//!   ([`time::Horizon`]).
 //! - Live input (a pipe or terminal): a line is also written at every bucket boundary while input
 //!   pauses (after a grace of half a bucket, at most 1 s, for events still on their way); the
 //!   event clock then moves on with the wall clock from the last event. File input is read as fast
@@ -103,10 +106,19 @@ pub struct Flags {
     #[arg(long, value_name = "PREFIX")]
     pub key_prefix: Option<String>,
 
+    /// With --memcached: the most distinct types shared per window (the mapping's not counted), so
+    /// the type registry stays within one Memcached item; a new type past it is counted here only,
+    /// and reported.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_types: usize,
+
     /// Print the current summary from Memcached as one line and exit (Memcached's address from
     /// --memcached or the config file).
     #[arg(long)]
     pub read: bool,
+
+    #[command(flatten)]
+    pub max_future: time::MaxFutureArg,
 
     /// JSON config file (minutes, bucket, type_names, fields, memcached…); flags override it.
     #[arg(long, value_name = "FILE")]
@@ -122,10 +134,13 @@ pub struct Config {
     pub minutes: u32,
     pub bucket: time::Duration,
     pub clock: Clock,
+    /// `--max-future`: event times later than the wall clock plus this are bad lines.
+    pub max_future: time::MaxFuture,
     pub type_names: BTreeMap<String, String>,
     pub fields: FieldPaths,
     pub memcached: Option<String>,
     pub key_prefix: String,
+    pub max_types: usize,
     pub read: bool,
     pub input: InputArgs,
 }
@@ -170,6 +185,7 @@ impl Flags {
                 .or(file.bucket)
                 .unwrap_or(time::Duration(std::time::Duration::from_secs(10))),
             clock: self.clock,
+            max_future: self.max_future.max_future,
             type_names,
             fields,
             memcached: match self.memcached.as_deref() {
@@ -183,6 +199,7 @@ impl Flags {
                 .clone()
                 .or(file.key_prefix)
                 .unwrap_or_else(|| "pipeworks:".to_string()),
+            max_types: self.max_types,
             read: self.read,
             input: self.input.clone(),
         };
@@ -220,6 +237,13 @@ impl Config {
             self.buckets()?,
             self.type_names.clone(),
         ))
+    }
+
+    /// The event-time rule, with the window's reach: a summary for an event at `t` starts up to
+    /// a window before it and ends up to a bucket after it.
+    fn horizon(&self) -> time::Horizon {
+        let window = i64::from(self.minutes) * 60 * time::MICROS_PER_SEC;
+        time::Horizon::new(self.max_future).reach(window, self.bucket.micros())
     }
 
     /// The fields to read from each event: the type and tracking id, and the timestamp unless
@@ -337,7 +361,9 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     let mut agg = Aggregator {
         window,
         clock: config.clock,
+        horizon: config.horizon(),
         bad: config.input.bad_lines(),
+        strict: config.input.strict,
         late: 0,
         events: 0,
         idle_from: None,
@@ -453,7 +479,10 @@ const LATE_REPORTED: u64 = 10;
 struct Aggregator {
     window: Window,
     clock: Clock,
+    horizon: time::Horizon,
     bad: BadLines,
+    /// `--strict`: a late event stops the run, as a bad line does.
+    strict: bool,
     late: u64,
     events: u64,
     /// The window's clock and the wall time when input last arrived: while input pauses, the
@@ -481,10 +510,10 @@ impl Aggregator {
                 let at = at.unwrap_or(arrival);
                 let event = kind.resolve(batch);
                 self.event(
-                    batch.location(i),
                     at,
                     event,
                     tracking_id.resolve(batch),
+                    batch.location(i),
                     out,
                 )
             }
@@ -492,22 +521,31 @@ impl Aggregator {
         }
     }
 
-    /// Count one event at time `at` (its own timestamp, or its arrival time).
+    /// One parsed event: the event-time rule first, so a refused time never moves the window's
+    /// clock, then the window.
     fn event(
         &mut self,
-        location: Location<'_>,
         at: Micros,
         event: &str,
         tracking_id: &str,
+        line: Location<'_>,
         out: &mut Output<impl Write>,
     ) -> Result<()> {
+        if self.clock == Clock::Event {
+            if let Err(why) = self.horizon.check(at) {
+                return self.bad.report(line, why);
+            }
+        }
         let closed = self.window.advance_to(at);
         self.publish(closed, out)?;
         self.events += 1;
         if let Err(late) = self.window.add(at, event, tracking_id) {
+            if self.strict {
+                return Err(Error::failed(format!("{line}: {late}")));
+            }
             self.late += 1;
             if self.late <= LATE_REPORTED {
-                warn(format_args!("{location}: {late}"));
+                warn(format_args!("{line}: {late}"));
                 if self.late == LATE_REPORTED {
                     warn("further late events are counted, not reported one by one");
                 }
@@ -538,6 +576,8 @@ impl Aggregator {
             (Clock::Event, Some((clock, wall))) => clock + (now - wall),
             (Clock::Event, None) => return Ok(()),
         };
+        // Never past what a window's end can print (only reachable with --max-future off).
+        let to = to.min(time::LATEST - self.window.bucket_len());
         let closed = self.window.advance_to(to);
         self.idle_from = Some((to, now));
         self.publish(closed, out)
@@ -566,6 +606,7 @@ impl Aggregator {
     }
 
     fn finish(mut self, out: &mut Output<impl Write>) -> Result<()> {
+        let mut unshared = 0;
         if let Some(summary) = self.window.current() {
             match &mut self.shared {
                 None => out.emit(&summary)?,
@@ -578,6 +619,14 @@ impl Aggregator {
                         self.events,
                         shared.requests() as f64 / self.events.max(1) as f64
                     ));
+                    unshared = shared.unshared_events();
+                    if unshared > 0 {
+                        warn(format_args!(
+                            "{unshared} event{} counted here only, not in the shared summary \
+                             (reasons above)",
+                            if unshared == 1 { " was" } else { "s were" }
+                        ));
+                    }
                 }
             }
         }
@@ -589,7 +638,14 @@ impl Aggregator {
                 if self.late == 1 { " was" } else { "s were" }
             ));
         }
-        self.bad.finish()
+        // Bad lines, late events and counts left out of the shared summary all mean input that
+        // is not in the output: exit 1.
+        let bad = self.bad.finish();
+        if self.late > 0 || unshared > 0 {
+            bad?;
+            return Err(Error::Reported(1));
+        }
+        bad
     }
 }
 
@@ -618,22 +674,15 @@ mod tests {
     }
 
     fn event_fields(clock: Clock) -> EventFields {
-        let mut config = Flags {
-            minutes: None,
-            bucket: None,
-            clock,
-            type_names: vec![],
-            type_field: None,
-            tracking_id_field: None,
-            timestamp_field: None,
-            memcached: None,
-            key_prefix: None,
-            read: false,
-            config: None,
-            input: InputArgs::default(),
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: Flags,
         }
-        .resolve()
-        .unwrap();
+        let mut config = <Cli as clap::Parser>::parse_from(["window-agg"])
+            .flags
+            .resolve()
+            .unwrap();
         config.clock = clock;
         config.event_fields().unwrap()
     }
