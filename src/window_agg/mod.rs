@@ -385,16 +385,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         let wait = deadline.map_or(stop::POLL, |d| (d - time::now()).clamp(0, stop::POLL));
         let next = batches.recv_timeout(std::time::Duration::from_micros(wait as u64));
         match next {
-            Ok(item) => {
-                let (batch, parsed) = item?;
-                let arrival = time::now();
-                for (i, event) in parsed.into_iter().enumerate() {
-                    agg.line(&batch, i, event, arrival, out)?;
-                }
-                if let Some(clock) = agg.window.clock() {
-                    agg.idle_from = Some((clock, time::now()));
-                }
-            }
+            Ok(item) => agg.batch(item?, out)?,
             Err(RecvTimeoutError::Timeout) => {
                 if deadline.is_some_and(|d| time::now() >= d) {
                     agg.tick(time::now(), out)?;
@@ -403,6 +394,15 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if let Some(signal) = stop::requested() {
+            // Lines already read are still on their way through the parse threads: count them
+            // (while they keep coming, for at most STOP_DRAIN), as the end of input would.
+            let until = std::time::Instant::now() + STOP_DRAIN;
+            while let Ok(item) = batches.recv_timeout(STOP_DRAIN / 10) {
+                agg.batch(item?, out)?;
+                if std::time::Instant::now() >= until {
+                    break;
+                }
+            }
             agg.finish(out)?;
             return signal;
         }
@@ -473,6 +473,9 @@ mod stop {
     }
 }
 
+/// How long a stop signal lets lines already read finish their way through the parse threads.
+const STOP_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Late events reported one by one before they are only counted.
 const LATE_REPORTED: u64 = 10;
 
@@ -492,6 +495,22 @@ struct Aggregator {
 }
 
 impl Aggregator {
+    /// Take a batch's lines, as its parse thread read them.
+    fn batch(
+        &mut self,
+        (batch, parsed): (Batch, Vec<Parsed>),
+        out: &mut Output<impl Write>,
+    ) -> Result<()> {
+        let arrival = time::now();
+        for (i, event) in parsed.into_iter().enumerate() {
+            self.line(&batch, i, event, arrival, out)?;
+        }
+        if let Some(clock) = self.window.clock() {
+            self.idle_from = Some((clock, time::now()));
+        }
+        Ok(())
+    }
+
     /// Take the `i`-th line of `batch`, as its parse thread read it.
     fn line(
         &mut self,
