@@ -12,9 +12,14 @@
 //! with `--strict` the first bad line stops the program.
 //!
 //! [`Reader::spawn`] moves the reader onto its own thread and delivers [`Batch`]es of lines over a
-//! channel. Live programs use it to wait for input and a clock at once; because a batch is sent as
-//! soon as the reader has nothing more buffered, a slow producer's lines arrive one by one while a
-//! file arrives in large batches.
+//! channel. Live programs use it to wait for input and a clock at once. The reader thread `read`s
+//! straight into a batch's buffer, up to [`CHUNK`] bytes at a time, and sends the batch as soon as
+//! a read brought at least one whole line: a slow producer's lines arrive one by one, a file
+//! arrives in large batches. Lines are byte ranges of that buffer, found with `memchr`; only the
+//! unfinished last line of a read is copied (to the front of the next batch), so no line is copied
+//! twice. UTF-8 is checked when a line is looked at ([`Batch::iter`]), on the thread that parses it;
+//! the JSON fast path ([`crate::fields`]) validates UTF-8 together with the JSON. Buffers go back to
+//! a small pool when a batch is dropped, so a long run allocates a handful of them.
 
 use std::fmt;
 use std::fs::File;
@@ -32,10 +37,16 @@ use crate::runner::warn;
 /// The longest line accepted, in bytes. Longer lines are reported and skipped.
 pub const MAX_LINE: usize = 1 << 20;
 
-/// Read buffer size, which also bounds a batch's text when input comes fast: small enough that a
-/// batch stays in cache between the reader and a parse thread, and that its buffer comes from
-/// malloc's heap rather than a fresh `mmap` (whose page faults cost more than parsing a batch).
+/// Buffer size for line-at-a-time reading ([`Reader::next_line`]).
 const READ_BUFFER: usize = 64 * 1024;
+
+/// How much one `read` of [`Reader::spawn`] asks for, which also bounds a batch's text when input
+/// comes fast (a longer line grows its batch's buffer, up to [`MAX_LINE`]).
+pub const CHUNK: usize = 256 * 1024;
+
+/// Bytes kept readable after the end of a batch's text, so a SIMD parser may load whole blocks
+/// past a line's end ([`simd_json::INPUT_PADDING`]).
+pub const PADDING: usize = 64;
 
 /// The input options every JSON Lines program shares; `#[command(flatten)]` them into `Args`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -119,6 +130,12 @@ pub struct Reader {
     line: u64,
     buf: Vec<u8>,
     max_line: usize,
+    /// [`Reader::spawn`]: the unfinished last line of the previous batch.
+    carry: Vec<u8>,
+    /// [`Reader::spawn`]: inside a line over the limit, how many bytes of it went past so far.
+    skipping: Option<usize>,
+    /// [`Reader::spawn`]: bytes asked for per `read`.
+    chunk: usize,
 }
 
 impl Reader {
@@ -166,12 +183,22 @@ impl Reader {
             line: 0,
             buf: Vec::new(),
             max_line: MAX_LINE,
+            carry: Vec::new(),
+            skipping: None,
+            chunk: CHUNK,
         }
     }
 
     /// Lower the line-length limit (for tests of the limit itself).
     pub fn with_max_line(mut self, max_line: usize) -> Self {
         self.max_line = max_line;
+        self
+    }
+
+    /// Read at most `chunk` bytes at a time in [`Reader::spawn`] (for tests of lines that straddle
+    /// reads).
+    pub fn with_chunk(mut self, chunk: usize) -> Self {
+        self.chunk = chunk.clamp(1, CHUNK);
         self
     }
 
@@ -202,82 +229,183 @@ impl Reader {
             file: source.name.as_deref(),
             line: self.line,
         };
-        Ok(Some(Line {
-            at,
-            text: line_text(&self.buf, len, self.max_line),
-        }))
+        let text = if len > self.max_line {
+            Err(LineError::TooLong { len })
+        } else {
+            line_text(self.buf.strip_suffix(b"\r").unwrap_or(&self.buf))
+        };
+        Ok(Some(Line { at, text }))
     }
 
-    /// Move the complete lines already buffered from the current source into `batch`, at most
-    /// `room` of them, straight from the read buffer (where [`Reader::next_line`] copies each line
-    /// into a line buffer first). The same rules as `next_line`: counted blank lines, a dropped
-    /// trailing `\r`, long and non-UTF-8 lines as errors in their place.
-    fn drain_buffered(&mut self, batch: &mut Batch, room: usize) {
-        let Some(source) = self.current.as_mut() else {
-            return;
-        };
-        let buf = source.reader.buffer();
-        let (mut pos, mut added) = (0, 0);
-        while added < room {
-            let Some(len) = memchr::memchr(b'\n', &buf[pos..]) else {
-                break;
+    /// Read into `batch` until it holds at least one line (or its source ends): one `read` of up
+    /// to [`CHUNK`] bytes straight into the batch's buffer, the lines it completed split off with
+    /// `memchr`, the unfinished rest kept for the next batch. The same rules as
+    /// [`Reader::next_line`]: counted blank lines, a dropped trailing `\r`, over-long lines as
+    /// errors in their place (skipped as they stream past, never held whole). Returns `false` once
+    /// every source has ended.
+    fn fill(&mut self, batch: &mut Batch) -> Result<bool> {
+        batch.ensure_room(self.carry.len());
+        batch.buf[..self.carry.len()].copy_from_slice(&self.carry);
+        batch.len = self.carry.len();
+        self.carry.clear();
+        // Where the line not yet ended begins in the buffer.
+        let mut line_start = 0;
+        loop {
+            let Some(source) = self.current.as_mut() else {
+                return Ok(false);
             };
-            let line = &buf[pos..pos + len];
-            pos += len + 1;
-            self.line += 1;
-            if is_blank(line, len, self.max_line) {
+            let from = batch.len;
+            if batch.room() < self.chunk / 4 {
+                batch.ensure_room(from + self.chunk);
+            }
+            let end = (from + self.chunk).min(batch.buf.len() - PADDING);
+            let n = loop {
+                match source.reader.read(&mut batch.buf[from..end]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io(read_context(source.name.as_deref()), e)),
+                }
+            };
+            let file = source.name.clone();
+            if n == 0 {
+                // The source ended: an over-long or unterminated last line still counts.
+                if let Some(len) = self.skipping.take() {
+                    self.line += 1;
+                    batch.push_entry(file.as_ref(), self.line, Err(LineError::TooLong { len }));
+                } else if batch.len > line_start {
+                    self.push_line(batch, file.as_ref(), line_start, batch.len);
+                }
+                self.current = self.pending.next();
+                self.line = 0;
+                if !batch.is_empty() {
+                    return Ok(true);
+                }
+                batch.len = 0;
+                line_start = 0;
                 continue;
             }
-            let text = line_text(line, len, self.max_line);
-            batch.push_text(source.name.as_ref(), self.line, text);
-            added += 1;
+            batch.len += n;
+            if let Some(seen) = self.skipping {
+                // Inside an over-long line (which starts at `from`): drop it up to its end.
+                match memchr::memchr(b'\n', &batch.buf[from..batch.len]) {
+                    None => {
+                        self.skipping = Some(seen + n);
+                        batch.len = from;
+                        continue;
+                    }
+                    Some(at) => {
+                        self.skipping = None;
+                        self.line += 1;
+                        let len = seen + at;
+                        batch.push_entry(file.as_ref(), self.line, Err(LineError::TooLong { len }));
+                        batch.buf.copy_within(from + at + 1..batch.len, from);
+                        batch.len -= at + 1;
+                        line_start = from;
+                    }
+                }
+            }
+            match memchr::memrchr(b'\n', &batch.buf[line_start..batch.len]) {
+                Some(last) => {
+                    let last = line_start + last;
+                    let mut at = line_start;
+                    while let Some(nl) = memchr::memchr(b'\n', &batch.buf[at..=last]) {
+                        self.push_line(batch, file.as_ref(), at, at + nl);
+                        at += nl + 1;
+                    }
+                    self.carry
+                        .extend_from_slice(&batch.buf[last + 1..batch.len]);
+                    batch.len = last + 1;
+                    return Ok(true);
+                }
+                None if batch.len - line_start > self.max_line => {
+                    self.skipping = Some(batch.len - line_start);
+                    batch.len = line_start;
+                    if !batch.is_empty() {
+                        return Ok(true);
+                    }
+                }
+                None if !batch.is_empty() => {
+                    self.carry
+                        .extend_from_slice(&batch.buf[line_start..batch.len]);
+                    batch.len = line_start;
+                    return Ok(true);
+                }
+                None => {}
+            }
         }
-        source.reader.consume(pos);
     }
 
-    /// Whether more input is already in memory, so the next line can be had without waiting.
-    fn has_buffered(&self) -> bool {
-        self.current
-            .as_ref()
-            .is_some_and(|s| !s.reader.buffer().is_empty())
+    /// Add the line `batch.buf[start..end]` (without its newline) to the batch, or count it when
+    /// it is blank.
+    fn push_line(&mut self, batch: &mut Batch, file: Option<&Arc<str>>, start: usize, end: usize) {
+        self.line += 1;
+        let bytes = &batch.buf[start..end];
+        let len = end - start;
+        if is_blank(bytes, len, self.max_line) {
+            return;
+        }
+        let span = if len > self.max_line {
+            Err(LineError::TooLong { len })
+        } else {
+            let end = if bytes.last() == Some(&b'\r') {
+                end - 1
+            } else {
+                end
+            };
+            Ok((start as u32, end as u32))
+        };
+        batch.push_entry(file, self.line, span);
     }
 
-    /// Move the reader onto its own thread, delivering lines in batches over a bounded channel.
-    /// A batch is sent when it holds `batch_lines` lines or when no more input is buffered. An I/O
-    /// error ends the stream as an `Err` item.
-    pub fn spawn(mut self, batch_lines: usize) -> mpsc::Receiver<Result<Batch>> {
+    /// Move the reader onto its own thread, delivering lines in batches over a bounded channel
+    /// (see the module doc). An I/O error ends the stream as an `Err` item.
+    pub fn spawn(mut self) -> mpsc::Receiver<Result<Batch>> {
         let (tx, rx) = mpsc::sync_channel(4);
         std::thread::Builder::new()
             .name("input".into())
             .spawn(move || {
-                let mut batch = Batch::for_reading();
+                let pool = Pool::default();
                 loop {
-                    let line = match self.next_line() {
-                        Ok(Some(line)) => line,
-                        Ok(None) => break,
+                    let mut batch = pool.batch();
+                    let more = match self.fill(&mut batch) {
+                        Ok(more) => more,
                         Err(e) => {
-                            let _ = tx.send(Ok(std::mem::take(&mut batch)));
+                            if !batch.is_empty() {
+                                let _ = tx.send(Ok(batch));
+                            }
                             let _ = tx.send(Err(e));
                             return;
                         }
                     };
-                    batch.push(line);
-                    let room = batch_lines.saturating_sub(batch.len());
-                    self.drain_buffered(&mut batch, room);
-                    let full = batch.len() >= batch_lines || !self.has_buffered();
-                    if full {
-                        let ready = std::mem::replace(&mut batch, Batch::for_reading());
-                        if tx.send(Ok(ready)).is_err() {
-                            return;
-                        }
+                    if !batch.is_empty() && tx.send(Ok(batch)).is_err() {
+                        return;
                     }
-                }
-                if !batch.is_empty() {
-                    let _ = tx.send(Ok(batch));
+                    if !more {
+                        return;
+                    }
                 }
             })
             .expect("spawning the input thread");
         rx
+    }
+}
+
+#[cfg(test)]
+impl Reader {
+    /// Every batch, read on this thread (for tests of what parses a batch).
+    pub(crate) fn batches(mut self) -> Vec<Batch> {
+        let pool = Pool::default();
+        let mut out = Vec::new();
+        loop {
+            let mut batch = pool.batch();
+            let more = self.fill(&mut batch).expect("reading from memory");
+            if !batch.is_empty() {
+                out.push(batch);
+            }
+            if !more {
+                return out;
+            }
+        }
     }
 }
 
@@ -287,32 +415,25 @@ pub fn parse_workers(max: usize) -> usize {
 }
 
 /// Read on one thread, parse batches on `workers` threads, and deliver `(batch, parsed)` in input
-/// order. `parse` sees a whole batch, so per-line results can point into [`Batch::text`]. This is
-/// how a program parses on every core while its aggregation stays single-threaded and ordered.
+/// order. `parse` sees a whole batch, so per-line results can point into it ([`Batch::str_at`]);
+/// it may parse lines in place ([`Batch::padded_mut`]). This is how a program parses on every core
+/// while its aggregation stays single-threaded and ordered.
 pub fn spawn_parsed<T, F>(
     reader: Reader,
-    batch_lines: usize,
     workers: usize,
     parse: F,
 ) -> mpsc::Receiver<Result<(Batch, T)>>
 where
     T: Send + 'static,
-    F: Fn(&Batch) -> T + Send + Sync + 'static,
+    F: Fn(&mut Batch) -> T + Send + Sync + 'static,
 {
-    spawn_parsed_with(
-        reader,
-        batch_lines,
-        workers,
-        || (),
-        move |(), batch| parse(batch),
-    )
+    spawn_parsed_with(reader, workers, || (), move |(), batch| parse(batch))
 }
 
 /// [`spawn_parsed`] where each parse thread keeps its own state, made by `init` on that thread
 /// (buffers a parser reuses from batch to batch).
 pub fn spawn_parsed_with<S, T, I, F>(
     reader: Reader,
-    batch_lines: usize,
     workers: usize,
     init: I,
     parse: F,
@@ -320,10 +441,10 @@ pub fn spawn_parsed_with<S, T, I, F>(
 where
     T: Send + 'static,
     I: Fn() -> S + Send + Sync + 'static,
-    F: Fn(&mut S, &Batch) -> T + Send + Sync + 'static,
+    F: Fn(&mut S, &mut Batch) -> T + Send + Sync + 'static,
 {
     let workers = workers.max(1);
-    let batches = reader.spawn(batch_lines);
+    let batches = reader.spawn();
     let work = Arc::new((init, parse));
     let mut to_workers = Vec::with_capacity(workers);
     let mut from_workers = Vec::with_capacity(workers);
@@ -337,8 +458,8 @@ where
                 let (init, parse) = &*work;
                 let mut state = init();
                 for batch in in_rx {
-                    let item = batch.map(|b| {
-                        let parsed = parse(&mut state, &b);
+                    let item = batch.map(|mut b| {
+                        let parsed = parse(&mut state, &mut b);
                         (b, parsed)
                     });
                     if out_tx.send(item).is_err() {
@@ -384,12 +505,8 @@ fn is_blank(bytes: &[u8], len: usize, max: usize) -> bool {
     len <= max && bytes.iter().all(u8::is_ascii_whitespace)
 }
 
-/// The text of a line that is not blank, without a trailing `\r`, or why it cannot be used.
-fn line_text(bytes: &[u8], len: usize, max: usize) -> std::result::Result<&str, LineError> {
-    if len > max {
-        return Err(LineError::TooLong { len });
-    }
-    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+/// The text of a line (its `\r` already dropped), or why it is not UTF-8.
+pub fn line_text(bytes: &[u8]) -> std::result::Result<&str, LineError> {
     std::str::from_utf8(bytes).map_err(|e| LineError::NotUtf8 {
         offset: e.valid_up_to(),
     })
@@ -450,72 +567,100 @@ fn read_line_limited(
     }
 }
 
-/// Lines read on the input thread, in order, in one shared buffer.
-#[derive(Debug, Default)]
+/// Lines read on the input thread, in order, as ranges of one buffer (see the module doc).
+#[derive(Debug)]
 pub struct Batch {
-    text: String,
+    /// Always fully initialised; the text is `buf[..len]`, and at least [`PADDING`] bytes follow.
+    buf: Vec<u8>,
+    len: usize,
     entries: Vec<Entry>,
     files: Vec<Arc<str>>,
+    pool: Option<Pool>,
 }
 
 #[derive(Debug)]
 struct Entry {
     file: Option<u32>,
     line: u64,
-    text: std::result::Result<(usize, usize), LineError>,
+    /// The line's bytes in the buffer, without newline and trailing `\r`.
+    span: std::result::Result<(u32, u32), LineError>,
+}
+
+/// Buffers of dropped batches, for the reader to fill again: a steady stream then allocates (and
+/// page-faults) a handful of buffers, not one per batch.
+#[derive(Debug, Clone, Default)]
+struct Pool(Arc<std::sync::Mutex<Vec<Buffers>>>);
+
+/// A batch's text buffer and its line list, kept for reuse.
+type Buffers = (Vec<u8>, Vec<Entry>);
+
+/// Buffers kept for reuse; more batches than this are rarely in flight.
+const POOLED: usize = 32;
+
+impl Pool {
+    fn batch(&self) -> Batch {
+        let (buf, entries) = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_else(|| (vec![0; CHUNK + PADDING], Vec::with_capacity(1024)));
+        Batch {
+            buf,
+            len: 0,
+            entries,
+            files: Vec::new(),
+            pool: Some(self.clone()),
+        }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        // A buffer grown for a long line is not kept: the pool stays CHUNK-sized.
+        if self.buf.len() != CHUNK + PADDING {
+            return;
+        }
+        if let Ok(mut free) = pool.0.lock() {
+            if free.len() < POOLED {
+                let mut entries = std::mem::take(&mut self.entries);
+                entries.clear();
+                free.push((std::mem::take(&mut self.buf), entries));
+            }
+        };
+    }
 }
 
 impl Batch {
-    /// An empty batch with room for what one read brings, so that filling it does not grow its
-    /// buffer past malloc's `mmap` threshold (each such buffer would cost fresh page faults).
-    fn for_reading() -> Self {
-        Batch {
-            text: String::with_capacity(READ_BUFFER + READ_BUFFER / 4),
-            entries: Vec::with_capacity(256),
-            files: Vec::new(),
+    /// Bytes that can still be read into the buffer.
+    fn room(&self) -> usize {
+        self.buf.len() - PADDING - self.len
+    }
+
+    /// Make the buffer hold at least `text` bytes of text plus the padding.
+    fn ensure_room(&mut self, text: usize) {
+        if self.buf.len() < text + PADDING {
+            self.buf.resize((text + PADDING).max(self.buf.len() * 2), 0);
         }
-    }
-
-    fn push(&mut self, line: Line<'_>) {
-        let file = line
-            .at
-            .file
-            .map(|name| self.file_index(name, || Arc::from(name)));
-        self.push_entry(file, line.at.line, line.text);
-    }
-
-    /// Add a line read from `file` (the reader's own name for it, shared rather than copied).
-    fn push_text(
-        &mut self,
-        file: Option<&Arc<str>>,
-        line: u64,
-        text: std::result::Result<&str, LineError>,
-    ) {
-        let file = file.map(|name| self.file_index(name, || Arc::clone(name)));
-        self.push_entry(file, line, text);
-    }
-
-    /// The index of a file name in `files`: the last one's, or a new one's.
-    fn file_index(&mut self, name: &str, make: impl FnOnce() -> Arc<str>) -> u32 {
-        match self.files.last() {
-            Some(last) if &**last == name => {}
-            _ => self.files.push(make()),
-        }
-        (self.files.len() - 1) as u32
     }
 
     fn push_entry(
         &mut self,
-        file: Option<u32>,
+        file: Option<&Arc<str>>,
         line: u64,
-        text: std::result::Result<&str, LineError>,
+        span: std::result::Result<(u32, u32), LineError>,
     ) {
-        let text = text.map(|t| {
-            let start = self.text.len();
-            self.text.push_str(t);
-            (start, self.text.len())
+        let file = file.map(|name| {
+            match self.files.last() {
+                Some(last) if Arc::ptr_eq(last, name) => {}
+                _ => self.files.push(Arc::clone(name)),
+            }
+            (self.files.len() - 1) as u32
         });
-        self.entries.push(Entry { file, line, text });
+        self.entries.push(Entry { file, line, span });
     }
 
     pub fn len(&self) -> usize {
@@ -524,11 +669,6 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
-    }
-
-    /// All the batch's text; every line's text is a slice of it.
-    pub fn text(&self) -> &str {
-        &self.text
     }
 
     /// Where the `i`-th line of the batch came from.
@@ -540,14 +680,83 @@ impl Batch {
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = Line<'_>> {
-        self.entries.iter().enumerate().map(|(i, e)| Line {
+    /// The `i`-th line, its text checked for UTF-8.
+    pub fn line(&self, i: usize) -> Line<'_> {
+        let text = match &self.entries[i].span {
+            Ok((start, end)) => line_text(&self.buf[*start as usize..*end as usize]),
+            Err(e) => Err(e.clone()),
+        };
+        Line {
             at: self.location(i),
-            text: match &e.text {
-                Ok((start, end)) => Ok(&self.text[*start..*end]),
-                Err(err) => Err(err.clone()),
+            text,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Line<'_>> {
+        (0..self.entries.len()).map(|i| self.line(i))
+    }
+
+    /// The `i`-th line's bytes for parsing in place: the buffer from the line's start on (at least
+    /// [`PADDING`] bytes longer than the line), the line's length, and where it starts in the
+    /// batch (for [`Batch::str_at`]). UTF-8 is not checked; an over-long line is its error.
+    pub fn padded_mut(
+        &mut self,
+        i: usize,
+    ) -> std::result::Result<(&mut [u8], usize, usize), LineError> {
+        match &self.entries[i].span {
+            Ok((start, end)) => {
+                let (start, end) = (*start as usize, *end as usize);
+                debug_assert!(end + PADDING <= self.buf.len());
+                Ok((&mut self.buf[start..], end - start, start))
+            }
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// Text of the batch at `start..end`, a range inside a line a parser has found to be UTF-8
+    /// (`None` if it is not: the caller's bug, reported as a bad line rather than a panic).
+    pub fn str_at(&self, start: usize, end: usize) -> Option<&str> {
+        let bytes = self.buf.get(start..end)?;
+        if bytes.is_ascii() {
+            // SAFETY: ASCII is UTF-8. (Type names, ids and timestamps are short and ASCII, and for
+            // them `from_utf8` costs several times what `is_ascii` does.)
+            return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+/// A string a parse thread found in a line: a range of its batch (no copy), or its own copy when
+/// JSON escapes had to be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Text {
+    InBatch(u32, u32),
+    Owned(Box<str>),
+}
+
+impl Text {
+    /// A string found by serde in one of `batch`'s lines: borrowed ones become ranges.
+    pub fn new(s: std::borrow::Cow<'_, str>, batch: &Batch) -> Text {
+        let base = batch.buf.as_ptr() as usize;
+        match s {
+            std::borrow::Cow::Borrowed(s) => match (s.as_ptr() as usize).checked_sub(base) {
+                Some(start) if start + s.len() <= batch.len => {
+                    Text::InBatch(start as u32, (start + s.len()) as u32)
+                }
+                _ => Text::Owned(s.into()),
             },
-        })
+            std::borrow::Cow::Owned(s) => Text::Owned(s.into()),
+        }
+    }
+
+    /// The string, from the batch it was found in.
+    pub fn resolve<'a>(&'a self, batch: &'a Batch) -> &'a str {
+        match self {
+            Text::InBatch(start, end) => batch
+                .str_at(*start as usize, *end as usize)
+                .expect("a parse thread's range is UTF-8 inside its batch"),
+            Text::Owned(s) => s,
+        }
     }
 }
 
@@ -651,6 +860,7 @@ fn strip_position(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn lines(
         input: &'static [u8],
@@ -695,9 +905,9 @@ mod tests {
     #[test]
     fn spawned_reader_delivers_every_line_in_order() {
         let text: String = (1..=10_000).map(|i| format!("{i}\n")).collect();
-        let reader = Reader::from_reader(io::Cursor::new(text.into_bytes()));
+        let reader = Reader::from_reader(io::Cursor::new(text.into_bytes())).with_chunk(100);
         let mut seen = Vec::new();
-        for batch in reader.spawn(100) {
+        for batch in reader.spawn() {
             for line in batch.unwrap().iter() {
                 seen.push((line.at.line, line.text.unwrap().parse::<u64>().unwrap()));
             }
@@ -709,8 +919,8 @@ mod tests {
     #[test]
     fn parallel_parsing_keeps_the_input_order() {
         let text: String = (1..=50_000).map(|i| format!("{i}\n")).collect();
-        let reader = Reader::from_reader(io::Cursor::new(text.into_bytes()));
-        let rx = spawn_parsed(reader, 64, 3, |batch: &Batch| {
+        let reader = Reader::from_reader(io::Cursor::new(text.into_bytes())).with_chunk(300);
+        let rx = spawn_parsed(reader, 3, |batch: &mut Batch| {
             batch
                 .iter()
                 .map(|l| l.text.unwrap().parse::<u64>().unwrap())
@@ -718,6 +928,87 @@ mod tests {
         });
         let all: Vec<u64> = rx.into_iter().flat_map(|r| r.unwrap().1).collect();
         assert_eq!(all, (1..=50_000).collect::<Vec<u64>>());
+    }
+
+    /// Every line as `spawn` hands it out: (number, text or error).
+    fn spawned(
+        input: Vec<u8>,
+        max: usize,
+        chunk: usize,
+    ) -> Vec<(u64, std::result::Result<String, LineError>)> {
+        let reader = Reader::from_reader(io::Cursor::new(input))
+            .with_max_line(max)
+            .with_chunk(chunk);
+        let mut out = Vec::new();
+        for batch in reader.spawn() {
+            for line in batch.unwrap().iter() {
+                out.push((line.at.line, line.text.map(str::to_owned)));
+            }
+        }
+        out
+    }
+
+    /// The line-at-a-time reader, the oracle for the chunked one.
+    fn one_by_one(
+        input: Vec<u8>,
+        max: usize,
+    ) -> Vec<(u64, std::result::Result<String, LineError>)> {
+        let mut reader = Reader::from_reader(io::Cursor::new(input)).with_max_line(max);
+        let mut out = Vec::new();
+        while let Some(line) = reader.next_line().unwrap() {
+            out.push((line.at.line, line.text.map(str::to_owned)));
+        }
+        out
+    }
+
+    #[test]
+    fn spawned_lines_follow_the_line_rules() {
+        let input = b"a\n\n  \r\nb\r\n0123456789abc\n\xff\xfe\nc".to_vec();
+        let got = spawned(input.clone(), 10, 3);
+        assert_eq!(got, one_by_one(input, 10));
+        assert_eq!(
+            got,
+            vec![
+                (1, Ok("a".into())),
+                (4, Ok("b".into())),
+                (5, Err(LineError::TooLong { len: 13 })),
+                (6, Err(LineError::NotUtf8 { offset: 0 })),
+                (7, Ok("c".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_keeps_padding_after_its_last_line() {
+        let reader = Reader::from_reader(io::Cursor::new(b"{\"a\":1}\n{}".to_vec()));
+        for mut batch in reader.spawn() {
+            let batch = batch.as_mut().unwrap();
+            for i in 0..batch.len() {
+                let (bytes, len, _) = batch.padded_mut(i).unwrap();
+                assert!(bytes.len() >= len + PADDING);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn spawn_reads_what_next_line_reads(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-z{}\":,]{0,30}".prop_map(String::into_bytes),
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                    Just(b"\n".to_vec()),
+                    Just(b"\r\n".to_vec()),
+                    Just(b"  \n".to_vec()),
+                ],
+                0..40,
+            ),
+            max in 1usize..60,
+            chunk in 1usize..70,
+        ) {
+            let input: Vec<u8> = parts.concat();
+            prop_assert_eq!(spawned(input.clone(), max, chunk), one_by_one(input, max));
+        }
     }
 
     #[test]

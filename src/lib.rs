@@ -29,6 +29,7 @@ pub mod config;
 pub mod durable;
 pub mod error;
 pub mod event_config;
+pub mod fields;
 pub mod gen_events;
 pub mod input;
 pub mod load_monitor;

@@ -486,7 +486,7 @@ impl fmt::Display for Duration {
             (1_000, "ms"),
         ];
         for (size, unit) in units {
-            if us >= size && us % size == 0 {
+            if us >= size && us.is_multiple_of(size) {
                 return write!(f, "{}{unit}", us / size);
             }
         }

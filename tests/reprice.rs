@@ -42,8 +42,8 @@ fn check_price_line(line: &Value, prices: &[f64]) {
     let got_avg = line["avg_comp_price"].as_f64().unwrap();
     assert!((got_avg - avg).abs() < 1e-6, "{line}: avg should be {avg}");
     let id = line["request_id"].as_u64().unwrap();
-    assert_eq!(line["sold"], json!(id % 2 == 0), "{line}");
-    let factor = if id % 2 == 0 { 1.1 } else { 0.9 };
+    assert_eq!(line["sold"], json!(id.is_multiple_of(2)), "{line}");
+    let factor = if id.is_multiple_of(2) { 1.1 } else { 0.9 };
     assert_eq!(
         line["price"].as_f64().unwrap(),
         round2(got_avg * factor),
@@ -489,7 +489,7 @@ fn soak(ticks: u64, period: Duration) {
         let t = line["tick"].as_u64().unwrap();
         assert!(priced.insert(t), "tick {t} priced twice");
         assert_eq!(priced.last(), Some(&t), "tick {t} came after a later one");
-        if priced.len() as u64 % every == 0 {
+        if (priced.len() as u64).is_multiple_of(every) {
             samples.push(usage(r.pid()));
         }
     }

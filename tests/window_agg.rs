@@ -217,6 +217,46 @@ fn bad_lines_are_reported_and_the_rest_counted() {
     assert!(strict.stdout.is_empty());
 }
 
+/// A wanted key listed twice is refused, as minute-stats (serde's derived reader) refuses it, and
+/// the events around it are counted; a duplicate of a key window-agg does not read is no matter.
+#[test]
+fn duplicate_keys_on_a_field_path_are_bad_lines() {
+    let input = concat!(
+        r#"{"value":{"event":"click","trackingId":"INF-a","timestamp":"2020-01-01T00:00:01Z"}}"#,
+        "\n",
+        r#"{"value":{"event":"click","trackingId":"INF-a","timestamp":"2020-01-01T00:00:02Z","event":"review"}}"#,
+        "\n",
+        r#"{"value":{"event":"click","trackingId":"INF-a","timestamp":"2020-01-01T00:00:02Z"},"value":{}}"#,
+        "\n",
+        r#"{"path":"/a","path":"/b","value":{"event":"click","trackingId":"INF-a","timestamp":"2020-01-01T00:00:03Z"}}"#,
+        "\n",
+    );
+    let r = run(EXE, &[], input.as_bytes());
+    r.expect_code(1);
+    for want in [
+        r#"window-agg: line 2: duplicate field "value.event""#,
+        r#"window-agg: line 3: duplicate field "value""#,
+        "skipped 2 bad lines",
+    ] {
+        assert!(r.stderr.contains(want), "{want}: {}", r.describe());
+    }
+    let lines = r.json_lines();
+    assert_eq!(
+        lines.last().unwrap()["types"]["user-event"]["totalEventsCaptured"],
+        2
+    );
+    let stats = run(
+        env!("CARGO_BIN_EXE_minute-stats"),
+        &[],
+        br#"{"type":"a","value":1,"timestamp":"2020-01-01T00:00:01Z","type":"b"}"#,
+    );
+    assert!(
+        stats.stderr.contains(r#"line 1: duplicate field "type""#),
+        "{}",
+        stats.describe()
+    );
+}
+
 #[test]
 fn late_events_are_reported_not_added_and_out_of_order_ones_are_kept() {
     let ev = |t: &str, tid: &str| {

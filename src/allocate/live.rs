@@ -547,27 +547,31 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         }
     };
     let mut bad = config.input.bad_lines();
-    let batches = config.input.open()?.spawn(BATCH_ORDERS);
+    let batches = config.input.open()?.spawn();
     let mut lines: Vec<Vec<u8>> = Vec::with_capacity(BATCH_ORDERS);
     let mut printed_since_commit = !unconfirmed_empty;
     for batch in batches {
-        lines.clear();
-        for line in batch?.iter() {
-            if let Some(order) = parse_order(&line, &mut bad)? {
-                lines.push(desk.take(&order));
+        let batch = batch?;
+        // A read may bring more lines than one commit takes.
+        for first in (0..batch.len()).step_by(BATCH_ORDERS) {
+            lines.clear();
+            for i in first..batch.len().min(first + BATCH_ORDERS) {
+                if let Some(order) = parse_order(&batch.line(i), &mut bad)? {
+                    lines.push(desk.take(&order));
+                }
             }
+            if lines.is_empty() {
+                continue;
+            }
+            if let Some(state) = &state {
+                state.commit(&desk, &lines)?;
+            }
+            for line in &lines {
+                out.emit_raw(line)?;
+                out.flush()?;
+            }
+            printed_since_commit = true;
         }
-        if lines.is_empty() {
-            continue;
-        }
-        if let Some(state) = &state {
-            state.commit(&desk, &lines)?;
-        }
-        for line in &lines {
-            out.emit_raw(line)?;
-            out.flush()?;
-        }
-        printed_since_commit = true;
     }
     // Everything committed was printed: a clean end leaves nothing to print again.
     if let (Some(state), true) = (&state, printed_since_commit) {

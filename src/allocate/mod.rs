@@ -77,7 +77,6 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     let (strategy, partial) = (config.strategy, config.partial);
     let batches = spawn_parsed_with(
         config.input.open()?,
-        2048,
         parse_workers(8),
         move || ProblemSolver::new(strategy, partial),
         ProblemSolver::batch,
@@ -148,7 +147,7 @@ impl ProblemSolver {
     }
 
     /// Answer every line of a batch.
-    pub fn batch(&mut self, batch: &Batch) -> Answers {
+    pub fn batch(&mut self, batch: &mut Batch) -> Answers {
         let mut answers = Answers {
             // Room for a typical answer per line, so a batch's answers are rarely copied to grow.
             text: Vec::with_capacity(batch.len() * 160),

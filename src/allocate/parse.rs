@@ -16,15 +16,6 @@ use serde::Deserialize;
 /// The largest cost accepted: sums of many costs stay far from overflow and exact enough.
 pub const MAX_COST: f64 = 1e15;
 
-/// One input line of the default mode: an order and the warehouses to ship it from.
-#[derive(Debug, Deserialize)]
-pub struct ProblemLine<'a> {
-    #[serde(borrow)]
-    pub order: ItemMap<'a>,
-    #[serde(borrow)]
-    pub warehouses: Warehouses<'a>,
-}
-
 /// A map of item → whole non-negative quantity, in the order its keys were written.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ItemMap<'a>(pub Vec<(Cow<'a, str>, u64)>);
@@ -653,6 +644,16 @@ impl<'de> Visitor<'de> for StockSeed<'_, 'de> {
 mod tests {
     use super::*;
     use crate::input::parse_object;
+
+    /// The item maps and warehouse lists as a line holds them (live mode reads its inventory file
+    /// and orders with these readers; problem lines go through [`ProblemSeed`]).
+    #[derive(Debug, Deserialize)]
+    struct ProblemLine<'a> {
+        #[serde(borrow)]
+        order: ItemMap<'a>,
+        #[serde(borrow)]
+        warehouses: Warehouses<'a>,
+    }
 
     fn problem(text: &str) -> Result<ProblemLine<'_>, String> {
         parse_object::<ProblemLine>(text)

@@ -664,3 +664,76 @@ fn malformed_warehouses_and_orders_name_the_problem() {
         e(r#"{"order":{"a":1},"warehouses":[]} x"#).starts_with("line 1: invalid JSON at column")
     );
 }
+
+/// What the fast reader buys, per line on one thread (CPU time, best of 5), against serde's reading
+/// and against simd-json's tape alone (the floor of any reader built on the shared fast path,
+/// [`crate::fields`], before a single field is looked at). `benches/allocate-reader.sh` runs it on
+/// the benchmark's problems: `ALLOCATE_READER_FILE=… cargo test --release --lib
+/// allocate::tests::reader_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn reader_cost() {
+    let path = std::env::var("ALLOCATE_READER_FILE")
+        .expect("ALLOCATE_READER_FILE names a file of problem lines");
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cpu = || {
+        use nix::sys::resource::{getrusage, UsageWho};
+        let u = getrusage(UsageWho::RUSAGE_THREAD).unwrap();
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
+    };
+    let best = |f: &mut dyn FnMut(&str)| {
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let started = cpu();
+            for line in &lines {
+                f(line);
+            }
+            best = best.min(cpu() - started);
+        }
+        best / lines.len() as f64 * 1e9
+    };
+    let (mut demand, mut stock, mut cost) = (Vec::new(), Vec::new(), Vec::new());
+    let mut scratch = fast::Scratch::default();
+    let fast_ns = best(&mut |line| {
+        let mut seed = ProblemSeed {
+            demand: &mut demand,
+            stock: &mut stock,
+            cost: &mut cost,
+        };
+        assert!(fast::parse(line, &mut seed, &mut scratch).is_some());
+    });
+    let serde_ns = best(&mut |line| {
+        let seed = ProblemSeed {
+            demand: &mut demand,
+            stock: &mut stock,
+            cost: &mut cost,
+        };
+        assert!(parse_problem_serde(line, seed).is_ok());
+    });
+    let mut buffers = simd_json::Buffers::new(4096);
+    let mut tape = Some(simd_json::Tape::null());
+    let mut padded = Vec::new();
+    let copy_ns = best(&mut |line| {
+        padded.clear();
+        padded.extend_from_slice(line.as_bytes());
+        padded.extend_from_slice(&[b' '; simd_json::INPUT_PADDING]);
+    });
+    let tape_ns = best(&mut |line| {
+        padded.clear();
+        padded.extend_from_slice(line.as_bytes());
+        padded.extend_from_slice(&[b' '; simd_json::INPUT_PADDING]);
+        let mut t = tape.take().unwrap().reset();
+        assert!(simd_json::fill_tape_padded(&mut padded, line.len(), &mut buffers, &mut t).is_ok());
+        tape = Some(t.reset());
+    }) - copy_ns;
+    let bytes = text.len() / lines.len();
+    eprintln!(
+        "{} problem lines of {bytes} bytes on average; ns per line on one thread (best of 5):",
+        lines.len()
+    );
+    eprintln!("  fast reader (src/allocate/fast.rs), complete read:  {fast_ns:7.0}");
+    eprintln!("  serde_json reader (parse.rs), complete read:        {serde_ns:7.0}");
+    eprintln!("  simd-json tape alone, no field read yet:            {tape_ns:7.0}");
+}

@@ -307,7 +307,7 @@ impl Events<'_> {
         let mut now = time::now();
         while !self.done() {
             // Reading the clock costs more than writing a short event: look every 256 events.
-            if self.sent % 256 == 0 {
+            if self.sent.is_multiple_of(256) {
                 now = time::now();
                 if origin.elapsed().as_micros() as Micros >= until {
                     break;

@@ -61,7 +61,7 @@ pub fn push_u64(out: &mut Vec<u8>, v: u64) {
 /// `v / 10` with one decimal (`375` → `37.5`, `370` → `37`): percentages of the load profile.
 pub fn push_tenths(out: &mut Vec<u8>, v: u32) {
     push_u64(out, u64::from(v / 10));
-    if v % 10 != 0 {
+    if !v.is_multiple_of(10) {
         out.push(b'.');
         out.push(b'0' + (v % 10) as u8);
     }

@@ -19,7 +19,7 @@ pub fn run(config: &Config, store: Store, out: &mut Output<impl Write>) -> Resul
         store.load(path)?;
     }
     let mut bad = config.input.bad_lines();
-    let batches = config.input.open()?.spawn(4096);
+    let batches = config.input.open()?.spawn();
     let every = config.every.map(|d| d.std());
     let mut next_report = every.map(|d| Instant::now() + d);
     loop {

@@ -188,7 +188,7 @@ async fn request_data(
     if id == 0 || id > market.issued.load(Ordering::Relaxed) {
         return Err(ApiError::not_found(format!("no request {id}")));
     }
-    Ok(json_body(if id % 2 == 0 {
+    Ok(json_body(if id.is_multiple_of(2) {
         r#"{"sold":true}"#
     } else {
         r#"{"sold":false}"#

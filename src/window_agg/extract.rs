@@ -2,7 +2,11 @@
 //!
 //! The line is parsed by serde_json with a visitor that descends only into the keys on a wanted
 //! path and skips everything else without building it. Strings come out borrowed from the line
-//! (owned only when they contain escapes), so an event costs no allocation.
+//! (owned only when they contain escapes). A key on a wanted path that comes twice in one object
+//! is refused, as serde refuses a duplicate field (`duplicate field "value.event"`).
+//!
+//! This is the reference reading and the author of every error message; window-agg reads most
+//! lines with the shared fast path ([`crate::fields`]), which agrees with it (tested below).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -82,6 +86,7 @@ impl<'de, const N: usize> Visitor<'de> for Level<'_, '_, 'de, N> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = 0u8;
         while let Some(mask) = map.next_key_seed(KeyMatch {
             paths: self.paths,
             depth: self.depth,
@@ -91,6 +96,14 @@ impl<'de, const N: usize> Visitor<'de> for Level<'_, '_, 'de, N> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
+            if seen & mask != 0 {
+                let path = &self.paths.paths[mask.trailing_zeros() as usize];
+                return Err(de::Error::custom(format_args!(
+                    "duplicate field \"{}\"",
+                    path[..=self.depth].join(".")
+                )));
+            }
+            seen |= mask;
             let leaves = (0..N)
                 .filter(|&i| mask & (1 << i) != 0 && self.paths.paths[i].len() == self.depth + 1)
                 .fold(0u8, |m, i| m | (1 << i));

@@ -46,7 +46,8 @@ use std::sync::mpsc::RecvTimeoutError;
 
 use crate::error::{Error, Result};
 use crate::event_config::{default_type_names, FieldPaths, FileConfig};
-use crate::input::{BadLines, InputArgs, Line, Location};
+use crate::fields::{FieldReader, Fields, Found, Want};
+use crate::input::{parse_workers, spawn_parsed_with, BadLines, Batch, InputArgs, Location, Text};
 use crate::output::Output;
 use crate::runner::warn;
 use crate::time::{self, Micros};
@@ -245,13 +246,101 @@ impl Config {
         time::Horizon::new(self.max_future).reach(window, self.bucket.micros())
     }
 
-    fn paths(&self) -> Result<Paths> {
+    /// The fields to read from each event: the type and tracking id, and the timestamp unless
+    /// the clock is the arrival time.
+    fn event_fields(&self) -> Result<EventFields> {
         let f = &self.fields;
-        let paths: Vec<&str> = match self.clock {
-            Clock::Event => vec![&f.kind, &f.tracking_id, &f.timestamp],
-            Clock::Arrival => vec![&f.kind, &f.tracking_id],
+        let mut paths: Vec<&str> = vec![&f.kind, &f.tracking_id];
+        if self.clock == Clock::Event {
+            paths.push(&f.timestamp);
+        }
+        Ok(EventFields {
+            serde: Paths::new(&paths).map_err(Error::usage)?,
+            fast: Fields::new(&paths.iter().map(|p| (*p, Want::Str)).collect::<Vec<_>>()),
+            timestamp: self.clock == Clock::Event,
+        })
+    }
+}
+
+/// How a parse thread reads an event line: the shared fast path first, serde when it declines.
+struct EventFields {
+    serde: Paths,
+    fast: Fields,
+    /// Whether the third field, the timestamp, is read.
+    timestamp: bool,
+}
+
+/// One line after parsing (on a parse thread): an event, or why the line is bad.
+enum Parsed {
+    Event {
+        kind: Text,
+        tracking_id: Text,
+        /// Event time; `None` with `--clock arrival`.
+        at: Option<Micros>,
+    },
+    Bad(String),
+}
+
+impl EventFields {
+    fn parse_batch(&self, reader: &mut FieldReader, batch: &mut Batch) -> Vec<Parsed> {
+        (0..batch.len())
+            .map(|i| {
+                self.parse_fast(reader, batch, i)
+                    .unwrap_or_else(|| self.parse_serde(batch, i))
+            })
+            .collect()
+    }
+
+    /// The `i`-th line by the shared fast path, or `None` when serde must read it.
+    fn parse_fast(&self, reader: &mut FieldReader, batch: &mut Batch, i: usize) -> Option<Parsed> {
+        let (bytes, len, start) = batch.padded_mut(i).ok()?;
+        let range = |f: Found| match f {
+            Found::Str(a, b) => Some(((start + a) as u32, (start + b) as u32)),
+            _ => None,
         };
-        Paths::new(&paths).map_err(Error::usage)
+        let (kind, tracking_id, ts) = if self.timestamp {
+            let [k, t, ts] = reader.read::<3>(bytes, len, &self.fast)?;
+            (range(k)?, range(t)?, Some(range(ts)?))
+        } else {
+            let [k, t] = reader.read::<2>(bytes, len, &self.fast)?;
+            (range(k)?, range(t)?, None)
+        };
+        let at = match ts {
+            Some((a, b)) => match time::parse_timestamp(batch.str_at(a as usize, b as usize)?) {
+                Ok(at) => Some(at),
+                Err(reason) => return Some(Parsed::Bad(reason)),
+            },
+            None => None,
+        };
+        Some(Parsed::Event {
+            kind: Text::InBatch(kind.0, kind.1),
+            tracking_id: Text::InBatch(tracking_id.0, tracking_id.1),
+            at,
+        })
+    }
+
+    /// The `i`-th line by serde: the reference reading, and the author of every error message.
+    fn parse_serde(&self, batch: &Batch, i: usize) -> Parsed {
+        let text = match batch.line(i).text {
+            Ok(text) => text,
+            Err(e) => return Parsed::Bad(e.to_string()),
+        };
+        let read = if self.timestamp {
+            self.serde.extract::<3>(text).and_then(|[k, t, ts]| {
+                let at = time::parse_timestamp(&ts)?;
+                Ok((k, t, Some(at)))
+            })
+        } else {
+            self.serde.extract::<2>(text).map(|[k, t]| (k, t, None))
+        };
+        match read {
+            Ok((kind, tracking_id, at)) => Parsed::Event {
+                kind: Text::new(kind, batch),
+                tracking_id: Text::new(tracking_id, batch),
+                at,
+            },
+            Err(reason) => Parsed::Bad(reason),
+        }
     }
 }
 
@@ -268,9 +357,9 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         }
         None => None,
     };
+    let fields = config.event_fields()?;
     let mut agg = Aggregator {
         window,
-        paths: config.paths()?,
         clock: config.clock,
         horizon: config.horizon(),
         bad: config.input.bad_lines(),
@@ -282,9 +371,13 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     };
     let live = is_live(&config.input);
     stop::install()?;
-    // Batches of 1024 lines (~0.7 MB of tracking events): large enough to keep the reader thread
-    // busy, small enough that the lines in flight stay a few MB whatever the input.
-    let batches = config.input.open()?.spawn(1024);
+    // Lines are parsed on every core; the window stays on this thread, in input order.
+    let batches = spawn_parsed_with(
+        config.input.open()?,
+        parse_workers(4),
+        FieldReader::default,
+        move |reader, batch| fields.parse_batch(reader, batch),
+    );
     loop {
         // Wake up at least every stop::POLL to notice SIGINT/SIGTERM; a timeout before the
         // deadline is only that check.
@@ -292,16 +385,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         let wait = deadline.map_or(stop::POLL, |d| (d - time::now()).clamp(0, stop::POLL));
         let next = batches.recv_timeout(std::time::Duration::from_micros(wait as u64));
         match next {
-            Ok(batch) => {
-                let batch = batch?;
-                let arrival = time::now();
-                for line in batch.iter() {
-                    agg.line(&line, arrival, out)?;
-                }
-                if let Some(clock) = agg.window.clock() {
-                    agg.idle_from = Some((clock, time::now()));
-                }
-            }
+            Ok(item) => agg.batch(item?, out)?,
             Err(RecvTimeoutError::Timeout) => {
                 if deadline.is_some_and(|d| time::now() >= d) {
                     agg.tick(time::now(), out)?;
@@ -310,6 +394,15 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if let Some(signal) = stop::requested() {
+            // Lines already read are still on their way through the parse threads: count them
+            // (while they keep coming, for at most STOP_DRAIN), as the end of input would.
+            let until = std::time::Instant::now() + STOP_DRAIN;
+            while let Ok(item) = batches.recv_timeout(STOP_DRAIN / 10) {
+                agg.batch(item?, out)?;
+                if std::time::Instant::now() >= until {
+                    break;
+                }
+            }
             agg.finish(out)?;
             return signal;
         }
@@ -380,12 +473,14 @@ mod stop {
     }
 }
 
+/// How long a stop signal lets lines already read finish their way through the parse threads.
+const STOP_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Late events reported one by one before they are only counted.
 const LATE_REPORTED: u64 = 10;
 
 struct Aggregator {
     window: Window,
-    paths: Paths,
     clock: Clock,
     horizon: time::Horizon,
     bad: BadLines,
@@ -400,30 +495,49 @@ struct Aggregator {
 }
 
 impl Aggregator {
+    /// Take a batch's lines, as its parse thread read them.
+    fn batch(
+        &mut self,
+        (batch, parsed): (Batch, Vec<Parsed>),
+        out: &mut Output<impl Write>,
+    ) -> Result<()> {
+        let arrival = time::now();
+        for (i, event) in parsed.into_iter().enumerate() {
+            self.line(&batch, i, event, arrival, out)?;
+        }
+        if let Some(clock) = self.window.clock() {
+            self.idle_from = Some((clock, time::now()));
+        }
+        Ok(())
+    }
+
+    /// Take the `i`-th line of `batch`, as its parse thread read it.
     fn line(
         &mut self,
-        line: &Line<'_>,
+        batch: &Batch,
+        i: usize,
+        parsed: Parsed,
         arrival: Micros,
         out: &mut Output<impl Write>,
     ) -> Result<()> {
-        let text = match &line.text {
-            Ok(text) => *text,
-            Err(e) => return self.bad.report(line.at, e),
-        };
-        let (event, tracking_id, at) = match self.clock {
-            Clock::Event => match self.paths.extract::<3>(text) {
-                Ok([event, tid, ts]) => match time::parse_timestamp(&ts) {
-                    Ok(at) => (event, tid, at),
-                    Err(reason) => return self.bad.report(line.at, reason),
-                },
-                Err(reason) => return self.bad.report(line.at, reason),
-            },
-            Clock::Arrival => match self.paths.extract::<2>(text) {
-                Ok([event, tid]) => (event, tid, arrival),
-                Err(reason) => return self.bad.report(line.at, reason),
-            },
-        };
-        self.event(at, &event, &tracking_id, line.at, out)
+        match parsed {
+            Parsed::Event {
+                kind,
+                tracking_id,
+                at,
+            } => {
+                let at = at.unwrap_or(arrival);
+                let event = kind.resolve(batch);
+                self.event(
+                    at,
+                    event,
+                    tracking_id.resolve(batch),
+                    batch.location(i),
+                    out,
+                )
+            }
+            Parsed::Bad(reason) => self.bad.report(batch.location(i), reason),
+        }
     }
 
     /// One parsed event: the event-time rule first, so a refused time never moves the window's
@@ -557,6 +671,118 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fields::testing;
+    use crate::input::Reader;
+    use proptest::prelude::*;
+
+    type Outcome = std::result::Result<(String, String, Option<Micros>), String>;
+
+    fn outcome(parsed: Parsed, batch: &Batch) -> Outcome {
+        match parsed {
+            Parsed::Event {
+                kind,
+                tracking_id,
+                at,
+            } => Ok((
+                kind.resolve(batch).to_string(),
+                tracking_id.resolve(batch).to_string(),
+                at,
+            )),
+            Parsed::Bad(reason) => Err(reason),
+        }
+    }
+
+    fn event_fields(clock: Clock) -> EventFields {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: Flags,
+        }
+        let mut config = <Cli as clap::Parser>::parse_from(["window-agg"])
+            .flags
+            .resolve()
+            .unwrap();
+        config.clock = clock;
+        config.event_fields().unwrap()
+    }
+
+    /// Each line of `text` by the fast path (when it answers) and by serde.
+    fn both_ways(fields: &EventFields, text: Vec<u8>) -> Vec<(Option<Outcome>, Outcome)> {
+        let mut reader = FieldReader::default();
+        let mut out = Vec::new();
+        for mut batch in Reader::from_reader(std::io::Cursor::new(text)).batches() {
+            for i in 0..batch.len() {
+                let fast = fields.parse_fast(&mut reader, &mut batch, i);
+                let fast = fast.map(|p| outcome(p, &batch));
+                let serde = outcome(fields.parse_serde(&batch, i), &batch);
+                out.push((fast, serde));
+            }
+        }
+        out
+    }
+
+    fn event_line() -> impl Strategy<Value = String> {
+        let event = prop_oneof![
+            Just("\"click\"".to_string()),
+            Just("\"formsubmit\"".to_string()),
+            testing::string(),
+            testing::value()
+        ];
+        (event, testing::string(), testing::timestamp())
+            .prop_flat_map(|(event, tid, ts)| {
+                testing::object(vec![
+                    ("event".into(), event),
+                    ("trackingId".into(), tid),
+                    ("timestamp".into(), ts),
+                ])
+            })
+            .prop_flat_map(|value| testing::object(vec![("value".into(), value)]))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The fast path answers only as serde would: the same events with the same values, and
+        /// for a bad line (a bad timestamp) the same message.
+        #[test]
+        fn the_fast_path_agrees_with_serde(line in event_line().prop_flat_map(testing::mutated)) {
+            for clock in [Clock::Event, Clock::Arrival] {
+                for (fast, serde) in both_ways(&event_fields(clock), line.clone()) {
+                    if let Some(fast) = fast {
+                        prop_assert_eq!(fast, serde);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_reads_generated_events_and_refuses_duplicates() {
+        let ids: Vec<String> = crate::event_config::DEFAULT_TRACKING_IDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut gen = crate::gen_events::tracking::Tracking::new(&ids, &BTreeMap::new()).unwrap();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut text = Vec::new();
+        for i in 0..500 {
+            gen.write(&mut rng, 1_575_784_800_000_000 + i * 100, &mut text);
+            text.push(b'\n');
+        }
+        let fields = event_fields(Clock::Event);
+        let got = both_ways(&fields, text);
+        assert_eq!(got.len(), 500);
+        for (fast, serde) in got {
+            assert!(serde.is_ok());
+            assert_eq!(fast, Some(serde));
+        }
+        let dup = br#"{"value":{"event":"click","trackingId":"a","timestamp":"2019-12-08T06:00:00Z","event":"review"}}"#;
+        let [(fast, serde)] = <[_; 1]>::try_from(both_ways(&fields, dup.to_vec())).unwrap();
+        assert_eq!(fast, None);
+        assert_eq!(serde, Err(r#"duplicate field "value.event""#.to_string()));
+        let dup = br#"{"value":{"event":"click","trackingId":"a","timestamp":"2019-12-08T06:00:00Z"},"value":{}}"#;
+        let [(_, serde)] = <[_; 1]>::try_from(both_ways(&fields, dup.to_vec())).unwrap();
+        assert_eq!(serde, Err(r#"duplicate field "value""#.to_string()));
+    }
 
     /// Single-thread cost of the per-event work (field extraction, timestamp, window), without
     /// I/O: `cargo test --release --lib window_agg::tests::per_event_throughput -- --ignored --nocapture`.
