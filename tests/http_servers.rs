@@ -380,8 +380,9 @@ fn two_thousand_idle_connections_cannot_exhaust_a_server() {
             }
         }
         assert!(refused > 0, "{server:?}: nothing was refused");
+        // The accept loop holds one more socket while it waits for a refusal permit.
         assert!(
-            peak <= before + cap + refusing,
+            peak <= before + cap + refusing + 1,
             "{server:?}: {peak} fds open with {CONNECTIONS} idle clients \
              (cap {cap}, {refusing} refusals, {before} before)"
         );
