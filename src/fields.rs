@@ -60,18 +60,32 @@ pub enum Found {
 pub struct Fields {
     paths: Vec<Vec<Box<[u8]>>>,
     wants: Vec<Want>,
+    /// Per depth, bit `n` set when some path's segment at that depth is `n` bytes long (`n < 64`;
+    /// bit 63 stands for every longer segment): most keys of a line are passed over on their
+    /// length alone, before any byte of them is compared.
+    lengths: Vec<u64>,
 }
 
 impl Fields {
     /// Dotted paths (`value.event`); the caller has checked that no segment is empty.
     pub fn new(paths: &[(&str, Want)]) -> Self {
         assert!(paths.len() <= 8, "at most 8 paths");
+        let wants = paths.iter().map(|(_, w)| *w).collect();
+        let paths: Vec<Vec<Box<[u8]>>> = paths
+            .iter()
+            .map(|(p, _)| p.split('.').map(|s| s.as_bytes().into()).collect())
+            .collect();
+        let deepest = paths.iter().map(Vec::len).max().unwrap_or(0);
+        let mut lengths = vec![0u64; deepest];
+        for path in &paths {
+            for (depth, segment) in path.iter().enumerate() {
+                lengths[depth] |= length_bit(segment.len());
+            }
+        }
         Fields {
-            paths: paths
-                .iter()
-                .map(|(p, _)| p.split('.').map(|s| s.as_bytes().into()).collect())
-                .collect(),
-            wants: paths.iter().map(|(_, w)| *w).collect(),
+            paths,
+            wants,
+            lengths,
         }
     }
 
@@ -86,6 +100,13 @@ impl Fields {
     /// The paths in `mask` whose segment at `depth` is `key`.
     fn matching(&self, mask: u8, depth: usize, key: &[u8]) -> u8 {
         let mut out = 0;
+        if self
+            .lengths
+            .get(depth)
+            .is_none_or(|l| l & length_bit(key.len()) == 0)
+        {
+            return out;
+        }
         for p in bits(mask) {
             // Most keys differ from a wanted one in length or first byte: no memcmp for those.
             let hit = self.paths[p].get(depth).is_some_and(|s| {
@@ -98,6 +119,11 @@ impl Fields {
         }
         out
     }
+}
+
+/// The bit of [`Fields::lengths`] that stands for a key of `len` bytes.
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// The positions of the set bits of `mask`, lowest first.
