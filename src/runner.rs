@@ -1,4 +1,9 @@
-//! The shared runner: every binary's `main` is one call to [`run`].
+//! The shared runner: every binary's `main` is one call, `runner::main::<window_agg::Args>()`.
+//!
+//! Each program's module owns its command line, a clap-derive `Args` whose doc comments are its
+//! `--help`, and implements [`Program`] for it; [`main`] parses the arguments and runs it through
+//! [`run`]. [`commands`] lists every program's clap definition (man pages and completions are
+//! generated from it).
 //!
 //! It remembers the program's name for diagnostics, runs the body, flushes nothing itself (the
 //! body owns its [`crate::output::Output`], which flushes on drop and on every emission point),
@@ -22,6 +27,38 @@ pub fn warn(msg: impl std::fmt::Display) {
     use std::io::Write;
     let line = format!("{}: {msg}\n", program());
     let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// A program: its command line, and what it does with it.
+pub trait Program: clap::Parser {
+    /// The binary's name, as diagnostics print it.
+    const NAME: &'static str;
+
+    fn run(self) -> Result<()>;
+}
+
+/// The whole `main` of a program's binary.
+pub fn main<P: Program>() -> ExitCode {
+    let args = P::parse();
+    run(P::NAME, || args.run())
+}
+
+/// Every program's clap definition, in the order of the README's program table.
+pub fn commands() -> Vec<clap::Command> {
+    use clap::CommandFactory;
+    vec![
+        crate::gen_events::Args::command(),
+        crate::window_agg::Args::command(),
+        crate::minute_stats::Args::command(),
+        crate::load_monitor::Args::command(),
+        crate::allocate::Args::command(),
+        crate::chat::Args::command(),
+        crate::chat_bench::Args::command(),
+        crate::reprice::ticker::Args::command(),
+        crate::reprice::feed::Args::command(),
+        crate::reprice::api::Args::command(),
+        crate::reprice::algorithm::Args::command(),
+    ]
 }
 
 /// Run a program body and map its result to the process exit code.

@@ -321,3 +321,81 @@ struct PartialLine<'a> {
 
 #[cfg(test)]
 mod tests;
+
+pub use cli::Args;
+
+/// The command line of `allocate`: its doc comments are `allocate --help`.
+mod cli {
+    use std::path::PathBuf;
+
+    use crate::allocate::{self, Config, Strategy};
+    use crate::input::InputArgs;
+    use crate::output::Output;
+    use clap::Parser;
+
+    /// The cheapest shipment of an order from warehouses listed cheapest first.
+    ///
+    /// Each input line is a problem `{"order":{item: qty},"warehouses":[{"name","inventory"},…]}` and
+    /// each output line its shipments `[{"owd":{"apple":5}},…]`, warehouses in input (cost) order.
+    /// The default strategy ships the whole order or nothing (`[]`), from the fewest warehouses, then
+    /// the cheapest set (sum of list ranks, or of `"cost"` fields when every warehouse has one), filling
+    /// each item from the cheaper warehouses first; it is exact up to 30 warehouses stocking the order.
+    /// With --inventory, input lines are orders drawn down from one inventory; with --state that
+    /// inventory survives crashes (see the README for the exact guarantee).
+    #[derive(Parser, Debug)]
+    #[command(
+        name = "allocate",
+        version,
+        after_help = "\
+Examples:
+  echo '{\"order\":{\"apple\":10},\"warehouses\":[{\"name\":\"owd\",\"inventory\":{\"apple\":5}},\
+{\"name\":\"dm\",\"inventory\":{\"apple\":10}}]}' | allocate
+      -> [{\"dm\":{\"apple\":10}}]
+  allocate --strategy greedy problems.jsonl | jq -c 'length'
+  tail -f orders.jsonl | allocate --inventory warehouses.json --state stock.json --partial
+
+Order lines for --inventory: {\"id\":\"o-1\",\"items\":{\"apple\":5}} or {\"apple\":5}; answers:
+  {\"id\":\"o-1\",\"seq\":1,\"shipments\":[{\"owd\":{\"apple\":5}}]}"
+    )]
+    pub struct Args {
+        /// How to read "cheapest": fewest warehouses then cheapest set (cheapest), plain fill in cost
+        /// order (greedy), or each item from one warehouse when one holds it all (per-item).
+        #[arg(long, value_enum, default_value_t = Strategy::Cheapest)]
+        strategy: Strategy,
+
+        /// Ship the items that can be shipped completely and report the rest:
+        /// {"shipments":[…],"unshipped":{item: ordered qty}}.
+        #[arg(long)]
+        partial: bool,
+
+        /// Live mode: read orders and draw them down from this warehouse list (a JSON array, or an
+        /// object with a "warehouses" array).
+        #[arg(long, value_name = "FILE")]
+        inventory: Option<PathBuf>,
+
+        /// Live mode: keep the remaining inventory in FILE, replaced atomically after each batch.
+        /// After a crash, restart with the same FILE and the orders after its "seq"; the last batch's
+        /// lines are printed again first (deduplicate by seq).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+
+        #[command(flatten)]
+        input: InputArgs,
+    }
+
+    impl crate::runner::Program for Args {
+        const NAME: &'static str = "allocate";
+
+        fn run(self) -> crate::error::Result<()> {
+            let args = self;
+            let config = Config {
+                strategy: args.strategy,
+                partial: args.partial,
+                inventory: args.inventory,
+                state: args.state,
+                input: args.input,
+            };
+            allocate::run(&config, &mut Output::stdout())
+        }
+    }
+}

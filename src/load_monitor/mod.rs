@@ -412,3 +412,117 @@ mod tests {
         );
     }
 }
+
+pub use cli::Args;
+
+/// The command line of `load-monitor`: its doc comments are `load-monitor --help`.
+mod cli {
+    use std::path::PathBuf;
+
+    use crate::input::InputArgs;
+    use crate::load_monitor::{self, ClockKind, Config};
+    use crate::output::Output;
+    use crate::time::{Duration, MaxFutureArg};
+    use clap::Parser;
+
+    /// Server load monitor: per server, the average CPU and RAM of each minute of the last hour and
+    /// each hour of the last 24 hours.
+    ///
+    /// With --listen it is an HTTP service compatible with the original one: POST /addserver with
+    /// {"server","cpu","ram","dt"}, GET /report/<name>; also POST|GET /servers/<name>/load,
+    /// GET /servers and GET /stats. Without --listen it reads the same records as JSON lines and
+    /// prints one report line per server (sorted by name) at the end of input, and every --every.
+    /// Memory per server is fixed (60 minute and 24 hour buckets); records outside the last 24
+    /// hours are refused and counted; a server with nothing left in the day is forgotten.
+    #[derive(Parser, Debug)]
+    #[command(
+        name = "load-monitor",
+        version,
+        after_help = "\
+Examples:
+  gen-events --profile load --servers 100 --simulated --start 2016-04-10T00:00:00Z --count 100000 \\
+    | load-monitor | jq -c '{servername, minutes: (.\"1hourdata\" | length)}'
+  load-monitor --listen 127.0.0.1:8080 --snapshot /var/lib/load-monitor.jsonl &
+  curl -d '{\"server\":\"server005\",\"cpu\":1.2,\"ram\":6.0}' http://127.0.0.1:8080/addserver
+  curl http://127.0.0.1:8080/report/server005
+
+Report, one per server:
+  {\"servername\":\"server005\",\"1hourdata\":[[\"2016-04-10T15:21:00.000000Z\",1.2,6]],\
+\"24hourdata\":[[\"2016-04-10T15:00:00.000000Z\",1.2,6]]}"
+    )]
+    pub struct Args {
+        /// Serve HTTP on this address (port 0 picks a free port, printed on stderr).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+
+        /// What "now" is: the newest record's time (stdin default) or the wall clock (server default).
+        #[arg(long, value_enum)]
+        clock: Option<ClockKind>,
+
+        #[command(flatten)]
+        max_future: MaxFutureArg,
+
+        /// The most servers tracked; a new server's records beyond it are refused (507). A server
+        /// with nothing left in the last 24 hours is forgotten and frees its place.
+        #[arg(long, default_value_t = 100_000, value_name = "N")]
+        max_servers: usize,
+
+        /// Over HTTP: the most new servers one client address (an IPv6 client: its /64) may add in
+        /// a wall-clock minute; more are refused with 429 and Retry-After. Known servers are never
+        /// limited.
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        max_new_servers: u32,
+
+        /// Load the state from FILE at start and save it there atomically (every --snapshot-every
+        /// and on SIGTERM/SIGINT for the server; at the end of input for stdin). What it holds from
+        /// past the wall clock plus --max-future is dropped on load, with a warning.
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+
+        /// How often the server saves its snapshot.
+        #[arg(long, default_value = "1m", value_name = "DURATION")]
+        snapshot_every: Duration,
+
+        /// After SIGTERM/SIGINT, how long in-flight requests may take before their connections are
+        /// closed (the snapshot is saved after).
+        #[arg(long, default_value = "5s", value_name = "DURATION")]
+        shutdown_grace: Duration,
+
+        /// Without --listen: also print every server's report this often (wall clock).
+        #[arg(long, value_name = "DURATION")]
+        every: Option<Duration>,
+
+        /// Server worker threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+
+        #[command(flatten)]
+        input: InputArgs,
+
+        #[command(flatten)]
+        http: crate::server::HttpArgs,
+    }
+
+    impl crate::runner::Program for Args {
+        const NAME: &'static str = "load-monitor";
+
+        fn run(self) -> crate::error::Result<()> {
+            let args = self;
+            let config = Config {
+                listen: args.listen,
+                clock: args.clock,
+                max_future: args.max_future.max_future,
+                max_servers: args.max_servers,
+                max_new_servers: args.max_new_servers,
+                snapshot: args.snapshot,
+                snapshot_every: args.snapshot_every,
+                shutdown_grace: args.shutdown_grace,
+                every: args.every,
+                threads: args.threads,
+                input: args.input,
+                http: args.http,
+            };
+            load_monitor::run(&config, &mut Output::stdout())
+        }
+    }
+}
