@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: build release test test-deps lint bench soak chaos demo demo-stats install clean
+.PHONY: build release test test-deps lint bench soak chaos demo demo-stats docs install clean
 
 build:
 	$(CARGO) build
@@ -12,7 +12,7 @@ release:
 	$(CARGO) build --release
 
 # System packages the tests start for real: memcached, redis-server, chromium (+ its driver).
-TEST_PACKAGES := memcached redis-server chromium chromium-driver jq
+TEST_PACKAGES := memcached redis-server chromium chromium-driver jq mandoc
 test-deps:
 	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -25,12 +25,14 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# The `docs` feature adds the man-page and completion generator (tests/docs.rs runs it); the
+# tests are built with it too, so the library is compiled once.
 test: test-deps
-	$(CARGO) build --bins
+	$(CARGO) build --bins --features docs
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --no-fail-fast; \
+		$(CARGO) nextest run --no-fail-fast --features docs; \
 	else \
-		$(CARGO) test --no-fail-fast; \
+		$(CARGO) test --no-fail-fast --features docs; \
 	fi
 
 # Every benches/*.sh prints its figures with the command that produced them. The hour-long
@@ -58,8 +60,26 @@ demo-stats: release
 	@echo '$$ minute-stats examples/metrics.jsonl | jq -c .'
 	@$(RELEASE)/minute-stats examples/metrics.jsonl | jq -c .
 
-install:
-	$(CARGO) install --path . --locked
+# Man pages and bash/zsh/fish completions, generated from the programs' clap definitions.
+DOCS := target/docs
+docs:
+	$(CARGO) build --release --features docs --bin pipeworks-docs
+	$(RELEASE)/pipeworks-docs $(DOCS)
+
+# `make install PREFIX=DIR` (default ~/.local): programs, man pages and completions.
+PREFIX ?= $(HOME)/.local
+PROGRAMS := $(filter-out pipeworks-docs,$(basename $(notdir $(wildcard bin/*.rs))))
+install: release docs
+	install -d $(PREFIX)/bin $(PREFIX)/share/man/man1 $(PREFIX)/share/bash-completion/completions \
+		$(PREFIX)/share/zsh/site-functions $(PREFIX)/share/fish/vendor_completions.d
+	for p in $(PROGRAMS); do \
+		install -m 755 $(RELEASE)/$$p $(PREFIX)/bin/$$p; \
+		install -m 644 $(DOCS)/man/man1/$$p.1 $(PREFIX)/share/man/man1/$$p.1; \
+		install -m 644 $(DOCS)/bash/$$p.bash $(PREFIX)/share/bash-completion/completions/$$p; \
+		install -m 644 $(DOCS)/zsh/_$$p $(PREFIX)/share/zsh/site-functions/_$$p; \
+		install -m 644 $(DOCS)/fish/$$p.fish $(PREFIX)/share/fish/vendor_completions.d/$$p.fish; \
+	done
+	@echo "installed $(words $(PROGRAMS)) programs, man pages and completions under $(PREFIX)"
 
 clean:
 	$(CARGO) clean
