@@ -940,3 +940,228 @@ fn cpu_seconds(pid: &str) -> f64 {
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
+
+/// A WebSocket client on a bare TCP socket, to see the exact bytes the relay writes and to send
+/// frames a well-behaved client library would refuse to.
+struct RawClient {
+    tcp: TcpStream,
+    worker: usize,
+    /// Bytes read past the last frame taken.
+    unread: Vec<u8>,
+}
+
+impl RawClient {
+    async fn connect(addr: SocketAddr) -> RawClient {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let hello = format!(
+            "GET /chat HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        tcp.write_all(hello.as_bytes()).await.unwrap();
+        let mut unread = Vec::new();
+        let end = loop {
+            if let Some(at) = unread.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
+                .await
+                .expect("no handshake answer in time")
+                .unwrap();
+            assert!(n > 0, "closed during the handshake");
+            unread.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8(unread.drain(..end).collect()).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let worker = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-chat-worker:")
+                    .map(str::to_string)
+            })
+            .expect("x-chat-worker header")
+            .trim()
+            .parse()
+            .unwrap();
+        RawClient {
+            tcp,
+            worker,
+            unread,
+        }
+    }
+
+    /// Send one client frame (masked, as RFC 6455 requires unless `mask` is false).
+    async fn send_frame(&mut self, first: u8, payload: &[u8], mask: bool) {
+        use tokio::io::AsyncWriteExt;
+        assert!(payload.len() < 126);
+        let key = [0x37u8, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![first, payload.len() as u8 | if mask { 0x80 } else { 0 }];
+        if mask {
+            frame.extend_from_slice(&key);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        } else {
+            frame.extend_from_slice(payload);
+        }
+        self.tcp.write_all(&frame).await.unwrap();
+    }
+
+    /// The next whole server frame, exactly as it came over the wire.
+    async fn next_raw_frame(&mut self) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(len) = frame_len(&self.unread) {
+                if self.unread.len() >= len {
+                    return self.unread.drain(..len).collect();
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, self.tcp.read(&mut chunk))
+                .await
+                .expect("no frame in time")
+                .unwrap();
+            assert!(n > 0, "connection ended; unread {:?}", self.unread);
+            self.unread.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The close code of the next close frame (data frames before it skipped); then the relay
+    /// must end the connection.
+    async fn close_code(&mut self) -> u16 {
+        use tokio::io::AsyncReadExt;
+        loop {
+            let frame = self.next_raw_frame().await;
+            if frame[0] & 0x0f == 8 {
+                let payload = &frame[2..];
+                assert!(payload.len() >= 2, "close frame without a code: {frame:?}");
+                let mut rest = Vec::new();
+                tokio::time::timeout(WAIT, self.tcp.read_to_end(&mut rest))
+                    .await
+                    .expect("the relay did not end the connection after its close frame")
+                    .unwrap();
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    }
+}
+
+/// The length of the server frame at the start of `b` (server frames are never masked), once its
+/// header is there.
+fn frame_len(b: &[u8]) -> Option<usize> {
+    assert!(
+        b.len() < 2 || b[1] & 0x80 == 0,
+        "a masked server frame: {b:?}"
+    );
+    match *b.get(1)? & 0x7f {
+        126 => Some(4 + u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize),
+        127 => Some(10 + u64::from_be_bytes(b.get(2..10)?.try_into().unwrap()) as usize),
+        n => Some(2 + n as usize),
+    }
+}
+
+#[tokio::test]
+async fn clients_of_different_workers_receive_byte_identical_frames() {
+    let relay = Relay::start(&["--workers", "2"]);
+    // Clients until the two workers both have some (the accept balance decides who takes whom).
+    let mut clients: Vec<RawClient> = Vec::new();
+    for _ in 0..40 {
+        clients.push(RawClient::connect(relay.addr).await);
+        let workers: BTreeSet<usize> = clients.iter().map(|c| c.worker).collect();
+        if workers.len() == 2 && clients.len() >= 4 {
+            break;
+        }
+    }
+    let workers: BTreeSet<usize> = clients.iter().map(|c| c.worker).collect();
+    assert_eq!(
+        workers.len(),
+        2,
+        "all {} clients on one worker",
+        clients.len()
+    );
+
+    let mut sender = connect(&relay.url()).await;
+    // Short and long (a 16-bit length) messages.
+    let texts = ["hello, byte for byte".to_string(), "é".repeat(300)];
+    for text in &texts {
+        sender.send(json!({"message": text, "n": 1})).await;
+        let mut frames = Vec::new();
+        for client in &mut clients {
+            frames.push(client.next_raw_frame().await);
+        }
+        let first = &frames[0];
+        for (client, frame) in clients.iter().zip(&frames) {
+            assert_eq!(
+                frame, first,
+                "worker {} sent other bytes than worker {}",
+                client.worker, clients[0].worker
+            );
+        }
+        // One final, unmasked text frame holding the stamped message.
+        assert_eq!(first[0], 0x81, "FIN + text: {first:?}");
+        let header = if text.len() < 126 { 2 } else { 4 };
+        let said: Value = serde_json::from_slice(&first[header..]).unwrap();
+        assert_eq!(said["message"], json!(text));
+        assert_eq!(said["n"], 1);
+        assert!(is_user_id(&said["user"]), "{said}");
+        assert_eq!(sender.next_json().await, said);
+    }
+}
+
+#[tokio::test]
+async fn protocol_errors_close_with_1002_and_invalid_utf8_with_1007() {
+    let relay = Relay::start(&["--workers", "1"]);
+    let url = relay.url();
+    let mut bystander = connect(&url).await;
+
+    let mut rsv = RawClient::connect(relay.addr).await;
+    rsv.send_frame(0xC1, br#"{"message":"x"}"#, true).await;
+    assert_eq!(
+        rsv.close_code().await,
+        1002,
+        "RSV1 set without an extension"
+    );
+
+    let mut unmasked = RawClient::connect(relay.addr).await;
+    unmasked
+        .send_frame(0x81, br#"{"message":"x"}"#, false)
+        .await;
+    assert_eq!(
+        unmasked.close_code().await,
+        1002,
+        "an unmasked client frame"
+    );
+
+    let mut opcode = RawClient::connect(relay.addr).await;
+    opcode.send_frame(0x83, b"?", true).await;
+    assert_eq!(opcode.close_code().await, 1002, "a reserved opcode");
+
+    let mut utf8 = RawClient::connect(relay.addr).await;
+    utf8.send_frame(0x81, b"{\"message\":\"\xff\"}", true).await;
+    assert_eq!(
+        utf8.close_code().await,
+        1007,
+        "a text frame that is not UTF-8"
+    );
+
+    // A ping gets its pong; a close gets the same code back.
+    let mut polite = RawClient::connect(relay.addr).await;
+    polite.send_frame(0x89, b"are you there", true).await;
+    assert_eq!(polite.next_raw_frame().await, b"\x8a\x0dare you there");
+    polite.send_frame(0x88, b"\x03\xe8bye", true).await;
+    assert_eq!(polite.close_code().await, 1000);
+
+    // The bad clients alone were closed: the bystander is the only one left, and still chatting.
+    let deadline = Instant::now() + WAIT;
+    while relay.stats()["connections"] != 1 {
+        assert!(Instant::now() < deadline, "stats: {}", relay.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bystander
+        .send(json!({"message": "after the bad frames"}))
+        .await;
+    assert_eq!(
+        bystander.next_json().await["message"],
+        "after the bad frames"
+    );
+}

@@ -6,55 +6,73 @@
 //!   `{"error":"…"}` (only to its sender) and is not broadcast;
 //! - a frame over `--max-message` bytes is refused by the WebSocket layer before it is buffered,
 //!   and the connection is closed with 1009 (message too big); a binary frame closes it with 1003;
+//!   a text frame that is not UTF-8 with 1007; any other breach of RFC 6455 (reserved bits set,
+//!   an unmasked frame, a continuation out of place, a fragmented or oversized control frame) with
+//!   1002 (protocol error);
 //! - over the rate limit a message is dropped with an error frame; a client that keeps on sending
 //!   far past it (see [`RateLimit`]) is closed with 1008 (policy violation);
 //! - a client that does not read: its queue is the messages it has not been sent yet. While its
 //!   socket takes nothing, the writer keeps collecting; when more than `--queue` messages wait, it
 //!   is closed with 1008 and dropped (the waiting messages are the room's shared batches, not
-//!   copies; the frames already copied into its write buffer are capped at 4 MiB, past which it is
-//!   dropped too). Nobody else waits for it: the room never blocks on a client.
-//! - on shutdown every client gets a close frame 1001 (going away).
+//!   copies: the writer writes the batch's frame bytes, encoded once per worker, straight to the
+//!   socket, one `writev` for every batch waiting). Nobody else waits for it: the room never
+//!   blocks on a client.
+//! - on shutdown every client gets a close frame 1001 (going away); a client's own close frame is
+//!   answered with the same code; pings are answered with pongs. All of these go out after the
+//!   frames already being written, never inside one.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use bytes::{Buf, Bytes};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::message::{self, RateLimit, UserId, Verdict};
 use super::room::Batch;
 use super::worker::{Seat, Worker};
+use super::ws::{self, code, Incoming};
 
 /// How long a close frame may take to go out before the connection is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Initial read buffer of a WebSocket connection (tungstenite reserves 128 KiB by default; frames
+/// here are small and the buffer grows for a large one, so thousands of clients cost megabytes).
+const READ_BUFFER: usize = 8 * 1024;
+/// Buffers handed to one `writev`, at most.
+const MAX_SLICES: usize = 64;
 
 /// A frame for this client only, from its own reader.
 enum Private {
-    Error(Utf8Bytes),
-    Close(u16, &'static str),
+    /// An error frame (counted in the client's queue like a message).
+    Error(Bytes),
+    Pong(Bytes),
+    /// Send this close frame after what is being written, then end.
+    Close(Bytes),
 }
 
 /// Why the writer ended.
 enum WriterEnd {
-    Close(u16, &'static str),
+    /// Send this close frame, then end.
+    Close(Bytes),
     /// The socket failed or the room is gone: nothing more to say.
     Gone,
 }
 
 pub async fn session(
-    socket: WebSocket,
+    socket: ws::Io,
     worker: Arc<Worker>,
     room: broadcast::Receiver<Batch>,
     user: UserId,
     seat: Seat,
 ) {
     let _seat = seat;
-    let (sink, stream) = socket.split();
+    let (read, write) = tokio::io::split(socket);
+    let reader = ws::Reader::new(read, worker.limits.max_message, READ_BUFFER).await;
     let (private_tx, private_rx) = mpsc::channel(16);
     let writer = write_loop(
-        sink,
+        write,
         room,
         private_rx,
         worker.shutdown(),
@@ -62,7 +80,7 @@ pub async fn session(
     );
     tokio::pin!(writer);
     tokio::select! {
-        asked_to_close = read_loop(stream, &worker, user, private_tx) => {
+        asked_to_close = read_loop(reader, &worker, user, private_tx) => {
             // When the reader asked for a close, let the writer send it; otherwise the client is
             // gone and so is the session.
             if asked_to_close {
@@ -75,37 +93,40 @@ pub async fn session(
 
 /// Read the client's frames until it leaves. Returns true when it asked the writer to close.
 async fn read_loop(
-    mut stream: SplitStream<WebSocket>,
+    mut reader: ws::Reader,
     worker: &Worker,
     user: UserId,
     private: mpsc::Sender<Private>,
 ) -> bool {
     let limits = worker.limits;
     let mut rate = RateLimit::new(limits.rate, limits.burst, Instant::now());
-    while let Some(frame) = stream.next().await {
-        let text = match frame {
-            Ok(Message::Text(text)) => text,
-            Ok(Message::Binary(_)) => {
+    loop {
+        let close = |code, reason| Private::Close(ws::close_frame(code, reason));
+        let text = match reader.next().await {
+            Incoming::Text(text) => text,
+            Incoming::Binary => {
                 let _ = private
-                    .send(Private::Close(
-                        close_code::UNSUPPORTED,
-                        "binary frames are not accepted",
-                    ))
+                    .send(close(code::UNSUPPORTED, "binary frames are not accepted"))
                     .await;
                 return true;
             }
-            Ok(Message::Close(_)) => return false,
-            Ok(_) => continue, // ping/pong: answered by the WebSocket layer
-            Err(e) => {
-                // axum hides tungstenite's error type; its capacity error reads like this.
-                if e.to_string().contains("Space limit exceeded") {
-                    let _ = private
-                        .send(Private::Close(close_code::SIZE, "message too big"))
-                        .await;
-                    return true;
-                }
-                return false;
+            Incoming::Ping(data) => {
+                // A ping flood while the client does not read loses pongs, not memory.
+                let _ = private.try_send(Private::Pong(ws::pong_frame(&data)));
+                continue;
             }
+            Incoming::Pong => continue,
+            Incoming::Close(frame) => {
+                let _ = private
+                    .send(Private::Close(ws::close_reply(frame.as_ref())))
+                    .await;
+                return true;
+            }
+            Incoming::Fail(code, reason) => {
+                let _ = private.send(close(code, reason)).await;
+                return true;
+            }
+            Incoming::Gone => return false,
         };
         match rate.check(Instant::now()) {
             Verdict::Allow => {}
@@ -115,12 +136,12 @@ async fn read_loop(
                     limits.rate,
                     rate.wait().as_millis()
                 );
-                let _ = private.try_send(Private::Error(message::error_frame(why).into()));
+                let _ = private.try_send(error(why));
                 continue;
             }
             Verdict::Disconnect => {
                 let _ = private
-                    .send(Private::Close(close_code::POLICY, "rate limit exceeded"))
+                    .send(close(code::POLICY, "rate limit exceeded"))
                     .await;
                 return true;
             }
@@ -128,42 +149,54 @@ async fn read_loop(
         match message::stamp(&text, &user) {
             Ok(said) => worker.say(said),
             Err(refusal) => {
-                let _ = private.try_send(Private::Error(message::error_frame(refusal).into()));
+                let _ = private.try_send(error(refusal));
             }
         }
     }
-    false
 }
 
-/// Send the room's messages (and this client's own error frames) until the session ends.
+fn error(why: impl std::fmt::Display) -> Private {
+    let text = message::error_frame(why);
+    Private::Error(Batch::encode([text.as_str()]).frames().clone())
+}
+
+/// Send the room's messages (and this client's own frames) until the session ends.
 async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: ws::WriteSide,
     mut room: broadcast::Receiver<Batch>,
     mut private: mpsc::Receiver<Private>,
     mut shutdown: watch::Receiver<bool>,
     queue: usize,
 ) {
-    let end = pump(&mut sink, &mut room, &mut private, &mut shutdown, queue).await;
-    if let WriterEnd::Close(code, reason) = end {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    // Bytes taken for the socket and not yet written, in order (the front may be a part).
+    let mut unsent = VecDeque::new();
+    let end = pump(
+        &mut sink,
+        &mut room,
+        &mut private,
+        &mut shutdown,
+        queue,
+        &mut unsent,
+    )
+    .await;
+    if let WriterEnd::Close(frame) = end {
+        // After the rest of a frame cut short, never inside it.
+        unsent.push_back(frame);
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_out(&mut sink, &mut unsent)).await;
     }
 }
 
 /// Messages waiting for this client, as the batches they came in.
 #[derive(Default)]
 struct Backlog {
-    batches: Vec<Batch>,
+    batches: Vec<Bytes>,
     messages: usize,
 }
 
 impl Backlog {
-    fn push(&mut self, batch: Batch) {
+    fn push(&mut self, batch: &Batch) {
         self.messages += batch.len();
-        self.batches.push(batch);
+        self.batches.push(batch.frames().clone());
     }
 
     fn is_empty(&self) -> bool {
@@ -185,18 +218,22 @@ async fn next_event(
 ) -> Event {
     tokio::select! {
         biased;
-        _ = shutdown.changed() => Event::End(WriterEnd::Close(close_code::AWAY, "server shutting down")),
+        _ = shutdown.changed() => Event::End(WriterEnd::Close(ws::close_frame(code::AWAY, "server shutting down"))),
         frame = private.recv() => match frame {
-            Some(Private::Error(text)) => {
-                backlog.push(Batch::from(vec![text]));
+            Some(Private::Error(frame)) => {
+                backlog.push(&Batch::from_frames(frame, 1));
                 Event::Queued
             }
-            Some(Private::Close(code, reason)) => Event::End(WriterEnd::Close(code, reason)),
+            Some(Private::Pong(frame)) => {
+                backlog.push(&Batch::from_frames(frame, 0));
+                Event::Queued
+            }
+            Some(Private::Close(frame)) => Event::End(WriterEnd::Close(frame)),
             None => Event::End(WriterEnd::Gone),
         },
         batch = room.recv() => match batch {
             Ok(batch) => {
-                backlog.push(batch);
+                backlog.push(&batch);
                 Event::Queued
             }
             Err(broadcast::error::RecvError::Lagged(_)) => Event::End(too_slow()),
@@ -206,14 +243,14 @@ async fn next_event(
 }
 
 async fn pump(
-    sink: &mut SplitSink<WebSocket, Message>,
+    sink: &mut ws::WriteSide,
     room: &mut broadcast::Receiver<Batch>,
     private: &mut mpsc::Receiver<Private>,
     shutdown: &mut watch::Receiver<bool>,
     queue: usize,
+    unsent: &mut VecDeque<Bytes>,
 ) -> WriterEnd {
     let mut waiting = Backlog::default();
-    let mut sending = Backlog::default();
     loop {
         if waiting.is_empty() {
             if let Event::End(end) = next_event(room, private, shutdown, &mut waiting).await {
@@ -223,7 +260,7 @@ async fn pump(
         // Take every batch that is already there, so one write carries them all.
         loop {
             match room.try_recv() {
-                Ok(batch) => waiting.push(batch),
+                Ok(batch) => waiting.push(&batch),
                 Err(broadcast::error::TryRecvError::Lagged(_)) => return too_slow(),
                 Err(_) => break,
             }
@@ -231,16 +268,9 @@ async fn pump(
         if waiting.messages > queue {
             return too_slow();
         }
-        std::mem::swap(&mut waiting, &mut sending);
+        unsent.extend(waiting.batches.drain(..).filter(|b| !b.is_empty()));
         waiting.messages = 0;
-        let write = async {
-            for batch in sending.batches.drain(..) {
-                for said in batch.iter() {
-                    sink.feed(Message::Text(said.clone())).await?;
-                }
-            }
-            sink.flush().await
-        };
+        let write = write_out(sink, unsent);
         tokio::pin!(write);
         // While the socket takes its time, keep collecting; past the bound the client is too slow.
         let collect = async {
@@ -265,6 +295,38 @@ async fn pump(
     }
 }
 
+/// Write every buffer in `unsent`, as many per `writev` as there are (up to [`MAX_SLICES`]).
+/// What is written leaves `unsent` as it goes, so when this is dropped half way `unsent` holds
+/// exactly what the socket has not taken.
+async fn write_out(sink: &mut ws::WriteSide, unsent: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+    while !unsent.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut used = 0;
+        for (slice, bytes) in slices.iter_mut().zip(unsent.iter()) {
+            *slice = IoSlice::new(bytes);
+            used += 1;
+        }
+        let mut written = sink.write_vectored(&slices[..used]).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let front = unsent.front_mut().expect("written no more than was there");
+            if front.len() <= written {
+                written -= front.len();
+                unsent.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
+        }
+    }
+    sink.flush().await
+}
+
 fn too_slow() -> WriterEnd {
-    WriterEnd::Close(close_code::POLICY, "too slow: outbound queue full")
+    WriterEnd::Close(ws::close_frame(
+        code::POLICY,
+        "too slow: outbound queue full",
+    ))
 }

@@ -24,6 +24,7 @@
 //! - [`room`]: the room inside a worker: messages in batches, one shared ring;
 //! - [`balance`]: accepts shared fairly between workers on the one socket;
 //! - [`connection`]: one client's session and the slow-client, size and rate policies;
+//! - [`ws`]: the WebSocket layer: the handshake, the client's frames, frames encoded once;
 //! - [`redis_bus`]: the Redis pub/sub backend with reconnect and backoff;
 //! - [`message`]: the pure core: user ids, stamping, bot lines, the rate limiter.
 
@@ -35,6 +36,7 @@ pub mod message;
 pub mod redis_bus;
 pub mod room;
 pub mod worker;
+pub mod ws;
 
 use crate::error::{Error, Result};
 use crate::runner::warn;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::{rejection::WebSocketUpgradeRejection, Utf8Bytes, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::ws::Utf8Bytes;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -29,7 +29,7 @@ use super::link;
 use super::message::UserId;
 use super::redis_bus;
 use super::room::{Batch, Room};
-use super::{connection, Limits};
+use super::{connection, ws, Limits};
 use crate::error::{Error, Result};
 use crate::runner::warn;
 use crate::server::{self, ApiError, Stop};
@@ -38,10 +38,6 @@ use crate::server::{self, ApiError, Stop};
 pub const PAGE: &str = include_str!("page.html");
 /// Lines waiting to go up the link to the hub (or out to Redis) before new ones are dropped.
 const UPLINK_QUEUE: usize = 8192;
-/// Initial read buffer of a WebSocket connection.
-const READ_BUFFER: usize = 8 * 1024;
-/// Bytes of frames waiting in one connection's write buffer before it is dropped as too slow.
-const MAX_WRITE_BUFFER: usize = 4 << 20;
 /// How long clients get to receive their close frame when the worker stops.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -235,15 +231,10 @@ async fn stats(State(worker): State<Arc<Worker>>) -> axum::Json<serde_json::Valu
 }
 
 /// `GET /chat`: the WebSocket upgrade that joins the room.
-async fn join(
-    State(worker): State<Arc<Worker>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return ApiError::new(rejection.status(), rejection.body_text()).into_response()
-        }
+async fn join(State(worker): State<Arc<Worker>>, request: Request) -> Response {
+    let (mut response, on_upgrade) = match ws::handshake(request).await {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused,
     };
     if *worker.shutdown.borrow() {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
@@ -258,19 +249,17 @@ async fn join(
             return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
         }
     };
-    let limit = worker.limits.max_message;
     let slot = worker.slot;
     // In the room from before the 101 answer: the client misses nothing said after it connects.
     let room = worker.subscribe();
-    let mut response = upgrade
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        // tungstenite reserves 128 KiB per connection by default; frames here are small and the
-        // buffer grows for a large one, so thousands of clients cost megabytes, not a gigabyte.
-        .read_buffer_size(READ_BUFFER)
-        // A client whose socket takes nothing holds at most this much copied for it.
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .on_upgrade(move |socket| connection::session(socket, worker, room, user, seat));
+    tokio::spawn(async move {
+        // The client left before the upgrade completed: its seat goes back as this ends.
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let socket = ws::Io::new(upgraded);
+        connection::session(socket, worker, room, user, seat).await;
+    });
     // Which worker took the connection (tests check that several do).
     response
         .headers_mut()
