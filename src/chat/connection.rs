@@ -225,7 +225,8 @@ async fn next_event(
                 Event::Queued
             }
             Some(Private::Pong(frame)) => {
-                backlog.push(&Batch::from_frames(frame, 0));
+                // Counted like a message: a client that pings and never reads hits `--queue`.
+                backlog.push(&Batch::from_frames(frame, 1));
                 Event::Queued
             }
             Some(Private::Close(frame)) => Event::End(WriterEnd::Close(frame)),
