@@ -45,7 +45,8 @@ struct Args {
     partial: bool,
 
     /// Live mode: read orders and draw them down from this warehouse list (a JSON array, or an
-    /// object with a "warehouses" array).
+    /// object with a "warehouses" array), or from the stock in Redis at redis://HOST:PORT/KEY,
+    /// shared by every allocate using that KEY.
     #[arg(long, value_name = "FILE")]
     inventory: Option<PathBuf>,
 
@@ -54,6 +55,16 @@ struct Args {
     /// lines are printed again first (deduplicate by seq).
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+
+    /// With --inventory redis://HOST:PORT/KEY: seed KEY from this warehouse list when it holds no
+    /// inventory yet (ignored, with a note, when it does).
+    #[arg(long, value_name = "FILE")]
+    seed_from: Option<PathBuf>,
+
+    /// With --inventory redis://HOST:PORT/KEY: print the current stock as a warehouse list (the
+    /// seed file's shape) and stop.
+    #[arg(long)]
+    show: bool,
 
     #[command(flatten)]
     input: InputArgs,
@@ -67,6 +78,8 @@ fn main() -> ExitCode {
             partial: args.partial,
             inventory: args.inventory,
             state: args.state,
+            seed_from: args.seed_from,
+            show: args.show,
             input: args.input,
         };
         allocate::run(&config, &mut Output::stdout())
