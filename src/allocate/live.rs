@@ -61,15 +61,15 @@ const STATE_VERSION: u32 = 1;
 /// One inventory being drawn down.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inventory {
-    warehouses: Vec<String>,
-    cost: Option<Vec<f64>>,
+    pub(super) warehouses: Vec<String>,
+    pub(super) cost: Option<Vec<f64>>,
     /// Every item any warehouse lists, by id.
-    items: Vec<String>,
-    item_ids: HashMap<String, usize>,
+    pub(super) items: Vec<String>,
+    pub(super) item_ids: HashMap<String, usize>,
     /// Per warehouse: the item ids it lists, in its own order (kept when written back).
-    listed: Vec<Vec<usize>>,
+    pub(super) listed: Vec<Vec<usize>>,
     /// Per warehouse: stock by item id.
-    stock: Vec<Vec<u64>>,
+    pub(super) stock: Vec<Vec<u64>>,
 }
 
 impl Inventory {
@@ -473,7 +473,7 @@ impl StateFile {
     }
 }
 
-fn read_inventory(path: &Path) -> Result<Inventory> {
+pub(super) fn read_inventory(path: &Path) -> Result<Inventory> {
     #[derive(Deserialize)]
     struct Listed<'a> {
         #[serde(borrow)]
@@ -580,7 +580,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     bad.finish()
 }
 
-fn parse_order<'l>(line: &Line<'l>, bad: &mut BadLines) -> Result<Option<Order<'l>>> {
+pub(super) fn parse_order<'l>(line: &Line<'l>, bad: &mut BadLines) -> Result<Option<Order<'l>>> {
     let text = match &line.text {
         Ok(text) => *text,
         Err(e) => return bad.report(line.at, e).map(|()| None),

@@ -36,6 +36,7 @@
 pub mod fast;
 pub mod live;
 pub mod parse;
+pub mod redis_stock;
 pub mod solve;
 
 use std::io::Write;
@@ -62,6 +63,10 @@ pub struct Config {
     pub inventory: Option<PathBuf>,
     /// Live mode: keep the remaining inventory in this file, crash-safe.
     pub state: Option<PathBuf>,
+    /// `--inventory redis://…`: seed the key from this warehouse file when it holds nothing.
+    pub seed_from: Option<PathBuf>,
+    /// `--inventory redis://…`: print the current stock as a warehouse list and stop.
+    pub show: bool,
     pub input: InputArgs,
 }
 
@@ -70,6 +75,19 @@ pub struct Config {
 /// Problems do not depend on each other, so batches of lines are parsed and solved on every core
 /// ([`spawn_parsed_with`], one solver per thread) and their answers written here in input order.
 pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
+    if let Some(url) = config
+        .inventory
+        .as_deref()
+        .and_then(|p| p.to_str())
+        .filter(|p| p.starts_with("redis://"))
+    {
+        return redis_stock::run(config, url, out);
+    }
+    if config.seed_from.is_some() || config.show {
+        return Err(crate::error::Error::usage(
+            "--seed-from and --show go with --inventory redis://HOST:PORT/KEY",
+        ));
+    }
     if config.inventory.is_some() || config.state.is_some() {
         return live::run(config, out);
     }
@@ -369,7 +387,8 @@ Order lines for --inventory: {\"id\":\"o-1\",\"items\":{\"apple\":5}} or {\"appl
         partial: bool,
 
         /// Live mode: read orders and draw them down from this warehouse list (a JSON array, or an
-        /// object with a "warehouses" array).
+        /// object with a "warehouses" array), or from the stock in Redis at redis://HOST:PORT/KEY,
+        /// shared by every allocate using that KEY.
         #[arg(long, value_name = "FILE")]
         inventory: Option<PathBuf>,
 
@@ -378,6 +397,16 @@ Order lines for --inventory: {\"id\":\"o-1\",\"items\":{\"apple\":5}} or {\"appl
         /// lines are printed again first (deduplicate by seq).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+
+        /// With --inventory redis://HOST:PORT/KEY: seed KEY from this warehouse list when it holds no
+        /// inventory yet (ignored, with a note, when it does).
+        #[arg(long, value_name = "FILE")]
+        seed_from: Option<PathBuf>,
+
+        /// With --inventory redis://HOST:PORT/KEY: print the current stock as a warehouse list (the
+        /// seed file's shape) and stop.
+        #[arg(long)]
+        show: bool,
 
         #[command(flatten)]
         input: InputArgs,
@@ -393,6 +422,8 @@ Order lines for --inventory: {\"id\":\"o-1\",\"items\":{\"apple\":5}} or {\"appl
                 partial: args.partial,
                 inventory: args.inventory,
                 state: args.state,
+                seed_from: args.seed_from,
+                show: args.show,
                 input: args.input,
             };
             allocate::run(&config, &mut Output::stdout())

@@ -157,6 +157,15 @@ impl Daemon {
         )
     }
 
+    /// A real redis-server on `port` with `extra` settings after the defaults (say
+    /// `--appendonly yes --appendfsync always --dir D` for one that survives `kill -9`).
+    pub fn redis_with(port: u16, extra: &[&str]) -> Daemon {
+        let port_text = port.to_string();
+        let mut args = vec!["--bind", "127.0.0.1", "--port", &port_text, "--save", ""];
+        args.extend_from_slice(extra);
+        Daemon::external("redis-server", &args, port)
+    }
+
     fn external(program: &str, args: &[&str], port: u16) -> Daemon {
         let mut child = Command::new(program)
             .args(args)
