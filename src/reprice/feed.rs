@@ -801,7 +801,7 @@ impl Read for Tail {
 
 impl Tail {
     fn count(&self, chunk: &[u8]) {
-        let newlines = chunk.iter().filter(|&&b| b == b'\n').count();
+        let newlines = memchr::memchr_iter(b'\n', chunk).count();
         self.seen
             .bytes
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -816,13 +816,13 @@ impl Tail {
     /// Discard input up to and including the next newline (or the end), in bounded memory.
     fn skip_line(&mut self) -> io::Result<()> {
         self.seen.overlong.store(true, Ordering::Relaxed);
-        let mut chunk = [0u8; 8 * 1024];
+        let mut chunk = vec![0u8; 64 * 1024];
         loop {
             let n = self.inner.read(&mut chunk)?;
             if n == 0 {
                 return Ok(());
             }
-            if let Some(i) = chunk[..n].iter().position(|&b| b == b'\n') {
+            if let Some(i) = memchr::memchr(b'\n', &chunk[..n]) {
                 // The bytes after the newline are read again when the file is reopened there.
                 self.count(&chunk[..=i]);
                 return Ok(());
