@@ -313,6 +313,86 @@ fn data_manager_follows_a_growing_file() {
     assert_eq!(dm.wait_exit(WITHIN).code(), Some(0));
 }
 
+#[test]
+fn data_manager_computes_a_huge_wrapped_tick_and_answers_the_next_request() {
+    let csv = example("data.csv");
+    let prices = csv_prices(&csv);
+    let n = prices.len() as u64;
+    let mut dm = Proc::start(
+        "data-manager",
+        &["--csv", &csv, "--at-end", "wrap"],
+        Stdio::piped(),
+    );
+    dm.send("{\"id\":1,\"tick\":18446744073709551615,\"points\":3}\n");
+    let reply = dm.json();
+    let last = (u64::MAX - 1) % n + 1;
+    assert_eq!(reply["last_row"], json!(last), "{reply}");
+    let got: Vec<f64> = serde_json::from_value(reply["prices"].clone()).unwrap();
+    let want: Vec<f64> = (0..3)
+        .map(|k| prices[((u64::MAX - 2 + k - 1) % n) as usize])
+        .collect();
+    assert_eq!(got, want, "{reply}");
+    // Later requests are not held up behind it.
+    dm.send("{\"id\":2,\"tick\":2,\"points\":1}\n");
+    assert_eq!(dm.json()["prices"], json!([prices[1]]));
+    dm.close_stdin();
+    assert_eq!(dm.wait_exit(WITHIN).code(), Some(0));
+}
+
+#[test]
+fn data_manager_refuses_huge_fields_in_bounded_memory_and_non_positive_prices() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prices.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    file.write_all(b"Timestamp,Price\n1,10\n2,-5\n3,0\n4,")
+        .unwrap();
+    let chunk = vec![b'7'; 1 << 20];
+    for _ in 0..100 {
+        file.write_all(&chunk).unwrap();
+    }
+    file.write_all(b"\n5,11\n6,12\n").unwrap();
+    drop(file);
+    let mut dm = Proc::start(
+        "data-manager",
+        &["--csv", path.to_str().unwrap()],
+        Stdio::piped(),
+    );
+    dm.send("{\"id\":1,\"tick\":3}\n");
+    let reply = dm.json();
+    assert_eq!(reply["prices"], json!([10, 11, 12]), "{reply}");
+    // Peak resident memory while the 100 MB row was read: nowhere near the row's size.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", dm.pid())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(peak_kb < 30_000, "peak RSS {peak_kb} kB for a 100 MB field");
+    dm.close_stdin();
+    assert_eq!(dm.wait_exit(WITHIN).code(), Some(1));
+    dm.wait_stderr("skipped 3 bad rows", WITHIN);
+    let stderr = dm.stderr_text();
+    assert!(
+        stderr.contains("prices.csv: line 3: Price \"-5\" is not positive"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("prices.csv: line 4: Price \"0\" is not positive"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("prices.csv: line 5: row longer than 65536 bytes"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("skipped 3 bad rows"), "{stderr}");
+    assert!(
+        stderr.len() < 2_000,
+        "stderr echoes the field: {} bytes",
+        stderr.len()
+    );
+}
+
 // ---------------------------------------------------------------- price-api
 
 fn agent() -> ureq::Agent {

@@ -38,7 +38,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -425,25 +425,20 @@ impl Feed {
         if short || (tick < self.step && !self.covers(tick, points, &wanted)) {
             self.rewind();
         }
-        if let (AtEnd::Wrap, Some(n)) = (self.at_end, self.steps_per_pass) {
-            // A book with c rows a pass has its last `points` rows within ceil(points / c)
-            // passes before the one the tick falls in: passes further back cannot affect the
-            // windows, so they are skipped instead of read.
-            let passes = self.passes_for(points, &wanted);
-            let base = tick.saturating_sub((passes + 1) * n) / n * n;
-            if base > self.step + n {
-                self.rewind();
-                self.step = base;
-                self.history_from = base;
-                self.history_points = points;
-            }
-        }
+        self.skip_passes(tick, points, &wanted);
+        let mut pass_known = self.steps_per_pass.is_some();
         while self.step < tick {
             if !self
                 .advance()
                 .map_err(|e| format!("reading {}: {e}", self.name))?
             {
                 break;
+            }
+            if !pass_known && self.steps_per_pass.is_some() {
+                // The first pass just ended: from here on whole passes are computed, not read
+                // (a tick of 2^64 - 1 costs one pass, not 2^64 steps).
+                pass_known = true;
+                self.skip_passes(tick, points, &wanted);
             }
         }
         let at = tick.min(self.step);
@@ -464,6 +459,24 @@ impl Feed {
         }
         let windows = self.books.iter().filter_map(|b| b.window(at, points));
         Ok(Answer::Books(windows.collect()))
+    }
+
+    /// With `--at-end wrap` and the length of a pass known, jump to the pass before `tick`'s:
+    /// a book with c rows a pass has its last `points` rows within ceil(points / c) passes
+    /// before the one the tick falls in, so passes further back cannot affect the windows and are
+    /// skipped (by arithmetic) instead of read.
+    fn skip_passes(&mut self, tick: u64, points: usize, wanted: &Option<Arc<str>>) {
+        let (AtEnd::Wrap, Some(n)) = (self.at_end, self.steps_per_pass) else {
+            return;
+        };
+        let passes = self.passes_for(points, wanted);
+        let base = tick.saturating_sub(passes.saturating_add(1).saturating_mul(n)) / n * n;
+        if base > self.step.saturating_add(n) {
+            self.rewind();
+            self.step = base;
+            self.history_from = base;
+            self.history_points = points;
+        }
     }
 
     /// How many whole passes a window of `points` rows of `book` (or of every book) can span.
@@ -587,6 +600,7 @@ impl Feed {
             seen: tail.clone(),
         };
         let reader = csv::ReaderBuilder::new()
+            .buffer_capacity(CSV_BUFFER)
             .has_headers(false)
             .flexible(true)
             .trim(csv::Trim::All)
@@ -599,7 +613,13 @@ impl Feed {
             base_line: line,
         };
         if offset == 0 {
-            if !rows.reader.read_record(&mut rows.record).map_err(csv_io)? {
+            let read = rows.reader.read_record(&mut rows.record);
+            if rows.tail.overlong.load(Ordering::Relaxed) {
+                return Err(io::Error::other(format!(
+                    "the header is longer than {MAX_ROW_BYTES} bytes"
+                )));
+            }
+            if !read.map_err(csv_io)? {
                 return Err(io::Error::other("the file is empty (no header)"));
             }
             let columns = parse_header(&rows.record).map_err(io::Error::other)?;
@@ -622,7 +642,27 @@ impl Feed {
             }
             let columns = self.columns.expect("the header was read");
             let rows = self.rows.as_mut().expect("just opened");
+            let start = rows.reader.position().clone();
+            rows.tail
+                .record_start
+                .store(start.byte(), Ordering::Relaxed);
             let read = rows.reader.read_record(&mut rows.record);
+            if rows.tail.overlong.load(Ordering::Relaxed) {
+                // Go on after the line where the row reached the limit, in a fresh reader.
+                let line = rows.base_line + start.line();
+                self.resume = (
+                    rows.base_offset + rows.tail.bytes.load(Ordering::Relaxed),
+                    rows.base_line + rows.tail.newlines.load(Ordering::Relaxed),
+                );
+                self.rows = None;
+                self.bad_row(
+                    line,
+                    &format!(
+                        "row longer than {MAX_ROW_BYTES} bytes (the limit); skipped to the end of its line"
+                    ),
+                );
+                continue;
+            }
             let line = rows.base_line + rows.record.position().map_or(0, |p| p.line());
             let complete = match read {
                 // A record that ends where the file ends, without a newline, may still be being
@@ -721,8 +761,16 @@ struct Tail {
 
 #[derive(Default)]
 struct TailSeen {
+    /// Bytes handed out (or skipped over a record that is too long) since the open.
     bytes: AtomicU64,
+    /// Newlines among them.
+    newlines: AtomicU64,
     last: AtomicU8,
+    /// Where the record being read starts (the CSV reader's position before it).
+    record_start: AtomicU64,
+    /// Set when the record being read grew past [`MAX_ROW_BYTES`]: the rest of its line was
+    /// skipped and `bytes`/`newlines` point after it.
+    overlong: AtomicBool,
 }
 
 impl TailSeen {
@@ -734,12 +782,71 @@ impl TailSeen {
 
 impl Read for Tail {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let seen = &self.seen;
+        let handed = seen.bytes.load(Ordering::Relaxed);
+        // The CSV reader holds at most CSV_BUFFER bytes it has not parsed yet, so a record that
+        // started more than MAX_ROW_BYTES + CSV_BUFFER bytes ago is longer than the limit.
+        if handed - seen.record_start.load(Ordering::Relaxed) > (MAX_ROW_BYTES + CSV_BUFFER) as u64
+        {
+            self.skip_line()?;
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "row too long"));
+        }
         let n = self.inner.read(buf)?;
         if n > 0 {
-            self.seen.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            self.seen.last.store(buf[n - 1], Ordering::Relaxed);
+            self.count(&buf[..n]);
         }
         Ok(n)
+    }
+}
+
+impl Tail {
+    fn count(&self, chunk: &[u8]) {
+        let newlines = memchr::memchr_iter(b'\n', chunk).count();
+        self.seen
+            .bytes
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        self.seen
+            .newlines
+            .fetch_add(newlines as u64, Ordering::Relaxed);
+        self.seen
+            .last
+            .store(chunk[chunk.len() - 1], Ordering::Relaxed);
+    }
+
+    /// Discard input up to and including the next newline (or the end), in bounded memory.
+    fn skip_line(&mut self) -> io::Result<()> {
+        self.seen.overlong.store(true, Ordering::Relaxed);
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.inner.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            if let Some(i) = memchr::memchr(b'\n', &chunk[..n]) {
+                // The bytes after the newline are read again when the file is reopened there.
+                self.count(&chunk[..=i]);
+                return Ok(());
+            }
+            self.count(&chunk[..n]);
+        }
+    }
+}
+
+/// The longest CSV record (row) data-manager reads; a longer one is a bad row, skipped to the
+/// end of the line where it reaches the limit, so memory per row stays bounded whatever the file.
+pub const MAX_ROW_BYTES: usize = 64 * 1024;
+
+/// The CSV reader's buffer.
+const CSV_BUFFER: usize = 8 * 1024;
+
+/// At most this much of a field is echoed in a message.
+const SHOWN: usize = 40;
+
+/// `text` quoted for a message, cut to its first [`SHOWN`] characters.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(SHOWN) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
     }
 }
 
@@ -756,8 +863,8 @@ fn parse_header(record: &csv::StringRecord) -> std::result::Result<Columns, Stri
             book: find("Book"),
         }),
         _ => Err(format!(
-            "the header must name Timestamp and Price columns (and optionally Book), got {:?}",
-            record.iter().collect::<Vec<_>>().join(",")
+            "the header must name Timestamp and Price columns (and optionally Book), got {}",
+            shown(&record.iter().collect::<Vec<_>>().join(","))
         )),
     }
 }
@@ -781,9 +888,15 @@ fn parse_row(
     let price_text = field(columns.price, "Price")?;
     let price: f64 = price_text
         .parse()
-        .map_err(|_| format!("Price {price_text:?} is not a number"))?;
+        .map_err(|_| format!("Price {} is not a number", shown(price_text)))?;
     if !price.is_finite() {
-        return Err(format!("Price {price_text:?} is not a finite number"));
+        return Err(format!(
+            "Price {} is not a finite number",
+            shown(price_text)
+        ));
+    }
+    if price <= 0.0 {
+        return Err(format!("Price {} is not positive", shown(price_text)));
     }
     let timestamp = field(columns.timestamp, "Timestamp")?;
     let (key, book) = match columns.book {
@@ -955,6 +1068,32 @@ mod tests {
         // Re-reading does not report them again.
         one(feed.answer(1, 5, None));
         assert_eq!(feed.bad_rows(), 3);
+    }
+
+    #[test]
+    fn non_positive_prices_and_overlong_rows_are_bad_rows() {
+        let huge = "9".repeat(3 * MAX_ROW_BYTES);
+        let text =
+            format!("Timestamp,Price\n1,10\n2,-5\n3,0\n4,{huge}\n5,\"{huge}\"\n6,11\n7,12\n");
+        let mem = Memory::new(&text);
+        let mut feed = mem.feed(AtEnd::Hold, false);
+        let w = one(feed.answer(3, 5, None));
+        assert_eq!(w.prices, vec![10.0, 11.0, 12.0]);
+        assert_eq!(feed.bad_rows(), 4);
+        assert_eq!(shown(&huge).len(), SHOWN + "\"\"… (196608 bytes)".len());
+    }
+
+    #[test]
+    fn a_tick_of_u64_max_is_computed_not_iterated() {
+        let prices: Vec<f64> = (1..=7).map(f64::from).collect();
+        let mem = Memory::new(&series(&prices));
+        let mut feed = mem.feed(AtEnd::Wrap, false);
+        assert_eq!(
+            one(feed.answer(u64::MAX, 5, None)),
+            oracle(&prices, AtEnd::Wrap, u64::MAX, 5)
+        );
+        // The first pass, then at most three after the skip: never 2^64 steps.
+        assert!(mem.opens.load(Ordering::Relaxed) <= 6);
     }
 
     #[test]
