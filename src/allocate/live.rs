@@ -73,6 +73,35 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// The allocator's view of `order` against this stock: each ordered item's id (`None` when
+    /// no warehouse lists it), the quantities ordered, and the warehouses × items stock matrix
+    /// (row-major, one row per warehouse).
+    pub(crate) fn order_matrix(
+        &self,
+        order: &Order<'_>,
+    ) -> (Vec<Option<usize>>, Vec<u64>, Vec<u64>) {
+        let items = &order.items.0;
+        let m = items.len();
+        let ids: Vec<Option<usize>> = items
+            .iter()
+            .map(|(name, _)| self.item_ids.get(name.as_ref()).copied())
+            .collect();
+        let demand: Vec<u64> = items.iter().map(|(_, q)| *q).collect();
+        let mut stock = vec![0u64; self.warehouses.len() * m];
+        for (w, row) in stock
+            .chunks_mut(m.max(1))
+            .enumerate()
+            .take(self.warehouses.len())
+        {
+            for (cell, id) in row.iter_mut().zip(&ids) {
+                if let Some(id) = id {
+                    *cell = self.stock[w][*id];
+                }
+            }
+        }
+        (ids, demand, stock)
+    }
+
     /// Build from parsed warehouses, checking names and costs as a problem line is checked.
     pub fn new(list: &Warehouses<'_>) -> std::result::Result<Self, String> {
         let cost = check_warehouses(list.0.iter().map(|w| (&w.name, w.cost)))?;
@@ -327,21 +356,8 @@ impl Desk {
     pub fn take(&mut self, order: &Order<'_>) -> Vec<u8> {
         let inv = &mut self.inventory;
         let items = &order.items.0;
-        let m = items.len();
         let n = inv.warehouses.len();
-        let ids: Vec<Option<usize>> = items
-            .iter()
-            .map(|(name, _)| inv.item_ids.get(name.as_ref()).copied())
-            .collect();
-        let demand: Vec<u64> = items.iter().map(|(_, q)| *q).collect();
-        let mut stock = vec![0u64; n * m];
-        for w in 0..n {
-            for (i, id) in ids.iter().enumerate() {
-                if let Some(id) = id {
-                    stock[w * m + i] = inv.stock[w][*id];
-                }
-            }
-        }
+        let (ids, demand, stock) = inv.order_matrix(order);
         let instance = Instance {
             demand: &demand,
             stock: &stock,

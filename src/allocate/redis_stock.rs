@@ -292,26 +292,17 @@ struct Plan {
 
 fn plan(inv: &Inventory, allocator: &mut Allocator, config: &Config, order: &Order<'_>) -> Plan {
     let items = &order.items.0;
-    let m = items.len();
     let n = inv.warehouses.len();
-    let ids: Vec<Option<usize>> = items
-        .iter()
-        .map(|(name, _)| inv.item_ids.get(name.as_ref()).copied())
-        .collect();
-    let demand: Vec<u64> = items.iter().map(|(_, q)| *q).collect();
-    let mut stock = vec![0u64; n * m];
+    let (ids, demand, stock) = inv.order_matrix(order);
     let mut cells = Vec::new();
     for w in 0..n {
-        for (i, id) in ids.iter().enumerate() {
-            if let Some(id) = id {
-                stock[w * m + i] = inv.stock[w][*id];
-                if inv.listed[w].contains(id)
-                    && !cells
-                        .iter()
-                        .any(|c: &(usize, usize, u64, u64)| c.0 == w && c.1 == *id)
-                {
-                    cells.push((w, *id, inv.stock[w][*id], 0));
-                }
+        for id in ids.iter().flatten() {
+            if inv.listed[w].contains(id)
+                && !cells
+                    .iter()
+                    .any(|c: &(usize, usize, u64, u64)| c.0 == w && c.1 == *id)
+            {
+                cells.push((w, *id, inv.stock[w][*id], 0));
             }
         }
     }
