@@ -89,8 +89,14 @@ impl fmt::Display for Location<'_> {
 /// Why a line could not even be read as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineError {
-    NotUtf8 { offset: usize },
-    TooLong { len: usize },
+    NotUtf8 {
+        offset: usize,
+    },
+    /// A line of `len` bytes, over the limit of `max`.
+    TooLong {
+        len: usize,
+        max: usize,
+    },
 }
 
 impl fmt::Display for LineError {
@@ -103,9 +109,9 @@ impl fmt::Display for LineError {
                     offset + 1
                 )
             }
-            LineError::TooLong { len } => write!(
+            LineError::TooLong { len, max } => write!(
                 f,
-                "line is {len} bytes long, over the limit of {MAX_LINE} bytes; skipped"
+                "line is {len} bytes long, over the limit of {max} bytes; skipped"
             ),
         }
     }
@@ -230,7 +236,10 @@ impl Reader {
             line: self.line,
         };
         let text = if len > self.max_line {
-            Err(LineError::TooLong { len })
+            Err(LineError::TooLong {
+                len,
+                max: self.max_line,
+            })
         } else {
             line_text(self.buf.strip_suffix(b"\r").unwrap_or(&self.buf))
         };
@@ -271,7 +280,14 @@ impl Reader {
                 // The source ended: an over-long or unterminated last line still counts.
                 if let Some(len) = self.skipping.take() {
                     self.line += 1;
-                    batch.push_entry(file.as_ref(), self.line, Err(LineError::TooLong { len }));
+                    batch.push_entry(
+                        file.as_ref(),
+                        self.line,
+                        Err(LineError::TooLong {
+                            len,
+                            max: self.max_line,
+                        }),
+                    );
                 } else if batch.len > line_start {
                     self.push_line(batch, file.as_ref(), line_start, batch.len);
                 }
@@ -297,7 +313,14 @@ impl Reader {
                         self.skipping = None;
                         self.line += 1;
                         let len = seen + at;
-                        batch.push_entry(file.as_ref(), self.line, Err(LineError::TooLong { len }));
+                        batch.push_entry(
+                            file.as_ref(),
+                            self.line,
+                            Err(LineError::TooLong {
+                                len,
+                                max: self.max_line,
+                            }),
+                        );
                         batch.buf.copy_within(from + at + 1..batch.len, from);
                         batch.len -= at + 1;
                         line_start = from;
@@ -345,7 +368,10 @@ impl Reader {
             return;
         }
         let span = if len > self.max_line {
-            Err(LineError::TooLong { len })
+            Err(LineError::TooLong {
+                len,
+                max: self.max_line,
+            })
         } else {
             let end = if bytes.last() == Some(&b'\r') {
                 end - 1
@@ -497,6 +523,105 @@ where
         })
         .expect("spawning the ordering thread");
     rx
+}
+
+/// The line rules of [`Reader`] for input that a `poll(2)` loop reads itself, a piece at a time
+/// (chat-relay's stdin): feed it each read, and it hands out every line the read completed, with
+/// its number, in order. Blank lines are counted and skipped, a trailing `\r` is dropped, a line
+/// that is not UTF-8 or is over the limit comes out as a [`LineError`] in its place, and an
+/// over-long line is dropped as it streams past, never held whole.
+#[derive(Debug)]
+pub struct Splitter {
+    /// The unfinished last line of the reads so far.
+    buf: Vec<u8>,
+    line: u64,
+    /// Inside a line over the limit: how many bytes of it went past so far.
+    skipping: Option<usize>,
+    max_line: usize,
+}
+
+impl Splitter {
+    /// Lines of at most `max_line` bytes.
+    pub fn new(max_line: usize) -> Self {
+        Splitter {
+            buf: Vec::new(),
+            line: 0,
+            skipping: None,
+            max_line,
+        }
+    }
+
+    /// The bytes of one read; `each` gets every non-blank line they completed.
+    pub fn feed(&mut self, mut bytes: &[u8], mut each: impl FnMut(Line<'_>)) {
+        while let Some(nl) = memchr::memchr(b'\n', bytes) {
+            let (part, rest) = (&bytes[..nl], &bytes[nl + 1..]);
+            bytes = rest;
+            if let Some(seen) = self.skipping.take() {
+                self.too_long(seen + part.len(), &mut each);
+                continue;
+            }
+            if self.buf.is_empty() {
+                self.emit(part, &mut each);
+            } else {
+                let mut line = std::mem::take(&mut self.buf);
+                line.extend_from_slice(part);
+                self.emit(&line, &mut each);
+                line.clear();
+                self.buf = line;
+            }
+        }
+        match self.skipping.as_mut() {
+            Some(seen) => *seen += bytes.len(),
+            None if self.buf.len() + bytes.len() > self.max_line => {
+                self.skipping = Some(self.buf.len() + bytes.len());
+                self.buf.clear();
+            }
+            None => self.buf.extend_from_slice(bytes),
+        }
+    }
+
+    /// The input ended: a last line without its newline still counts.
+    pub fn finish(&mut self, mut each: impl FnMut(Line<'_>)) {
+        if let Some(seen) = self.skipping.take() {
+            self.too_long(seen, &mut each);
+        } else if !self.buf.is_empty() {
+            let line = std::mem::take(&mut self.buf);
+            self.emit(&line, &mut each);
+        }
+    }
+
+    fn emit(&mut self, bytes: &[u8], each: &mut impl FnMut(Line<'_>)) {
+        self.line += 1;
+        if is_blank(bytes, bytes.len(), self.max_line) {
+            return;
+        }
+        let text = if bytes.len() > self.max_line {
+            Err(LineError::TooLong {
+                len: bytes.len(),
+                max: self.max_line,
+            })
+        } else {
+            line_text(bytes.strip_suffix(b"\r").unwrap_or(bytes))
+        };
+        let at = Location {
+            file: None,
+            line: self.line,
+        };
+        each(Line { at, text });
+    }
+
+    fn too_long(&mut self, len: usize, each: &mut impl FnMut(Line<'_>)) {
+        self.line += 1;
+        let at = Location {
+            file: None,
+            line: self.line,
+        };
+        let text = Err(LineError::TooLong {
+            len,
+            max: self.max_line,
+        });
+        each(Line { at, text });
+    }
 }
 
 /// Whether a line read as `bytes` (all of it, or its first bytes when it is `len` bytes long and
@@ -788,17 +913,21 @@ impl BadLines {
 
     /// At the end of input: print the summary and fail with exit 1 if anything was skipped.
     pub fn finish(self) -> Result<()> {
-        match self.skipped {
+        match self.summarize() {
             0 => Ok(()),
-            1 => {
-                warn("skipped 1 bad line");
-                Err(Error::Reported(1))
-            }
-            n => {
-                warn(format_args!("skipped {n} bad lines"));
-                Err(Error::Reported(1))
-            }
+            _ => Err(Error::Reported(1)),
         }
+    }
+
+    /// Print the summary (`skipped N bad lines`) if anything was skipped, and say how many: for a
+    /// program whose input ends while it goes on (chat-relay's stdin), which fails later.
+    pub fn summarize(&self) -> u64 {
+        match self.skipped {
+            0 => {}
+            1 => warn("skipped 1 bad line"),
+            n => warn(format_args!("skipped {n} bad lines")),
+        }
+        self.skipped
     }
 }
 
@@ -891,7 +1020,7 @@ mod tests {
     fn long_and_non_utf8_lines_are_errors_in_place() {
         let got = lines(b"ok\n0123456789abc\n\xff\xfe\nend\n", 10);
         assert_eq!(got[0], (1, Ok("ok".into())));
-        assert_eq!(got[1], (2, Err(LineError::TooLong { len: 13 })));
+        assert_eq!(got[1], (2, Err(LineError::TooLong { len: 13, max: 10 })));
         assert_eq!(got[2], (3, Err(LineError::NotUtf8 { offset: 0 })));
         assert_eq!(got[3], (4, Ok("end".into())));
     }
@@ -971,7 +1100,7 @@ mod tests {
             vec![
                 (1, Ok("a".into())),
                 (4, Ok("b".into())),
-                (5, Err(LineError::TooLong { len: 13 })),
+                (5, Err(LineError::TooLong { len: 13, max: 10 })),
                 (6, Err(LineError::NotUtf8 { offset: 0 })),
                 (7, Ok("c".into())),
             ]
@@ -1009,6 +1138,41 @@ mod tests {
             let input: Vec<u8> = parts.concat();
             prop_assert_eq!(spawned(input.clone(), max, chunk), one_by_one(input, max));
         }
+
+        #[test]
+        fn splitter_reads_what_next_line_reads(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-z{}\":,]{0,30}".prop_map(String::into_bytes),
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                    Just(b"\n".to_vec()),
+                    Just(b"\r\n".to_vec()),
+                    Just(b"  \n".to_vec()),
+                ],
+                0..40,
+            ),
+            max in 1usize..60,
+            chunk in 1usize..70,
+        ) {
+            let input: Vec<u8> = parts.concat();
+            prop_assert_eq!(split(&input, max, chunk), one_by_one(input, max));
+        }
+    }
+
+    /// What a [`Splitter`] fed `input` in reads of `chunk` bytes hands out.
+    fn split(
+        input: &[u8],
+        max: usize,
+        chunk: usize,
+    ) -> Vec<(u64, std::result::Result<String, LineError>)> {
+        let mut got = Vec::new();
+        let mut each = |line: Line<'_>| got.push((line.at.line, line.text.map(str::to_string)));
+        let mut splitter = Splitter::new(max);
+        for piece in input.chunks(chunk) {
+            splitter.feed(piece, &mut each);
+        }
+        splitter.finish(&mut each);
+        got
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`time`]: RFC 3339 timestamps as microseconds, and durations such as `250ms` or `2h`;
 //! - [`config`]: JSON config files that flags override;
 //! - [`durable`]: replacing a state file atomically, leaving no partial file on failure;
+//! - [`stop`]: SIGINT/SIGTERM as a graceful stop, for blocking loops, tokio servers and poll loops;
 //! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
 //! - [`minute_stats`]: per-period min/max/mean/median of metric events;
 //! - [`event_config`]: the config file shared by gen-events and window-agg;
@@ -38,6 +39,7 @@ pub mod output;
 pub mod reprice;
 pub mod runner;
 pub mod server;
+pub mod stop;
 pub mod time;
 pub mod window_agg;
 

@@ -695,7 +695,6 @@ mod cli {
 
     use crate::input::InputArgs;
     use crate::minute_stats::{self, Config};
-    use crate::output::Output;
     use crate::time::{Duration, MaxFutureArg};
     use clap::Parser;
 
@@ -746,7 +745,7 @@ Output, one line per non-empty period:
     impl crate::runner::Program for Args {
         const NAME: &'static str = "minute-stats";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             let config = Config {
                 period: args.period,
@@ -756,7 +755,7 @@ Output, one line per non-empty period:
                 group_by_tag: args.group_by_tag,
                 input: args.input,
             };
-            minute_stats::run(&config, &mut Output::stdout())
+            minute_stats::run(&config, process.output())
         }
     }
 }

@@ -5,15 +5,19 @@
 //! [`run`]. [`commands`] lists every program's clap definition (man pages and completions are
 //! generated from it).
 //!
-//! It remembers the program's name for diagnostics, runs the body, flushes nothing itself (the
-//! body owns its [`crate::output::Output`], which flushes on drop and on every emission point),
-//! prints `"<name>: <error>"` on stderr and turns the error into the exit code of
-//! [`crate::error`].
+//! The runner owns what every program shares, and hands it to the body as a [`Process`]: the
+//! program's name for diagnostics, its stdout as an [`Output`] (which the runner flushes at the
+//! end, so a write error there is reported like any other). Programs with something to finish on
+//! SIGINT or SIGTERM take them the one shared way, [`crate::stop::Stop`]. Input comes from the shared reader of
+//! [`crate::input`] (`InputArgs::open` for bulk input, `Splitter` for a poll loop). The runner prints
+//! `"<name>: <error>"` on stderr and turns the error into the exit code of [`crate::error`].
 
+use std::io;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use crate::error::Result;
+use crate::output::Output;
 
 static PROGRAM: OnceLock<&'static str> = OnceLock::new();
 
@@ -34,13 +38,44 @@ pub trait Program: clap::Parser {
     /// The binary's name, as diagnostics print it.
     const NAME: &'static str;
 
-    fn run(self) -> Result<()>;
+    fn run(self, process: &mut Process) -> Result<()>;
+}
+
+/// What the runner hands every program: see the module doc.
+pub struct Process {
+    name: &'static str,
+    output: Option<Output<io::Stdout>>,
+}
+
+impl Process {
+    fn new(name: &'static str) -> Self {
+        Process { name, output: None }
+    }
+
+    /// The program's name, as diagnostics print it.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// JSON Lines on stdout. Streaming programs flush it at each emission point; whatever is
+    /// left when the program returns, the runner flushes.
+    pub fn output(&mut self) -> &mut Output<io::Stdout> {
+        self.output.get_or_insert_with(Output::stdout)
+    }
+
+    /// Flush what is left of the output.
+    fn finish(&mut self) -> Result<()> {
+        match self.output.as_mut() {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The whole `main` of a program's binary.
 pub fn main<P: Program>() -> ExitCode {
     let args = P::parse();
-    run(P::NAME, || args.run())
+    run(P::NAME, |process| args.run(process))
 }
 
 /// Every program's clap definition, in the order of the README's program table.
@@ -61,10 +96,14 @@ pub fn commands() -> Vec<clap::Command> {
     ]
 }
 
-/// Run a program body and map its result to the process exit code.
-pub fn run(name: &'static str, body: impl FnOnce() -> Result<()>) -> ExitCode {
+/// Run a program body, flush its output, and map the result to the process exit code.
+pub fn run(name: &'static str, body: impl FnOnce(&mut Process) -> Result<()>) -> ExitCode {
     let _ = PROGRAM.set(name);
-    match body() {
+    let mut process = Process::new(name);
+    let result = body(&mut process);
+    // The body's own error says more than a flush that failed after it.
+    let flushed = process.finish();
+    match result.and(flushed) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if !err.is_silent() {

@@ -9,7 +9,9 @@
 //! - [`bind`] returns a std listener so a parent can bind once and fork workers that each serve the
 //!   same socket (chat-relay); build the runtime *after* forking, with [`runtime`].
 //! - SIGTERM and SIGINT stop a server gracefully: no new connections, in-flight requests finish,
-//!   then the program returns. SIGTERM ends with exit 0, SIGINT with 130.
+//!   then the program returns. SIGTERM ends with exit 0, SIGINT with 130. The server listens with
+//!   [`crate::stop::Stop::listen`] before it builds its runtime, and hands [`crate::stop::Stop::wait`]
+//!   to [`serve`].
 //! - Errors are JSON: `{"error":"…"}` with the right status, never axum's plain-text rejections.
 //! - Connections are served by [`conn`]: a header-read, a body and an idle timeout, and a cap on
 //!   open connections below the open-file limit ([`HttpArgs`], flattened into every server's
@@ -24,43 +26,10 @@ use axum::Router;
 
 use crate::error::{Error, Result};
 use crate::runner::warn;
+use crate::stop::Stopped;
 
 pub mod conn;
 pub use conn::{HttpArgs, Limits as HttpLimits};
-
-/// How the server was asked to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    Terminate,
-    Interrupt,
-}
-
-impl Stop {
-    /// The program's result after a graceful stop for this reason.
-    pub fn into_result(self) -> Result<()> {
-        match self {
-            Stop::Terminate => Ok(()),
-            Stop::Interrupt => Err(Error::Interrupted),
-        }
-    }
-}
-
-/// Install the SIGTERM and SIGINT handlers now and return a future that resolves at the first of
-/// them. Call it inside the runtime *before* [`bind`] announces the address: a signal sent as soon
-/// as the listening line appears is then a graceful stop, not the default kill.
-pub fn stop_signal() -> Result<impl Future<Output = Stop> + Send + 'static> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| Error::io("installing a SIGTERM handler", e))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| Error::io("installing a SIGINT handler", e))?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => Stop::Terminate,
-            _ = int.recv() => Stop::Interrupt,
-        }
-    })
-}
 
 /// Bind `addr` (e.g. `127.0.0.1:0`) and announce the bound address on stderr.
 pub fn bind(addr: &str) -> Result<StdListener> {
@@ -103,9 +72,9 @@ pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(5)
 pub async fn serve(
     listener: StdListener,
     app: Router,
-    stop: impl Future<Output = Stop> + Send + 'static,
+    stop: impl Future<Output = Stopped> + Send + 'static,
     http: HttpLimits,
-) -> Result<Stop> {
+) -> Result<Stopped> {
     serve_with_grace(listener, app, stop, DEFAULT_GRACE, http).await
 }
 
@@ -113,10 +82,10 @@ pub async fn serve(
 pub async fn serve_with_grace(
     listener: StdListener,
     app: Router,
-    stop: impl Future<Output = Stop> + Send + 'static,
+    stop: impl Future<Output = Stopped> + Send + 'static,
     grace: std::time::Duration,
     http: HttpLimits,
-) -> Result<Stop> {
+) -> Result<Stopped> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| Error::io("registering the listener", e))?;
     serve_on(listener, app, stop, grace, http).await
@@ -131,10 +100,10 @@ pub async fn serve_with_grace(
 pub async fn serve_on<L>(
     listener: L,
     app: Router,
-    stop: impl Future<Output = Stop> + Send + 'static,
+    stop: impl Future<Output = Stopped> + Send + 'static,
     grace: std::time::Duration,
     http: HttpLimits,
-) -> Result<Stop>
+) -> Result<Stopped>
 where
     L: axum::serve::Listener,
     L::Io: std::os::fd::AsFd,

@@ -290,7 +290,10 @@ async fn stdin_lines_are_bot_messages_and_stdout_is_the_room() {
     stdin.write_all(b"\nafter the long one\n").unwrap();
     stdin.flush().unwrap();
     assert_eq!(alice.next_json().await["message"], "after the long one");
-    let stderr = relay.wait_stderr("line 4: longer than --max-message (4096 bytes)", 1);
+    let stderr = relay.wait_stderr(
+        "line 4: line is 100000 bytes long, over the limit of 4096 bytes; skipped",
+        1,
+    );
     assert!(stderr.contains("open-file limit"), "{stderr}");
     alice.send(json!({"message": "hi bot"})).await;
     let echoed = alice.next_json().await;
@@ -1164,4 +1167,95 @@ async fn protocol_errors_close_with_1002_and_invalid_utf8_with_1007() {
         bystander.next_json().await["message"],
         "after the bad frames"
     );
+}
+
+/// Clients until both workers of a two-worker relay have one (the accept balance decides).
+async fn clients_on_both_workers(relay: &Relay) -> Vec<RawClient> {
+    let mut clients: Vec<RawClient> = Vec::new();
+    for _ in 0..40 {
+        clients.push(RawClient::connect(relay.addr).await);
+        let workers: BTreeSet<usize> = clients.iter().map(|c| c.worker).collect();
+        if workers.len() == 2 {
+            return clients;
+        }
+    }
+    panic!("all {} clients on one worker", clients.len());
+}
+
+/// The JSON of one unmasked server text frame.
+fn frame_json(frame: &[u8]) -> Value {
+    let header = match frame[1] & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    serde_json::from_slice(&frame[header..]).unwrap()
+}
+
+/// Issue 13 item 5: the bot's stdin lines reach every client in the order they were written, on
+/// every worker, whether the workers share the room through the hub or through Redis.
+async fn bot_lines_arrive_in_order(extra: &[&str]) {
+    let mut args = vec!["--workers", "2"];
+    args.extend_from_slice(extra);
+    let mut relay = Relay::start(&args);
+    let mut clients = clients_on_both_workers(&relay).await;
+    // Through Redis, a worker hears the room once it has subscribed: probe until both do.
+    let deadline = Instant::now() + WAIT;
+    let mut heard = vec![false; clients.len()];
+    while heard.contains(&false) {
+        assert!(Instant::now() < deadline, "a worker never heard the bot");
+        let stdin = relay.stdin.as_mut().unwrap();
+        stdin.write_all(b"probe\n").unwrap();
+        stdin.flush().unwrap();
+        for (client, heard) in clients.iter_mut().zip(&mut heard) {
+            let frame = tokio::time::timeout(Duration::from_millis(300), client.next_raw_frame());
+            if let Ok(frame) = frame.await {
+                assert_eq!(frame_json(&frame)["message"], "probe");
+                *heard = true;
+            }
+        }
+    }
+    const LINES: usize = 400;
+    let text: String = (0..LINES).map(|i| format!("bot line {i}\n")).collect();
+    let stdin = relay.stdin.as_mut().unwrap();
+    // Several writes, so lines straddle the hub's reads.
+    for piece in text.as_bytes().chunks(1000) {
+        stdin.write_all(piece).unwrap();
+        stdin.flush().unwrap();
+    }
+    for client in &mut clients {
+        for i in 0..LINES {
+            let mut said = frame_json(&client.next_raw_frame().await);
+            while said["message"] == "probe" {
+                said = frame_json(&client.next_raw_frame().await);
+            }
+            assert_eq!(
+                said["message"],
+                json!(format!("bot line {i}")),
+                "worker {}: message {i} out of order",
+                client.worker
+            );
+        }
+    }
+    for i in 0..LINES {
+        let mut said = relay.next_stdout();
+        while said["message"] == "probe" {
+            said = relay.next_stdout();
+        }
+        assert_eq!(said["message"], json!(format!("bot line {i}")));
+    }
+}
+
+#[tokio::test]
+async fn bot_lines_reach_both_workers_in_order() {
+    bot_lines_arrive_in_order(&[]).await;
+}
+
+#[tokio::test]
+async fn bot_lines_reach_both_workers_in_order_through_redis() {
+    let port = common::free_port();
+    let _redis = common::Daemon::redis_on(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let channel = format!("order-{}", std::process::id());
+    bot_lines_arrive_in_order(&["--redis", &url, "--channel", &channel]).await;
 }

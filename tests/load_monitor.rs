@@ -919,7 +919,12 @@ fn gen_events_posts_concurrently_and_checks_every_report() {
         b"",
     );
     r.expect_code(0);
-    assert_eq!(r.stdout, "PASSED\n", "{}", r.describe());
+    assert_eq!(
+        r.stdout,
+        "{\"check\":\"passed\",\"servers\":50,\"records\":3000}\n",
+        "{}",
+        r.describe()
+    );
     assert!(
         r.stderr
             .contains("posted 3000 records in 3000 requests on 8 connections"),
@@ -972,7 +977,12 @@ fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
     };
     let r = replay(&url);
     r.expect_code(0);
-    assert_eq!(r.stdout, "PASSED\n", "{}", r.describe());
+    assert_eq!(
+        r.stdout,
+        "{\"check\":\"passed\",\"servers\":20,\"records\":20000}\n",
+        "{}",
+        r.describe()
+    );
     assert!(r.stderr.contains("in 80 requests"), "{}", r.describe());
     // Posting the same records again doubles every sum and count, so every average stays; one
     // more record for one server changes that server's last minute and hour, and only those.
@@ -984,7 +994,25 @@ fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
     assert_eq!(extra.status, 200, "{}", extra.body);
     let r = replay(&url);
     r.expect_code(1);
-    assert_eq!(r.stdout, "");
+    let verdict: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}", r.describe()));
+    assert_eq!(
+        (
+            &verdict["check"],
+            &verdict["server"],
+            &verdict["report"],
+            &verdict["row"]
+        ),
+        (
+            &json!("failed"),
+            &json!("server0007"),
+            &json!("1hourdata"),
+            &json!(60)
+        ),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(verdict["expected"][0], "2016-04-10T02:46:00.000000Z");
     assert!(r.stderr.contains("FAILED: server server0007, 1hourdata row 60: expected [\"2016-04-10T02:46:00.000000Z\""), "{}", r.describe());
 }
 

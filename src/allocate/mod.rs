@@ -348,7 +348,6 @@ mod cli {
 
     use crate::allocate::{self, Config, Strategy};
     use crate::input::InputArgs;
-    use crate::output::Output;
     use clap::Parser;
 
     /// The cheapest shipment of an order from warehouses listed cheapest first.
@@ -415,7 +414,7 @@ Order lines for --inventory: {\"id\":\"o-1\",\"items\":{\"apple\":5}} or {\"appl
     impl crate::runner::Program for Args {
         const NAME: &'static str = "allocate";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             let config = Config {
                 strategy: args.strategy,
@@ -426,7 +425,7 @@ Order lines for --inventory: {\"id\":\"o-1\",\"items\":{\"apple\":5}} or {\"appl
                 show: args.show,
                 input: args.input,
             };
-            allocate::run(&config, &mut Output::stdout())
+            allocate::run(&config, process.output())
         }
     }
 }

@@ -23,8 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -35,8 +34,9 @@ use super::message::{self, UserId};
 use super::worker::{self, WorkerStart};
 use super::Config;
 use crate::error::{Error, Result};
+use crate::input::{BadLines, Line, Splitter};
 use crate::runner::warn;
-use crate::server::Stop;
+use crate::stop::{Stop, Stopped};
 
 /// How long workers get to close their clients after SIGTERM before they are killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -65,26 +65,24 @@ struct Link {
 }
 
 /// stdin split into lines by hand, because the hub reads it only when poll says it is readable.
+/// The bot's stdin, split into lines by the input rules every program applies.
 struct Stdin {
-    buf: Vec<u8>,
-    line: u64,
-    /// Inside a line that was already too long: skip to its end.
-    skipping: bool,
-    bad: u64,
+    lines: Splitter,
+    bad: BadLines,
 }
 
 struct Hub {
     config: Config,
     listener: StdListener,
     slots: Vec<Slot>,
-    signals: SignalFd,
+    signals: Stop,
     stdin: Option<Stdin>,
     stdout: Option<Outbox>,
     bot: UserId,
     instance: String,
     page: Arc<str>,
     loads: Arc<Loads>,
-    stopping: Option<(Stop, Instant)>,
+    stopping: Option<(Stopped, Instant)>,
     /// Bad stdin lines, for the exit status (counted here once stdin has ended).
     bad_stdin: u64,
 }
@@ -93,14 +91,12 @@ struct Hub {
 /// worker this returns the worker's own result instead.
 pub fn run(
     config: Config,
+    signals: Stop,
     listener: StdListener,
     bot: UserId,
     instance: String,
     page: Arc<str>,
 ) -> Result<()> {
-    let mask = block_signals()?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Error::io("creating a signalfd", e.into()))?;
     let slots = (0..config.workers)
         .map(|index| Slot {
             index,
@@ -112,16 +108,15 @@ pub fn run(
         })
         .collect();
     let config_workers = config.workers;
+    let max_message = config.limits.max_message;
     let hub = Hub {
         config,
         listener,
         slots,
         signals,
         stdin: Some(Stdin {
-            buf: Vec::new(),
-            line: 0,
-            skipping: false,
-            bad: 0,
+            lines: Splitter::new(max_message),
+            bad: BadLines::new(false),
         }),
         stdout: Some(Outbox::new(OUTBOX_LIMIT)),
         bot,
@@ -134,22 +129,18 @@ pub fn run(
     hub.run()
 }
 
-/// Block the signals the hub takes through its signalfd. Done before the listening line is
-/// printed, so a SIGTERM sent the moment it appears is a graceful stop, not the default death.
-pub fn block_signals() -> Result<SigSet> {
-    let mut mask = SigSet::empty();
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
-        mask.add(sig);
-    }
-    mask.thread_block()
-        .map_err(|e| Error::io("blocking signals", e.into()))?;
+/// The signals the hub takes: SIGINT and SIGTERM to stop, SIGCHLD to reap workers. Taken before
+/// the listening line is printed, so a SIGTERM sent the moment it appears is a graceful stop, not
+/// the default death.
+pub fn listen_for_signals() -> Result<Stop> {
+    let stop = Stop::listen_also(&[Signal::SIGCHLD])?;
     // A relay started in the background of an interactive shell must not be stopped for reading
     // the terminal: reading then fails with EIO, which ends stdin.
     // SAFETY: setting a disposition to SIG_IGN installs no handler code.
     unsafe {
         let _ = nix::sys::signal::signal(Signal::SIGTTIN, nix::sys::signal::SigHandler::SigIgn);
     }
-    Ok(mask)
+    Ok(stop)
 }
 
 /// What the loop decided after starting a worker.
@@ -246,7 +237,7 @@ impl Hub {
         let stdin = io::stdin();
         let stdout = io::stdout();
         // Which pollfd is whose: signals, stdin?, stdout?, then one per live link.
-        let mut fds: Vec<PollFd> = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        let mut fds: Vec<PollFd> = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
         let stdin_at = self
             .stdin
             .as_ref()
@@ -335,17 +326,16 @@ impl Hub {
     }
 
     fn take_signals(&mut self) {
-        while let Ok(Some(info)) = self.signals.read_signal() {
-            match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGCHLD) => self.reap(),
-                Ok(Signal::SIGTERM) => self.stop(Stop::Terminate),
-                Ok(Signal::SIGINT) => self.stop(Stop::Interrupt),
-                _ => {}
+        while let Some(signal) = self.signals.take_signal() {
+            match Stopped::from_signal(signal) {
+                Some(why) => self.stop(why),
+                None if signal == Signal::SIGCHLD => self.reap(),
+                None => {}
             }
         }
     }
 
-    fn stop(&mut self, why: Stop) {
+    fn stop(&mut self, why: Stopped) {
         if self.stopping.is_some() {
             // Asked twice: do not wait for the workers any longer.
             self.signal_workers(Signal::SIGKILL);
@@ -448,76 +438,26 @@ impl Hub {
                 0
             }
         };
-        let max = self.config.limits.max_message;
-        let mut lines: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut said = Vec::new();
+        let bad = &mut stdin.bad;
+        let mut each = |line: Line<'_>| match line.text {
+            Ok(text) => said.push(message::bot_line(text, &self.bot)),
+            // Never strict: a bad line is reported and skipped, the relay goes on.
+            Err(problem) => drop(bad.report(line.at, problem)),
+        };
         if n == 0 {
-            if !stdin.buf.is_empty() && !stdin.skipping {
-                stdin.line += 1;
-                lines.push((stdin.line, std::mem::take(&mut stdin.buf)));
-            }
+            stdin.lines.finish(&mut each);
         } else {
-            stdin.buf.extend_from_slice(&chunk[..n]);
-            let mut start = 0;
-            while let Some(nl) = memchr::memchr(b'\n', &stdin.buf[start..]) {
-                let line = stdin.buf[start..start + nl].to_vec();
-                start += nl + 1;
-                // A line being skipped was counted (and reported) when it got too long.
-                if std::mem::take(&mut stdin.skipping) {
-                    continue;
-                }
-                stdin.line += 1;
-                lines.push((stdin.line, line));
-            }
-            stdin.buf.drain(..start);
-            if !stdin.skipping && stdin.buf.len() > max {
-                stdin.line += 1;
-                stdin.bad += 1;
-                stdin.skipping = true;
-                warn(format_args!(
-                    "line {}: longer than --max-message ({max} bytes); skipped",
-                    stdin.line
-                ));
-            }
-            if stdin.skipping {
-                stdin.buf.clear();
-            }
+            stdin.lines.feed(&chunk[..n], &mut each);
         }
-        for (number, mut line) in lines {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let problem = match std::str::from_utf8(&line) {
-                Err(e) => Some(format!(
-                    "not valid UTF-8 (first bad byte at column {})",
-                    e.valid_up_to() + 1
-                )),
-                Ok(_) if line.len() > max => {
-                    Some(format!("longer than --max-message ({max} bytes); skipped"))
-                }
-                Ok(text) => {
-                    let said = message::bot_line(text, &self.bot);
-                    self.bot_says(said.as_bytes());
-                    None
-                }
-            };
-            if let Some(problem) = problem {
-                warn(format_args!("line {number}: {problem}"));
-                if let Some(stdin) = self.stdin.as_mut() {
-                    stdin.bad += 1;
-                }
-            }
+        for line in said {
+            self.bot_says(line.as_bytes());
         }
         if n == 0 {
             // End of stdin: the relay goes on serving; only the bot has nothing more to say.
-            if let Some(bad) = self.stdin.take().map(|s| s.bad).filter(|&b| b > 0) {
-                self.bad_stdin = bad;
-                warn(format_args!(
-                    "skipped {bad} bad stdin line{}",
-                    if bad == 1 { "" } else { "s" }
-                ));
+            if let Some(stdin) = self.stdin.take() {
+                stdin.bad.summarize();
+                self.bad_stdin = stdin.bad.skipped();
             }
         }
     }
@@ -653,7 +593,7 @@ impl Hub {
                 if e.kind() != io::ErrorKind::BrokenPipe {
                     warn(format_args!("writing stdout: {e}"));
                 }
-                self.stop(Stop::Terminate);
+                self.stop(Stopped::Terminated);
             }
         }
     }
@@ -677,9 +617,9 @@ impl Hub {
                 Err(_) => break,
             }
         }
-        let why = self.stopping.map_or(Stop::Terminate, |(why, _)| why);
-        let bad = self.bad_stdin + self.stdin.as_ref().map_or(0, |s| s.bad);
-        if bad > 0 && why == Stop::Terminate {
+        let why = self.stopping.map_or(Stopped::Terminated, |(why, _)| why);
+        let bad = self.bad_stdin + self.stdin.as_ref().map_or(0, |s| s.bad.skipped());
+        if bad > 0 && why == Stopped::Terminated {
             // Bad input lines were skipped: the pipeline contract's exit 1.
             return Err(Error::Reported(1));
         }

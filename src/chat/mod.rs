@@ -111,7 +111,7 @@ pub fn run(mut config: Config) -> Result<()> {
     let http = config.http.limits()?;
     config.http.max_connections = Some(http.max_connections);
     let fd_limit = server::raise_fd_limit();
-    hub::block_signals()?;
+    let signals = hub::listen_for_signals()?;
     let listener = server::bind(&config.listen)?;
     let mut seed = [0u8; 24];
     std::io::Read::read_exact(
@@ -134,7 +134,7 @@ pub fn run(mut config: Config) -> Result<()> {
         },
         http.max_connections
     ));
-    hub::run(config, listener, bot, instance, page)
+    hub::run(config, signals, listener, bot, instance, page)
 }
 
 pub use cli::Args;
@@ -223,7 +223,7 @@ Output, one line per message in the room:
     impl crate::runner::Program for Args {
         const NAME: &'static str = "chat-relay";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, _process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             let workers = args.workers.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)

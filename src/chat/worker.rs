@@ -32,7 +32,8 @@ use super::room::{Batch, Room};
 use super::{connection, ws, Limits};
 use crate::error::{Error, Result};
 use crate::runner::warn;
-use crate::server::{self, ApiError, Stop};
+use crate::server::{self, ApiError};
+use crate::stop::{Stop, Stopped};
 
 /// The chat page, embedded in the binary.
 pub const PAGE: &str = include_str!("page.html");
@@ -125,21 +126,16 @@ impl Drop for Seat {
 
 /// Run a worker to the end (in the forked child).
 pub fn run(start: WorkerStart) -> Result<()> {
+    // The hub's signals stay blocked in the fork; the worker reads its own through a signalfd of
+    // its own (a SIGTERM that came meanwhile is still pending: a graceful stop).
+    let stop = Stop::listen()?;
     let runtime = server::runtime(1)?;
-    runtime.block_on(async {
-        // Handlers first, then unblock what the hub had blocked: a SIGTERM that came meanwhile
-        // is a graceful stop.
-        let stop_signal = server::stop_signal()?;
-        nix::sys::signal::SigSet::empty()
-            .thread_set_mask()
-            .map_err(|e| Error::io("unblocking signals", e.into()))?;
-        serve(start, stop_signal).await
-    })
+    runtime.block_on(serve(start, stop.wait()))
 }
 
 async fn serve(
     start: WorkerStart,
-    stop_signal: impl std::future::Future<Output = Stop> + Send + 'static,
+    stop_signal: impl std::future::Future<Output = Stopped> + Send + 'static,
 ) -> Result<()> {
     start
         .link
@@ -190,7 +186,7 @@ async fn serve(
             why = stop_signal => why,
             _ = hub_gone => {
                 warn(format_args!("worker {}: the hub is gone; stopping", start.slot));
-                Stop::Terminate
+                Stopped::Terminated
             }
         };
         let _ = shutdown_tx.send(true);

@@ -221,7 +221,6 @@ mod cli {
     use std::path::PathBuf;
 
     use crate::chat_bench::{self, Config, Plan};
-    use crate::output::Output;
     use crate::time::Duration;
     use clap::Parser;
 
@@ -317,7 +316,7 @@ still printed) or the server could not be reached; 2 for bad flags; 130 on Ctrl-
     impl crate::runner::Program for Args {
         const NAME: &'static str = "chat-bench";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             let config = Config {
                 url: args.url,
@@ -339,7 +338,7 @@ still printed) or the server could not be reached; 2 for bad flags; 130 on Ctrl-
                 plot: args.plot,
                 threads: args.threads,
             };
-            chat_bench::run(&config, &mut Output::stdout())
+            chat_bench::run(&config, process.output())
         }
     }
 }

@@ -23,6 +23,7 @@
 //! Where events go is a [`Sink`]: stdout by default ([`crate::output::Output`] is one); another
 //! destination (an HTTP poster, say) implements the same two methods.
 
+mod check;
 pub mod load;
 pub mod metrics;
 pub mod post;
@@ -445,7 +446,6 @@ mod cli {
 
     use crate::gen_events::post::PostArgs;
     use crate::gen_events::{self, Flags};
-    use crate::output::Output;
     use clap::Parser;
 
     /// Random events at a steady rate.
@@ -481,19 +481,19 @@ Examples:
     impl crate::runner::Program for Args {
         const NAME: &'static str = "gen-events";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             let config = args.flags.resolve()?;
-            let mut out = Output::stdout();
+            let out = process.output();
             match args.post.poster(config.profile)? {
                 Some(mut poster) => {
                     let sent = gen_events::run(&config, &mut poster);
                     // Report what was posted even when the generator stopped early; the poster's
                     // error (why a connection failed) says more than the generator's.
-                    let finished = poster.finish(&mut out);
+                    let finished = poster.finish(out);
                     finished.and(sent)
                 }
-                None => gen_events::run(&config, &mut out),
+                None => gen_events::run(&config, out),
             }
         }
     }

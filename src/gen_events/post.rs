@@ -9,29 +9,24 @@
 //! - At the end a summary goes to stderr: records, requests, elapsed time, records per second,
 //!   and how many the server accepted or refused (with the first refusals). Any refusal or
 //!   transport error makes the exit code 1; a server that cannot be reached stops the run.
-//! - `--check` (load profile): after posting, fetch `GET /report/<server>` for every server
-//!   posted to and compare each report, byte for byte, with the report computed here from the
-//!   records the server accepted — exact sums of millionths per minute and hour, averaged as
-//!   load-monitor does, over the window of the `X-Report-Time` the server answered with. Prints
-//!   `PASSED` on stdout, or the first difference on stderr (exit 1). The check assumes the
+//! - `--check` (load profile): after posting, compare every server's `GET /report/<server>`
+//!   with the report worked out from the records the server accepted ([`super::check`]), and
+//!   print the verdict as one JSON line (exit 1 on a difference). The check assumes the
 //!   service holds only this run's records for these servers (a fresh load-monitor); a replay of
 //!   old data (`--simulated --start 2016-…`) needs `load-monitor --clock records`, since the wall
 //!   clock refuses records older than a day.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::check::{self, Accepted};
 use super::{Profile, Sink};
 use crate::error::{Error, Result};
-use crate::load_monitor::ring::{average, Rows, HOUR, HOURS, MINUTE, MINUTES};
-use crate::load_monitor::{parse_record, Report};
 use crate::output::Output;
 use crate::runner::warn;
-use crate::time::{self, Micros};
 
 /// The poster's flags; gen-events flattens them into its arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,7 +45,8 @@ pub struct PostArgs {
     pub batch: usize,
 
     /// With --post and --profile load: compare every server's load-monitor report with the
-    /// averages of the records it accepted; print PASSED or the first difference.
+    /// averages of the records it accepted; print the verdict as a JSON line
+    /// ({"check":"passed",…} or {"check":"failed",…}, exit 1).
     #[arg(long)]
     pub check: bool,
 }
@@ -96,58 +92,6 @@ fn origin(url: &str) -> Result<String> {
         return Err(Error::usage(format!("--post {url}: no host")));
     }
     Ok(format!("http://{host}"))
-}
-
-/// Sums of millionths per period: count, cpu, ram.
-type Sums = BTreeMap<i64, (u64, u128, u128)>;
-
-/// What the server accepted, kept whole (not in rings): the check's oracle.
-#[derive(Default)]
-struct Accepted {
-    servers: HashMap<String, (Sums, Sums)>,
-}
-
-impl Accepted {
-    fn add(&mut self, event: &str) {
-        let Ok(record) = parse_record(event, None) else {
-            return;
-        };
-        let Some(at) = record.at else { return };
-        let (minutes, hours) = self.servers.entry(record.server).or_default();
-        for (sums, period) in [(minutes, MINUTE), (hours, HOUR)] {
-            let e = sums.entry(time::floor(at, period) / period).or_default();
-            e.0 += 1;
-            e.1 += u128::from(record.cpu.0);
-            e.2 += u128::from(record.ram.0);
-        }
-    }
-
-    fn merge(&mut self, other: Accepted) {
-        for (name, (m, h)) in other.servers {
-            let (mine_m, mine_h) = self.servers.entry(name).or_default();
-            for (mine, theirs) in [(mine_m, m), (mine_h, h)] {
-                for (p, (n, c, r)) in theirs {
-                    let e = mine.entry(p).or_default();
-                    *e = (e.0 + n, e.1 + c, e.2 + r);
-                }
-            }
-        }
-    }
-
-    /// The rows load-monitor must report for `server` with its clock at `now`.
-    fn rows(&self, server: &str, now: Micros) -> Rows {
-        let (minutes, hours) = &self.servers[server];
-        let window = |sums: &Sums, period: Micros, len: usize| {
-            let newest = time::floor(now, period) / period;
-            sums.range(newest - (len as i64 - 1)..=newest)
-                .map(|(&p, &(n, c, r))| (p * period, average(c, n), average(r, n)))
-                .collect()
-        };
-        Rows {
-            minutes: window(minutes, MINUTE, MINUTES),
-            hours: window(hours, HOUR, HOURS),
-        }
-    }
 }
 
 /// What one connection did.
@@ -312,7 +256,7 @@ impl Poster {
                     "cannot check: a batch refused more records than it listed",
                 ));
             }
-            check(&self.origin, &total.oracle, out)?;
+            check::verify(&self.origin, &agent(), &total.oracle, out)?;
         }
         if total.refused > 0 {
             return Err(Error::Reported(1));
@@ -446,86 +390,6 @@ fn post_one(
     }
 }
 
-/// Compare each server's report with the oracle's; `PASSED` or the first difference.
-fn check(origin: &str, oracle: &Accepted, out: &mut Output<impl std::io::Write>) -> Result<()> {
-    if oracle.servers.is_empty() {
-        return Err(Error::failed(
-            "FAILED: the service accepted none of the records, so there is nothing to check",
-        ));
-    }
-    let agent = agent();
-    let mut names: Vec<&String> = oracle.servers.keys().collect();
-    names.sort();
-    for name in names {
-        let url = format!("{origin}/report/{name}");
-        let mut response = agent
-            .get(&url)
-            .call()
-            .map_err(|e| Error::failed(format!("cannot fetch {url}: {e}")))?;
-        let status = response.status().as_u16();
-        let now = response
-            .headers()
-            .get("x-report-time")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| time::parse_timestamp(v).ok());
-        let got = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| Error::failed(format!("reading {url}: {e}")))?;
-        if status != 200 {
-            return Err(Error::failed(format!(
-                "FAILED: {url} answered {status}: {}",
-                got.trim()
-            )));
-        }
-        let now = now.ok_or_else(|| {
-            Error::failed(format!(
-                "{url} has no X-Report-Time header: is it load-monitor?"
-            ))
-        })?;
-        let rows = oracle.rows(name, now);
-        let expected = serde_json::to_string(&Report::new(name, &rows))
-            .map_err(|e| Error::failed(e.to_string()))?;
-        if got != expected {
-            return Err(Error::failed(format!(
-                "FAILED: {} (the check assumes the service holds only this run's records \
-                 for these servers)",
-                first_difference(name, &expected, &got)
-            )));
-        }
-    }
-    out.emit_raw(b"PASSED")?;
-    out.flush()
-}
-
-/// Where two reports part: the first row (or field) that differs, both sides shown.
-fn first_difference(name: &str, expected: &str, got: &str) -> String {
-    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_default();
-    let (e, g) = (parse(expected), parse(got));
-    for key in ["servername", "1hourdata", "24hourdata"] {
-        let (er, gr) = (&e[key], &g[key]);
-        if let (Some(ea), Some(ga)) = (er.as_array(), gr.as_array()) {
-            for i in 0..ea.len().max(ga.len()) {
-                let (x, y) = (ea.get(i), ga.get(i));
-                if x.map(|v| v.to_string()) != y.map(|v| v.to_string()) {
-                    let show = |v: Option<&serde_json::Value>| {
-                        v.map_or("nothing".to_string(), |v| v.to_string())
-                    };
-                    return format!(
-                        "server {name}, {key} row {}: expected {}, got {}",
-                        i + 1,
-                        show(x),
-                        show(y)
-                    );
-                }
-            }
-        } else if er != gr {
-            return format!("server {name}, {key}: expected {er}, got {gr}");
-        }
-    }
-    format!("server {name}: expected {expected}, got {got}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,25 +402,5 @@ mod tests {
         );
         assert!(origin("https://x/addserver").is_err());
         assert!(origin("http:///addserver").is_err());
-    }
-
-    #[test]
-    fn the_oracle_averages_accepted_records_in_the_window() {
-        let mut a = Accepted::default();
-        a.add(r#"{"server":"s","cpu":1,"ram":2,"timestamp":"2016-04-10T15:00:10Z"}"#);
-        a.add(r#"{"server":"s","cpu":2,"ram":4,"timestamp":"2016-04-10T15:00:50Z"}"#);
-        a.add(r#"{"server":"s","cpu":9,"ram":9,"timestamp":"2016-04-10T13:00:00Z"}"#);
-        let now = time::parse_timestamp("2016-04-10T15:30:00Z").unwrap();
-        let rows = a.rows("s", now);
-        assert_eq!(rows.minutes, vec![(now - 30 * MINUTE, 1.5, 3.0)]);
-        assert_eq!(rows.hours.len(), 2);
-        assert_eq!(
-            first_difference(
-                "s",
-                r#"{"servername":"s","1hourdata":[["a",1,2]],"24hourdata":[]}"#,
-                r#"{"servername":"s","1hourdata":[["a",1,3]],"24hourdata":[]}"#
-            ),
-            r#"server s, 1hourdata row 1: expected ["a",1,2], got ["a",1,3]"#
-        );
     }
 }

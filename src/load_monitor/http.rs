@@ -41,6 +41,7 @@ use super::{check_name, parse_record, Config, Report, Store};
 use crate::error::Result;
 use crate::runner::warn;
 use crate::server::{self, ApiError, ClientAddr};
+use crate::stop::Stop;
 use crate::time::Timestamp;
 
 /// The largest request body accepted; a record is well under 200 bytes.
@@ -92,10 +93,11 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    // Armed before the address is announced, so an early SIGTERM is a graceful stop too, and
+    // before the runtime starts its threads.
+    let stop = Stop::listen()?;
     let runtime = server::runtime(threads)?;
     let stop = runtime.block_on(async {
-        // Armed before the address is announced, so an early SIGTERM is a graceful stop too.
-        let stop = server::stop_signal()?;
         let listener = server::bind(addr)?;
         if let Some(path) = &config.snapshot {
             tokio::spawn(save_every(
@@ -108,7 +110,7 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
         server::serve_with_grace(
             listener,
             router(store.clone()),
-            stop,
+            stop.wait(),
             config.shutdown_grace.std(),
             http,
         )

@@ -421,7 +421,6 @@ mod cli {
 
     use crate::input::InputArgs;
     use crate::load_monitor::{self, ClockKind, Config};
-    use crate::output::Output;
     use crate::time::{Duration, MaxFutureArg};
     use clap::Parser;
 
@@ -506,7 +505,7 @@ Report, one per server:
     impl crate::runner::Program for Args {
         const NAME: &'static str = "load-monitor";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             let config = Config {
                 listen: args.listen,
@@ -522,7 +521,7 @@ Report, one per server:
                 input: args.input,
                 http: args.http,
             };
-            load_monitor::run(&config, &mut Output::stdout())
+            load_monitor::run(&config, process.output())
         }
     }
 }

@@ -621,7 +621,7 @@ Output, one line per book per tick:
     impl crate::runner::Program for Args {
         const NAME: &'static str = "reprice";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, _process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             algorithm::run(&Config {
                 csv: args.csv,

@@ -34,6 +34,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::server::{self, ApiError};
+use crate::stop::Stop;
 use crate::time;
 
 /// What price-api is asked to do (the binary's flags, already parsed).
@@ -118,13 +119,14 @@ pub fn run(config: &Config) -> Result<()> {
         return Err(Error::usage("--fail-rate must be between 0 and 1"));
     }
     let http = config.http.limits()?;
+    // Signals are taken from before the address is announced (a test may signal at once), and
+    // before the runtime starts its threads.
+    let stop = Stop::listen()?;
     let runtime = server::runtime(config.threads)?;
     let app = router(config);
     let stop = runtime.block_on(async {
-        // Signals are handled from before the address is announced: a test may signal at once.
-        let stop = server::stop_signal()?;
         let listener = server::bind(&config.listen)?;
-        server::serve(listener, app, stop, http).await
+        server::serve(listener, app, stop.wait(), http).await
     })?;
     stop.into_result()
 }
@@ -296,7 +298,7 @@ Examples:
     impl crate::runner::Program for Args {
         const NAME: &'static str = "price-api";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, _process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             api::run(&Config {
                 listen: args.listen,

@@ -1210,7 +1210,6 @@ pub use cli::Args;
 mod cli {
     use std::path::PathBuf;
 
-    use crate::output::Output;
     use crate::reprice::feed::{self, AtEnd, Config};
     use clap::Parser;
 
@@ -1254,7 +1253,7 @@ Output, one line per request:
     impl crate::runner::Program for Args {
         const NAME: &'static str = "data-manager";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             let config = Config {
                 csv: args.csv,
@@ -1262,7 +1261,7 @@ Output, one line per request:
                 follow: args.follow,
                 max_points: args.max_points,
             };
-            feed::run(&config, &mut Output::stdout())
+            feed::run(&config, process.output())
         }
     }
 }

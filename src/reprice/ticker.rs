@@ -390,7 +390,7 @@ Output, one line per tick:
     impl crate::runner::Program for Args {
         const NAME: &'static str = "ticker";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, _process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             ticker::run(&Config {
                 period: args.period,

@@ -56,9 +56,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{watch, Notify};
 use tokio::time::{Instant, Sleep};
 
-use super::Stop;
 use crate::error::{Error, Result};
 use crate::runner::warn;
+use crate::stop::Stopped;
 use crate::time;
 
 /// Refusals over the cap in progress at once, at most (each holds a descriptor for up to a
@@ -237,9 +237,9 @@ pub async fn serve<L>(
     mut listener: L,
     app: Router,
     limits: Limits,
-    stop: impl Future<Output = Stop>,
+    stop: impl Future<Output = Stopped>,
     grace: Duration,
-) -> Result<Stop>
+) -> Result<Stopped>
 where
     L: axum::serve::Listener,
     L::Io: AsFd,

@@ -50,6 +50,7 @@ use crate::fields::{FieldReader, Fields, Found, Want};
 use crate::input::{parse_workers, spawn_parsed_with, BadLines, Batch, InputArgs, Location, Text};
 use crate::output::Output;
 use crate::runner::warn;
+use crate::stop::Stop;
 use crate::time::{self, Micros};
 use extract::Paths;
 use window::{Summary, Window};
@@ -349,6 +350,10 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     if config.read {
         return memcached::read(config, out);
     }
+    // Before any thread starts (the Memcached client's, the parse threads): SIGINT and SIGTERM end
+    // window-agg the way the end of input does (the live window is written and, with Memcached,
+    // the last counts delivered), then it exits 130 (SIGINT) or 0 (SIGTERM).
+    let mut stop = Stop::listen()?;
     let mut window = config.window()?;
     let shared = match &config.memcached {
         Some(servers) => {
@@ -370,7 +375,6 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         shared,
     };
     let live = is_live(&config.input);
-    stop::install()?;
     // Lines are parsed on every core; the window stays on this thread, in input order.
     let batches = spawn_parsed_with(
         config.input.open()?,
@@ -379,10 +383,10 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         move |reader, batch| fields.parse_batch(reader, batch),
     );
     loop {
-        // Wake up at least every stop::POLL to notice SIGINT/SIGTERM; a timeout before the
+        // Wake up at least every STOP_POLL to notice SIGINT/SIGTERM; a timeout before the
         // deadline is only that check.
         let deadline = agg.deadline().filter(|_| live);
-        let wait = deadline.map_or(stop::POLL, |d| (d - time::now()).clamp(0, stop::POLL));
+        let wait = deadline.map_or(STOP_POLL, |d| (d - time::now()).clamp(0, STOP_POLL));
         let next = batches.recv_timeout(std::time::Duration::from_micros(wait as u64));
         match next {
             Ok(item) => agg.batch(item?, out)?,
@@ -393,7 +397,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(signal) = stop::requested() {
+        if let Some(why) = stop.requested() {
             // Lines already read are still on their way through the parse threads: count them
             // (while they keep coming, for at most STOP_DRAIN), as the end of input would.
             let until = std::time::Instant::now() + STOP_DRAIN;
@@ -404,7 +408,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
                 }
             }
             agg.finish(out)?;
-            return signal;
+            return why.into_result();
         }
     }
     agg.finish(out)
@@ -430,48 +434,8 @@ fn is_live(input: &InputArgs) -> bool {
     })
 }
 
-/// SIGINT and SIGTERM end window-agg the way the end of input does (the live window is written and,
-/// with Memcached, the last counts delivered), then it exits 130 (SIGINT) or 0 (SIGTERM).
-mod stop {
-    use std::sync::atomic::{AtomicI32, Ordering};
-
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-
-    use crate::error::{Error, Result};
-    use crate::time::Micros;
-
-    /// How often the main loop looks for a stop request, in µs.
-    pub const POLL: Micros = 200_000;
-
-    static SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-    extern "C" fn on_signal(signal: std::ffi::c_int) {
-        SIGNAL.store(signal, Ordering::SeqCst);
-    }
-
-    pub fn install() -> Result<()> {
-        let action = SigAction::new(
-            SigHandler::Handler(on_signal),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
-        for signal in [Signal::SIGINT, Signal::SIGTERM] {
-            // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
-            unsafe { sigaction(signal, &action) }
-                .map_err(|e| Error::failed(format!("installing a {signal} handler: {e}")))?;
-        }
-        Ok(())
-    }
-
-    /// `Some(result to end with)` once a stop signal arrived.
-    pub fn requested() -> Option<Result<()>> {
-        match SIGNAL.load(Ordering::SeqCst) {
-            0 => None,
-            s if s == Signal::SIGINT as i32 => Some(Err(Error::Interrupted)),
-            _ => Some(Ok(())),
-        }
-    }
-}
+/// How often the main loop looks for a stop request, in µs.
+const STOP_POLL: Micros = 200_000;
 
 /// How long a stop signal lets lines already read finish their way through the parse threads.
 const STOP_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
@@ -838,7 +802,6 @@ pub use cli::Args;
 /// The command line of `window-agg`: its doc comments are `window-agg --help`.
 mod cli {
 
-    use crate::output::Output;
     use crate::window_agg::{self, Flags};
     use clap::Parser;
 
@@ -873,10 +836,10 @@ Output, one line per bucket boundary:
     impl crate::runner::Program for Args {
         const NAME: &'static str = "window-agg";
 
-        fn run(self) -> crate::error::Result<()> {
+        fn run(self, process: &mut crate::runner::Process) -> crate::error::Result<()> {
             let args = self;
             let config = args.flags.resolve()?;
-            window_agg::run(&config, &mut Output::stdout())
+            window_agg::run(&config, process.output())
         }
     }
 }
