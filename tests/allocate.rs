@@ -269,12 +269,7 @@ fn live_inventory_draws_orders_down_and_resumes_from_state() {
     // Without a state to resume, --state needs --inventory to start from.
     let missing = dir.path().join("none.json");
     let out = run(EXE, &["--state", missing.to_str().unwrap()], b"");
-    out.expect_code(2);
-    assert!(
-        out.stderr.contains("give --inventory FILE"),
-        "{}",
-        out.describe()
-    );
+    out.expect_failure(2, "give --inventory FILE");
 }
 
 #[test]
@@ -344,12 +339,7 @@ fn a_state_file_is_used_by_one_allocate_at_a_time() {
     err.read_line(&mut line).unwrap();
     assert!(line.contains("resuming from"), "{line}");
     let second = run(EXE, &["--state", st], b"");
-    second.expect_code(1);
-    assert!(
-        second.stderr.contains("in use by another allocate"),
-        "{}",
-        second.describe()
-    );
+    second.expect_failure(1, "in use by another allocate");
     drop(first.stdin.take());
     assert!(first.wait().unwrap().success());
 }

@@ -303,22 +303,7 @@ fn server(name: &str, args: &[&str]) -> Daemon {
     Daemon::ours(exe(name), &all)
 }
 
-/// Live children of `pid` (forked by any of its threads).
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .flat_map(|task| {
-            std::fs::read_to_string(task.path().join("children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
+use common::procfs::children;
 
 fn kill9(pid: u32) {
     let _ = nix::sys::signal::kill(
@@ -2144,15 +2129,7 @@ fn post_from(source: &str, addr: SocketAddr, path: &str, body: &str) -> Option<A
     })
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+use common::procfs::rss_kb;
 
 fn registry_flood(s: &mut Sweep) {
     let d = server("load-monitor", &["--clock", "records"]);

@@ -817,8 +817,7 @@ fn help_version_and_usage_errors() {
     );
     common::run(EXE, &["--version"], b"").expect_code(0);
     let bad = common::run(EXE, &["--workers", "0", "--listen", "127.0.0.1:0"], b"");
-    bad.expect_code(2);
-    assert!(bad.stderr.contains("--workers"), "{}", bad.describe());
+    bad.expect_failure(2, "--workers");
     common::run(EXE, &["--bot-user", "nothex"], b"").expect_code(2);
     common::run(EXE, &["--listen", "not an address"], b"").expect_code(2);
 }
@@ -916,11 +915,11 @@ fn capacity_soak() {
     let (sent, got, late, worst) = report;
     let workers: usize = workers.parse().unwrap();
     let relay_cpu: f64 = (0..workers)
-        .map(|w| cpu_seconds(&relay.worker_pid(w).to_string()))
+        .map(|w| common::procfs::cpu_seconds(relay.worker_pid(w)))
         .sum();
     eprintln!(
         "cpu: relay workers {relay_cpu:.1} s, this test's clients {:.1} s",
-        cpu_seconds("self")
+        common::procfs::cpu_seconds("self")
     );
     let expected = sent * clients as u64;
     eprintln!(
@@ -929,19 +928,6 @@ fn capacity_soak() {
     );
     assert_eq!(got, expected, "messages were lost");
     assert_eq!(late, 0, "messages took over 1 s");
-}
-
-/// User + system CPU seconds a process has used so far (Linux `/proc/PID/stat`).
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
 }
 
 /// A WebSocket client on a bare TCP socket, to see the exact bytes the relay writes and to send

@@ -353,9 +353,7 @@ fn two_thousand_idle_connections_cannot_exhaust_a_server() {
             std::thread::spawn(move || {
                 let mut peak = 0;
                 while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-                        peak = peak.max(dir.count());
-                    }
+                    peak = peak.max(raw_http::open_fds(pid));
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 peak

@@ -2,6 +2,7 @@
 //! posters checked exactly against an oracle, and a restart from a snapshot.
 
 mod common;
+use common::agent;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,14 +13,6 @@ use common::{run, Daemon};
 use serde_json::{json, Value};
 
 const EXE: &str = env!("CARGO_BIN_EXE_load-monitor");
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
-}
 
 /// Status, body text and the X-Report-Time header of one request.
 struct Answer {
@@ -191,8 +184,7 @@ not json\n\
         ]
     );
     let strict = run(EXE, &["--strict"], input);
-    strict.expect_code(1);
-    assert!(strict.stderr.contains("line 2"), "{}", strict.describe());
+    strict.expect_failure(1, "line 2");
     assert_eq!(strict.stdout, "");
 }
 
@@ -1038,12 +1030,7 @@ fn gen_events_reports_refusals_and_an_unreachable_service() {
         ],
         b"",
     );
-    r.expect_code(1);
-    assert!(
-        r.stderr.contains("0 accepted, 30 refused"),
-        "{}",
-        r.describe()
-    );
+    r.expect_failure(1, "0 accepted, 30 refused");
     assert!(r.stderr.contains("HTTP 422"), "{}", r.describe());
     assert!(r.stderr.contains("nothing to check"), "{}", r.describe());
     let url = d.url();
@@ -1062,8 +1049,7 @@ fn gen_events_reports_refusals_and_an_unreachable_service() {
         ],
         b"",
     );
-    r.expect_code(1);
-    assert!(r.stderr.contains("cannot post to"), "{}", r.describe());
+    r.expect_failure(1, "cannot post to");
     let r = run(GEN, &["--check"], b"");
     r.expect_code(2);
 }

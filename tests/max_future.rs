@@ -5,8 +5,7 @@
 //! prints a year outside 0000–9999.
 
 mod common;
-
-use std::time::Duration;
+use common::agent;
 
 use common::{run, Daemon};
 use pipeworks::time::{format_timestamp, now, parse_timestamp};
@@ -125,14 +124,6 @@ fn load_monitor_stdin_refuses_a_far_future_record_and_keeps_the_later_ones() {
         lines[0]["24hourdata"],
         json!([["2016-04-10T14:00:00.000000Z", 1.4, 1.4]])
     );
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
 }
 
 fn post(agent: &ureq::Agent, url: &str, body: &str) -> (u16, String) {
@@ -266,8 +257,7 @@ fn a_snapshot_entirely_in_the_future_is_refused() {
         .collect();
     std::fs::write(&path, &text).unwrap();
     let r = run(LOAD_MONITOR, &["--snapshot", path.to_str().unwrap()], b"");
-    r.expect_code(1);
-    assert!(r.stderr.contains("wall clock"), "{}", r.describe());
+    r.expect_failure(1, "wall clock");
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         text,
@@ -310,8 +300,7 @@ fn off_accepts_the_future_but_never_a_five_digit_year() {
     assert_four_digit_years(&r.stdout);
     // Without off, every one of them is bad.
     let r = run(MINUTE_STATS, &[], input.as_bytes());
-    r.expect_code(1);
-    assert!(r.stderr.contains("skipped 4 bad lines"), "{}", r.describe());
+    r.expect_failure(1, "skipped 4 bad lines");
     assert!(r.stdout.is_empty(), "{}", r.describe());
 }
 
@@ -328,8 +317,7 @@ fn the_limit_is_a_flag_with_a_default_of_five_minutes() {
     let r = run(MINUTE_STATS, &[], input.as_bytes());
     r.expect_code(0);
     let r = run(MINUTE_STATS, &["--max-future", "1m"], input.as_bytes());
-    r.expect_code(1);
-    assert!(r.stderr.contains("line 2: "), "{}", r.describe());
+    r.expect_failure(1, "line 2: ");
     for exe in [MINUTE_STATS, WINDOW_AGG, LOAD_MONITOR] {
         let help = run(exe, &["--help"], b"");
         assert!(

@@ -79,8 +79,7 @@ fn help_version_and_usage_errors() {
         .contains("gen-events --rate 100 | window-agg --minutes 5"));
     run(EXE, &["--version"], b"").expect_code(0);
     let r = run(EXE, &["--bucket", "7s"], b"");
-    r.expect_code(2);
-    assert!(r.stderr.contains("must divide"), "{}", r.describe());
+    r.expect_failure(2, "must divide");
     run(EXE, &["--minutes", "0"], b"").expect_code(2);
     run(EXE, &["--read"], b"").expect_code(2);
 }
@@ -188,12 +187,7 @@ fn bad_lines_are_reported_and_the_rest_counted() {
         "\n",
     );
     let r = run(EXE, &[], input.as_bytes());
-    r.expect_code(1);
-    assert!(
-        r.stderr.contains("window-agg: line 2: invalid JSON"),
-        "{}",
-        r.describe()
-    );
+    r.expect_failure(1, "window-agg: line 2: invalid JSON");
     assert!(
         r.stderr
             .contains(r#"line 3: missing field "value.trackingId""#),
@@ -292,12 +286,7 @@ fn late_events_are_reported_not_added_and_out_of_order_ones_are_kept() {
     );
     // --strict stops at it, as at a bad line.
     let strict = run(EXE, &["--strict"], input.as_bytes());
-    strict.expect_code(1);
-    assert!(
-        strict.stderr.contains("line 3: late event"),
-        "{}",
-        strict.describe()
-    );
+    strict.expect_failure(1, "line 3: late event");
     assert!(strict.stdout.is_empty(), "{}", strict.describe());
 }
 
@@ -559,16 +548,6 @@ fn a_stop_signal_writes_the_live_window_first() {
     }
 }
 
-/// The peak RSS (VmHWM) of a running process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("a VmHWM line");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// A stream where every event brings a new tracking id (a session or user id, say): the window
 /// never holds more than a minute of them, so memory must stop growing once the first minute has
 /// passed, whatever the stream's length. Measured as the process's peak RSS after two windows of
@@ -618,7 +597,7 @@ fn memory_stays_bounded_on_a_stream_of_fresh_ids() {
                 break;
             }
         }
-        peak_rss_kib(pid)
+        common::procfs::peak_rss_kb(pid)
     };
     let after_two = feed(0, 2 * EVENTS_PER_MINUTE);
     let after_five = feed(2 * EVENTS_PER_MINUTE, 5 * EVENTS_PER_MINUTE);

@@ -353,37 +353,30 @@ impl Loop {
     }
 
     /// Tick `seq` of `key`'s book ended: put out its outcome and every later one that waited
-    /// for it, in order.
+    /// for it, in order. They are handed to the output while the lock is held: a later tick that
+    /// finishes on another thread the moment it is released must not overtake them.
     fn finish(&self, key: &Arc<str>, seq: u64, outcome: Outcome) {
-        let ready: Vec<Outcome> = {
-            let mut books = self.books.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(book) = books.get_mut(key) else {
-                return;
-            };
-            book.ticks.insert(seq, Some(outcome));
-            let mut ready = Vec::new();
-            while let Some(mut first) = book.ticks.first_entry() {
-                match first.get_mut().take() {
-                    Some(outcome) => {
-                        first.remove();
-                        ready.push(outcome);
-                    }
-                    None => break,
-                }
-            }
-            if book.ticks.is_empty() {
-                books.remove(key);
-            }
-            ready
+        let mut books = self.books.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(in_flight) = books.get_mut(key) else {
+            return;
         };
+        in_flight.ticks.insert(seq, Some(outcome));
         let book = (!key.is_empty()).then_some(&**key);
-        for outcome in ready {
+        while let Some(mut first) = in_flight.ticks.first_entry() {
+            let Some(outcome) = first.get_mut().take() else {
+                break;
+            };
+            first.remove();
             match outcome {
+                // Unbounded: the send never waits, so holding the lock for it is cheap.
                 Outcome::Priced(line) => {
                     let _ = self.out.send(line);
                 }
                 Outcome::Failed { tick, why } => self.fail(tick, book, why),
             }
+        }
+        if in_flight.ticks.is_empty() {
+            books.remove(key);
         }
     }
 }

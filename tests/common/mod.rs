@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod procfs;
+
 /// What a finished command did.
 pub struct Run {
     pub cmd: String,
@@ -37,6 +39,18 @@ impl Run {
             self.status.code(),
             Some(code),
             "unexpected exit code\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    /// Assert the exit code and that stderr says `message` (a usage error is `expect_failure(2,
+    /// "…")`), showing everything on failure.
+    pub fn expect_failure(&self, code: i32, message: &str) -> &Self {
+        self.expect_code(code);
+        assert!(
+            self.stderr.contains(message),
+            "stderr does not say {message:?}\n{}",
             self.describe()
         );
         self
@@ -285,4 +299,13 @@ pub fn spawn<S: AsRef<std::ffi::OsStr>>(exe: &str, args: impl IntoIterator<Item 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"))
+}
+
+/// An HTTP client for tests: statuses are answers (not errors), nothing waits over 20 s.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
 }

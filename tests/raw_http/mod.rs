@@ -152,12 +152,7 @@ pub fn request(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
     r
 }
 
-/// The open file descriptors of a process.
-pub fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
+pub use crate::common::procfs::open_fds;
 
 /// Raise this process's open-file limit to hold `need` descriptors.
 pub fn raise_fd_limit(need: u64) {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::procfs;
+
 pub const WITHIN: Duration = Duration::from_secs(15);
 
 pub fn exe(name: &str) -> String {
@@ -209,67 +211,18 @@ pub struct Usage {
 }
 
 pub fn usage(pid: i32) -> Usage {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.split_whitespace().next().unwrap().parse().unwrap())
-            .unwrap_or(0)
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
     Usage {
-        rss_kb: field("VmRSS:"),
-        fds,
-        threads: field("Threads:"),
+        rss_kb: procfs::rss_kb(pid),
+        fds: procfs::open_fds(pid),
+        threads: procfs::status_field(pid, "Threads"),
     }
-}
-
-/// Pids of the live children of `pid`.
-pub fn children(pid: i32) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // Fields after the command name (which is in parentheses and may hold spaces).
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(pid) && fields[0] != "Z" {
-            found.push(child);
-        }
-    }
-    found
 }
 
 /// Wait until `pid` has exactly one live child and return it.
 pub fn only_child(pid: i32, within: Duration) -> i32 {
-    let deadline = Instant::now() + within;
-    loop {
-        let kids = children(pid);
-        if kids.len() == 1 {
-            return kids[0];
-        }
-        assert!(
-            Instant::now() < deadline,
-            "process {pid} has children {kids:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    procfs::only_child(pid, within) as i32
 }
 
 pub fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    procfs::alive(pid)
 }
