@@ -50,6 +50,7 @@ pub const PADDING: usize = 64;
 
 /// The input options every JSON Lines program shares; `#[command(flatten)]` them into `Args`.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Input")]
 pub struct InputArgs {
     /// Input files of JSON Lines, read in order; `-` or none reads stdin.
     #[arg(value_name = "FILE")]

@@ -720,22 +720,22 @@ Output, one line per non-empty period:
     )]
     pub struct Args {
         /// Length of a period, aligned to the epoch in UTC (e.g. 10s, 1m, 1h).
-        #[arg(long, default_value = "1m")]
+        #[arg(help_heading = "Statistics", long, default_value = "1m")]
         period: Duration,
 
         /// Accept events this far out of order; later ones are reported and dropped.
-        #[arg(long, default_value = "0s")]
+        #[arg(help_heading = "Statistics", long, default_value = "0s")]
         lateness: Duration,
 
         #[command(flatten)]
         max_future: MaxFutureArg,
 
         /// Also close periods by the wall clock (period end + lateness) while input pauses.
-        #[arg(long)]
+        #[arg(help_heading = "Statistics", long)]
         live: bool,
 
         /// Split each type's aggregate by the value of this tag (e.g. company).
-        #[arg(long, value_name = "KEY")]
+        #[arg(help_heading = "Statistics", long, value_name = "KEY")]
         group_by_tag: Option<String>,
 
         #[command(flatten)]

@@ -259,6 +259,7 @@ impl fmt::Display for MaxFuture {
 /// The `--max-future` flag, the same in every program that keeps event time; flatten it into
 /// the program's `Args`.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
+#[command(next_help_heading = "Input")]
 pub struct MaxFutureArg {
     /// An event time later than the wall clock plus this is a bad line (reported with its
     /// number, skipped, and it never moves the clock). 5m covers the clock skew of NTP-synced

@@ -377,34 +377,34 @@ Order lines for --inventory: {\"id\":\"o-1\",\"items\":{\"apple\":5}} or {\"appl
     pub struct Args {
         /// How to read "cheapest": fewest warehouses then cheapest set (cheapest), plain fill in cost
         /// order (greedy), or each item from one warehouse when one holds it all (per-item).
-        #[arg(long, value_enum, default_value_t = Strategy::Cheapest)]
+        #[arg(help_heading = "Allocation", long, value_enum, default_value_t = Strategy::Cheapest)]
         strategy: Strategy,
 
         /// Ship the items that can be shipped completely and report the rest:
         /// {"shipments":[…],"unshipped":{item: ordered qty}}.
-        #[arg(long)]
+        #[arg(help_heading = "Allocation", long)]
         partial: bool,
 
         /// Live mode: read orders and draw them down from this warehouse list (a JSON array, or an
         /// object with a "warehouses" array), or from the stock in Redis at redis://HOST:PORT/KEY,
         /// shared by every allocate using that KEY.
-        #[arg(long, value_name = "FILE")]
+        #[arg(help_heading = "Live inventory", long, value_name = "FILE")]
         inventory: Option<PathBuf>,
 
         /// Live mode: keep the remaining inventory in FILE, replaced atomically after each batch.
         /// After a crash, restart with the same FILE and the orders after its "seq"; the last batch's
         /// lines are printed again first (deduplicate by seq).
-        #[arg(long, value_name = "FILE")]
+        #[arg(help_heading = "Live inventory", long, value_name = "FILE")]
         state: Option<PathBuf>,
 
         /// With --inventory redis://HOST:PORT/KEY: seed KEY from this warehouse list when it holds no
         /// inventory yet (ignored, with a note, when it does).
-        #[arg(long, value_name = "FILE")]
+        #[arg(help_heading = "Live inventory", long, value_name = "FILE")]
         seed_from: Option<PathBuf>,
 
         /// With --inventory redis://HOST:PORT/KEY: print the current stock as a warehouse list (the
         /// seed file's shape) and stop.
-        #[arg(long)]
+        #[arg(help_heading = "Live inventory", long)]
         show: bool,
 
         #[command(flatten)]

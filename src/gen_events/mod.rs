@@ -82,43 +82,48 @@ impl std::str::FromStr for Profile {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Flags {
     /// Which events: tracking (default), metrics or load.
-    #[arg(long, value_enum)]
+    #[arg(help_heading = "Events", long, value_enum)]
     pub profile: Option<Profile>,
 
     /// Events per second, or `max` for as fast as possible [default: config's rate, else 100].
-    #[arg(long)]
+    #[arg(help_heading = "Events", long)]
     pub rate: Option<Rate>,
 
     /// Stop after this many events.
-    #[arg(long)]
+    #[arg(help_heading = "Events", long)]
     pub count: Option<u64>,
 
     /// Stop after this long (of schedule time: with --simulated, of event time).
-    #[arg(long)]
+    #[arg(help_heading = "Events", long)]
     pub duration: Option<time::Duration>,
 
     /// Seed of the random choices: the same seed gives the same events.
-    #[arg(long)]
+    #[arg(help_heading = "Events", long)]
     pub seed: Option<u64>,
 
     /// Do not sleep: stamp event i with START + i/rate and write as fast as possible.
-    #[arg(long)]
+    #[arg(help_heading = "Events", long)]
     pub simulated: bool,
 
     /// First event time for --simulated (RFC 3339) [default: now].
-    #[arg(long, value_name = "TIME", requires = "simulated")]
+    #[arg(
+        help_heading = "Events",
+        long,
+        value_name = "TIME",
+        requires = "simulated"
+    )]
     pub start: Option<Timestamp>,
 
     /// With --profile load: how many servers report, named server0001 … [default: 10].
-    #[arg(long)]
+    #[arg(help_heading = "Events", long)]
     pub servers: Option<u32>,
 
     /// Catch up a lag up to this long at once; a longer stall skips the missed events (reported).
-    #[arg(long, default_value = "100ms")]
+    #[arg(help_heading = "Events", long, default_value = "100ms")]
     pub max_lag: time::Duration,
 
     /// JSON config file (rate, tracking_ids, kind_weights, servers…); flags override it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Events", long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 

@@ -33,21 +33,21 @@ use crate::runner::warn;
 pub struct PostArgs {
     /// Send the events by HTTP POST to URL instead of printing them
     /// (e.g. http://127.0.0.1:8080/addserver, or /records with --batch).
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Posting", long, value_name = "URL")]
     pub post: Option<String>,
 
     /// With --post: requests in flight at once, each on its own keep-alive connection.
-    #[arg(long, default_value_t = 8, value_name = "K")]
+    #[arg(help_heading = "Posting", long, default_value_t = 8, value_name = "K")]
     pub concurrency: usize,
 
     /// With --post: events per request, sent as JSON lines (load-monitor's POST /records).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(help_heading = "Posting", long, default_value_t = 1, value_name = "N")]
     pub batch: usize,
 
     /// With --post and --profile load: compare every server's load-monitor report with the
     /// averages of the records it accepted; print the verdict as a JSON line
     /// ({"check":"passed",…} or {"check":"failed",…}, exit 1).
-    #[arg(long)]
+    #[arg(help_heading = "Posting", long)]
     pub check: bool,
 }
 

@@ -451,11 +451,11 @@ Report, one per server:
     )]
     pub struct Args {
         /// Serve HTTP on this address (port 0 picks a free port, printed on stderr).
-        #[arg(long, value_name = "ADDR")]
+        #[arg(help_heading = "Server", long, value_name = "ADDR")]
         listen: Option<String>,
 
         /// What "now" is: the newest record's time (stdin default) or the wall clock (server default).
-        #[arg(long, value_enum)]
+        #[arg(help_heading = "Records", long, value_enum)]
         clock: Option<ClockKind>,
 
         #[command(flatten)]
@@ -463,36 +463,56 @@ Report, one per server:
 
         /// The most servers tracked; a new server's records beyond it are refused (507). A server
         /// with nothing left in the last 24 hours is forgotten and frees its place.
-        #[arg(long, default_value_t = 100_000, value_name = "N")]
+        #[arg(
+            help_heading = "Records",
+            long,
+            default_value_t = 100_000,
+            value_name = "N"
+        )]
         max_servers: usize,
 
         /// Over HTTP: the most new servers one client address (an IPv6 client: its /64) may add in
         /// a wall-clock minute; more are refused with 429 and Retry-After. Known servers are never
         /// limited.
-        #[arg(long, default_value_t = 1000, value_name = "N")]
+        #[arg(
+            help_heading = "Records",
+            long,
+            default_value_t = 1000,
+            value_name = "N"
+        )]
         max_new_servers: u32,
 
         /// Load the state from FILE at start and save it there atomically (every --snapshot-every
         /// and on SIGTERM/SIGINT for the server; at the end of input for stdin). What it holds from
         /// past the wall clock plus --max-future is dropped on load, with a warning.
-        #[arg(long, value_name = "FILE")]
+        #[arg(help_heading = "Snapshot", long, value_name = "FILE")]
         snapshot: Option<PathBuf>,
 
         /// How often the server saves its snapshot.
-        #[arg(long, default_value = "1m", value_name = "DURATION")]
+        #[arg(
+            help_heading = "Snapshot",
+            long,
+            default_value = "1m",
+            value_name = "DURATION"
+        )]
         snapshot_every: Duration,
 
         /// After SIGTERM/SIGINT, how long in-flight requests may take before their connections are
         /// closed (the snapshot is saved after).
-        #[arg(long, default_value = "5s", value_name = "DURATION")]
+        #[arg(
+            help_heading = "Server",
+            long,
+            default_value = "5s",
+            value_name = "DURATION"
+        )]
         shutdown_grace: Duration,
 
         /// Without --listen: also print every server's report this often (wall clock).
-        #[arg(long, value_name = "DURATION")]
+        #[arg(help_heading = "Stdin (no --listen)", long, value_name = "DURATION")]
         every: Option<Duration>,
 
         /// Server worker threads (0: one per core).
-        #[arg(long, default_value_t = 0)]
+        #[arg(help_heading = "Server", long, default_value_t = 0)]
         threads: usize,
 
         #[command(flatten)]

@@ -82,6 +82,7 @@ const MAX_ERROR_TEXT: usize = 16 * 1024;
 /// How every server treats HTTP connections: its timeouts and its connection cap. Each server's
 /// `Args` flattens this, so the flags and their help are the same everywhere.
 #[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "HTTP connections")]
 pub struct HttpArgs {
     /// Close a connection whose request headers are not complete this long after their first
     /// byte (on a new connection: after it was accepted); 408 when part of a request came.

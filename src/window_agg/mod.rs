@@ -69,60 +69,69 @@ pub enum Clock {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Flags {
     /// Window length in minutes (the seed's N) [default: config's minutes, else 5].
-    #[arg(long)]
+    #[arg(help_heading = "Window", long)]
     pub minutes: Option<u32>,
 
     /// Bucket length: the window moves in these steps [default: config's bucket, else 10s].
-    #[arg(long)]
+    #[arg(help_heading = "Window", long)]
     pub bucket: Option<time::Duration>,
 
     /// Event time (the timestamp field) or arrival time (when the line is read).
-    #[arg(long, value_enum, default_value = "event")]
+    #[arg(help_heading = "Window", long, value_enum, default_value = "event")]
     pub clock: Clock,
 
     /// Map an event name to a type name, e.g. formsubmit=signup (repeat; replaces the config's
     /// map) [default: formsubmit=signup, click=user-event, review=review].
-    #[arg(long = "type-name", value_name = "EVENT=TYPE")]
+    #[arg(
+        help_heading = "Event fields",
+        long = "type-name",
+        value_name = "EVENT=TYPE"
+    )]
     pub type_names: Vec<String>,
 
     /// Dotted path of the event type [default: value.event].
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Event fields", long, value_name = "PATH")]
     pub type_field: Option<String>,
 
     /// Dotted path of the tracking id [default: value.trackingId].
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Event fields", long, value_name = "PATH")]
     pub tracking_id_field: Option<String>,
 
     /// Dotted path of the timestamp [default: value.timestamp].
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Event fields", long, value_name = "PATH")]
     pub timestamp_field: Option<String>,
 
     /// Keep the counts in Memcached, shared with other window-agg processes:
     /// HOST:PORT[,HOST:PORT…]; without a value (last on the line, or `--memcached=`), the config
     /// file's `memcached` address.
-    #[arg(long, value_name = "SERVERS", num_args = 0..=1, default_missing_value = "")]
+    #[arg(help_heading = "Memcached", long, value_name = "SERVERS", num_args = 0..=1, default_missing_value = "")]
     pub memcached: Option<String>,
 
     /// Prefix of every Memcached key [default: config's key_prefix, else "pipeworks:"].
-    #[arg(long, value_name = "PREFIX")]
+    #[arg(help_heading = "Memcached", long, value_name = "PREFIX")]
     pub key_prefix: Option<String>,
 
     /// With --memcached: the most distinct types shared per window (the mapping's not counted), so
     /// the type registry stays within one Memcached item; a new type past it is counted here only,
     /// and reported.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(
+        help_heading = "Memcached",
+        long,
+        value_name = "N",
+        default_value_t = 1000
+    )]
     pub max_types: usize,
 
     /// Print the current summary from Memcached as one line and exit (Memcached's address from
     /// --memcached or the config file).
-    #[arg(long)]
+    #[arg(help_heading = "Memcached", long)]
     pub read: bool,
 
     #[command(flatten)]
     pub max_future: time::MaxFutureArg,
 
     /// JSON config file (minutes, bucket, type_names, fields, memcached…); flags override it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Input", long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
