@@ -1,17 +1,27 @@
 //! pipeworks: small programs that read and write JSON Lines and snap together with pipes.
 //!
-//! The crate is one library and one thin binary per program (`bin/<name>.rs`). The library holds
-//! the shared plumbing every program uses, and one module per problem:
+//! The crate is one library and one thin binary per program (`bin/<name>.rs`, one call to
+//! [`runner::main`]). The library has two layers, and imports only go down:
+//!
+//! **Plumbing**, shared by every program and knowing none of them:
 //!
 //! - [`error`]: the one error type and the exit-code table;
-//! - [`runner`]: runs a program body, prints `"<name>: <error>"` and maps errors to exit codes;
+//! - [`runner`]: parses a program's flags, hands it a [`runner::Process`] (name, stdout), flushes
+//!   what is left, prints `"<name>: <error>"` and maps errors to exit codes;
+//! - [`stop`]: SIGINT/SIGTERM as a graceful stop, for blocking loops, tokio servers and poll loops;
 //! - [`input`]: JSON Lines from files or stdin with line numbers, and the bad-line policy;
+//! - [`fields`]: the JSON hot path, a few fields out of each line with the whole line validated;
 //! - [`output`]: buffered JSON Lines on stdout, flushed at emission points;
 //! - [`time`]: RFC 3339 timestamps as microseconds, and durations such as `250ms` or `2h`;
 //! - [`config`]: JSON config files that flags override;
 //! - [`durable`]: replacing a state file atomically, leaving no partial file on failure;
-//! - [`stop`]: SIGINT/SIGTERM as a graceful stop, for blocking loops, tokio servers and poll loops;
-//! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
+//! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server.
+//!
+//! **Programs**, one module per problem; a program module uses the plumbing and never another
+//! program's module (tests aside: window-agg's use gen-events' generator for data; the one
+//! shared piece, [`event_config`], is plumbing for two of them). The only plumbing that names the
+//! programs is [`runner::commands`], their list for the man-page generator:
+//!
 //! - [`minute_stats`]: per-period min/max/mean/median of metric events;
 //! - [`event_config`]: the config file shared by gen-events and window-agg;
 //! - [`gen_events`]: random tracking, metric and load events at a steady rate;

@@ -23,7 +23,7 @@
 //! Where events go is a [`Sink`]: stdout by default ([`crate::output::Output`] is one); another
 //! destination (an HTTP poster, say) implements the same two methods.
 
-mod check;
+pub mod check;
 pub mod load;
 pub mod metrics;
 pub mod post;
