@@ -14,6 +14,8 @@
 //! - Connections are served by [`conn`]: a header-read, a body and an idle timeout, and a cap on
 //!   open connections below the open-file limit ([`HttpArgs`], flattened into every server's
 //!   flags).
+//! - Every server answers `GET /metrics` in the Prometheus text format ([`metrics`]): requests by
+//!   route and status, latency, connections, and the program's own metrics.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
@@ -26,7 +28,9 @@ use crate::error::{Error, Result};
 use crate::runner::warn;
 
 pub mod conn;
+pub mod metrics;
 pub use conn::{HttpArgs, Limits as HttpLimits};
+pub use metrics::Metrics;
 
 /// How the server was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,14 +103,16 @@ pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serve `app` on `listener` under `http`'s limits until `stop` resolves, then let in-flight
-/// requests finish for up to [`DEFAULT_GRACE`] and return why it stopped.
+/// requests finish for up to [`DEFAULT_GRACE`] and return why it stopped. `metrics` adds
+/// `GET /metrics` to `app` and counts its requests and connections ([`metrics`]).
 pub async fn serve(
     listener: StdListener,
     app: Router,
     stop: impl Future<Output = Stop> + Send + 'static,
     http: HttpLimits,
+    metrics: Metrics,
 ) -> Result<Stop> {
-    serve_with_grace(listener, app, stop, DEFAULT_GRACE, http).await
+    serve_with_grace(listener, app, stop, DEFAULT_GRACE, http, metrics).await
 }
 
 /// Like [`serve`] with a chosen grace period.
@@ -116,10 +122,11 @@ pub async fn serve_with_grace(
     stop: impl Future<Output = Stop> + Send + 'static,
     grace: std::time::Duration,
     http: HttpLimits,
+    metrics: Metrics,
 ) -> Result<Stop> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| Error::io("registering the listener", e))?;
-    serve_on(listener, app, stop, grace, http).await
+    serve_on(listener, app, stop, grace, http, metrics).await
 }
 
 /// Serve on any axum [`Listener`](axum::serve::Listener) (chat-relay's workers use one that shares
@@ -134,13 +141,15 @@ pub async fn serve_on<L>(
     stop: impl Future<Output = Stop> + Send + 'static,
     grace: std::time::Duration,
     http: HttpLimits,
+    metrics: Metrics,
 ) -> Result<Stop>
 where
     L: axum::serve::Listener,
     L::Io: std::os::fd::AsFd,
     L::Addr: Clone + Send + Sync + 'static,
 {
-    conn::serve(listener, app, http, stop, grace).await
+    let counts = metrics.http().clone();
+    conn::serve(listener, metrics.instrument(app), http, stop, grace, counts).await
 }
 
 /// Raise the open-file limit to its hard maximum (servers with many clients need it).

@@ -26,13 +26,15 @@
 //! - [`connection`]: one client's session and the slow-client, size and rate policies;
 //! - [`ws`]: the WebSocket layer: the handshake, the client's frames, frames encoded once;
 //! - [`redis_bus`]: the Redis pub/sub backend with reconnect and backoff;
-//! - [`message`]: the pure core: user ids, stamping, bot lines, the rate limiter.
+//! - [`message`]: the pure core: user ids, stamping, bot lines, the rate limiter;
+//! - [`metrics`]: what `GET /metrics` reports, for all the workers together.
 
 pub mod balance;
 pub mod connection;
 pub mod hub;
 pub mod link;
 pub mod message;
+pub mod metrics;
 pub mod redis_bus;
 pub mod room;
 pub mod worker;

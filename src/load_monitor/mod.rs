@@ -32,9 +32,12 @@
 //!   address adds at most `--max-new-servers` new servers a minute ([`store`]).
 //!
 //! Layers, one file each: [`ring`] (the pure per-server rings) → [`store`] (sharded shared state,
-//! clock, cap, snapshots) → [`http`] (routes) and [`pipe`] (the stdin face).
+//! clock, cap, snapshots) → [`http`] (routes; [`dashboard`], the HTML pages; [`metrics`], what
+//! `/metrics` adds) and [`pipe`] (the stdin face).
 
+pub mod dashboard;
 pub mod http;
+pub mod metrics;
 pub mod pipe;
 pub mod ring;
 pub mod store;
