@@ -286,3 +286,8 @@ pub fn spawn<S: AsRef<std::ffi::OsStr>>(exe: &str, args: impl IntoIterator<Item 
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"))
 }
+
+/// Headless Chromium over WebDriver.
+pub mod browser;
+/// A real Prometheus server scraping our servers.
+pub mod prometheus;
