@@ -92,10 +92,24 @@ async fn the_dashboard_draws_the_report_and_escapes_names() {
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
     let browser = driver.phone(&profile).await;
-    browser.goto(&format!("{url}/dashboard/web-1")).await.unwrap();
-    wait_until(&browser, "charts drawn", "document.body.dataset.state === 'drawn'").await;
-    assert_eq!(rows(&points(&browser, "hour").await), rows(&report["1hourdata"]));
-    assert_eq!(rows(&points(&browser, "day").await), rows(&report["24hourdata"]));
+    browser
+        .goto(&format!("{url}/dashboard/web-1"))
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "charts drawn",
+        "document.body.dataset.state === 'drawn'",
+    )
+    .await;
+    assert_eq!(
+        rows(&points(&browser, "hour").await),
+        rows(&report["1hourdata"])
+    );
+    assert_eq!(
+        rows(&points(&browser, "day").await),
+        rows(&report["24hourdata"])
+    );
     let layout = browser
         .execute(
             "return {width: document.documentElement.scrollWidth, view: window.innerWidth,
@@ -124,7 +138,12 @@ async fn the_dashboard_draws_the_report_and_escapes_names() {
         )
         .await
         .unwrap();
-    let last = report["1hourdata"].as_array().unwrap().last().unwrap().clone();
+    let last = report["1hourdata"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     let web = listed
         .as_array()
         .unwrap()
@@ -132,8 +151,14 @@ async fn the_dashboard_draws_the_report_and_escapes_names() {
         .find(|r| r[0] == "web-1")
         .unwrap_or_else(|| panic!("web-1 not listed: {listed}"));
     assert_eq!(web[1], last[0]);
-    assert_eq!(web[2].as_str().unwrap().parse::<f64>().unwrap(), last[1].as_f64().unwrap());
-    assert_eq!(web[3].as_str().unwrap().parse::<f64>().unwrap(), last[2].as_f64().unwrap());
+    assert_eq!(
+        web[2].as_str().unwrap().parse::<f64>().unwrap(),
+        last[1].as_f64().unwrap()
+    );
+    assert_eq!(
+        web[3].as_str().unwrap().parse::<f64>().unwrap(),
+        last[2].as_f64().unwrap()
+    );
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     artifact("dashboard-list.png", &browser.screenshot().await.unwrap());
 
@@ -149,8 +174,16 @@ async fn the_dashboard_draws_the_report_and_escapes_names() {
             }
         })
         .collect();
-    browser.goto(&format!("{url}/dashboard/{path}")).await.unwrap();
-    wait_until(&browser, "the report's refusal", "document.body.dataset.state === 'error'").await;
+    browser
+        .goto(&format!("{url}/dashboard/{path}"))
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "the report's refusal",
+        "document.body.dataset.state === 'error'",
+    )
+    .await;
     let seen = browser
         .execute(
             "return {heading: document.getElementById('server').textContent,
@@ -166,7 +199,13 @@ async fn the_dashboard_draws_the_report_and_escapes_names() {
     assert_eq!(seen["scripts"], 1, "{seen}");
     assert_eq!(seen["images"], 0, "{seen}");
     assert_eq!(seen["pwned"], Value::Null, "{seen}");
-    assert!(seen["status"].as_str().unwrap().contains("no report"), "{seen}");
-    artifact("dashboard-markup-name.png", &browser.screenshot().await.unwrap());
+    assert!(
+        seen["status"].as_str().unwrap().contains("no report"),
+        "{seen}"
+    );
+    artifact(
+        "dashboard-markup-name.png",
+        &browser.screenshot().await.unwrap(),
+    );
     browser.close().await.unwrap();
 }

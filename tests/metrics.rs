@@ -36,9 +36,8 @@ fn get(agent: &ureq::Agent, url: &str) -> (u16, String) {
     (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A chat client and the worker that took it.
 async fn connect(url: &str) -> (Ws, usize) {
@@ -71,7 +70,13 @@ fn worker_pids(relay: &Daemon) -> Vec<(usize, i32)> {
         .filter_map(|l| {
             let rest = l.split("worker ").nth(1)?;
             let slot = rest.split(' ').next()?.parse().ok()?;
-            let pid = rest.split("(pid ").nth(1)?.split(')').next()?.parse().ok()?;
+            let pid = rest
+                .split("(pid ")
+                .nth(1)?
+                .split(')')
+                .next()?
+                .parse()
+                .ok()?;
             Some((slot, pid))
         })
         .collect()
@@ -80,7 +85,11 @@ fn worker_pids(relay: &Daemon) -> Vec<(usize, i32)> {
 fn wait_for_workers(relay: &Daemon, count: usize) {
     let deadline = Instant::now() + WAIT;
     while worker_pids(relay).len() < count {
-        assert!(Instant::now() < deadline, "workers never served:\n{}", relay.stderr_text());
+        assert!(
+            Instant::now() < deadline,
+            "workers never served:\n{}",
+            relay.stderr_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -106,15 +115,20 @@ async fn prometheus_reads_every_servers_counts() {
     let mut clients = Vec::new();
     let deadline = Instant::now() + WAIT;
     while clients.len() < 4 || clients.iter().all(|(_, w)| *w == clients[0].1) {
-        assert!(Instant::now() < deadline, "every client landed on one worker");
+        assert!(
+            Instant::now() < deadline,
+            "every client landed on one worker"
+        );
         clients.push(connect(&url).await);
     }
     let count = clients.len();
     let n = count as f64;
     for (i, (ws, _)) in clients.iter_mut().enumerate() {
-        ws.send(Message::text(json!({"message": format!("hi {i}")}).to_string()))
-            .await
-            .unwrap();
+        ws.send(Message::text(
+            json!({"message": format!("hi {i}")}).to_string(),
+        ))
+        .await
+        .unwrap();
     }
     for (ws, _) in &mut clients {
         for _ in 0..count {
@@ -132,13 +146,19 @@ async fn prometheus_reads_every_servers_counts() {
     // Priced books: ids registered and polled; the failing price-api refuses every registration.
     let http = agent();
     for _ in 0..4 {
-        assert_eq!(post(&http, &format!("{}/register-request", price.url()), ""), 200);
+        assert_eq!(
+            post(&http, &format!("{}/register-request", price.url()), ""),
+            200
+        );
     }
     for id in [1, 2, 3, 4, 7] {
         get(&http, &format!("{}/request-data/{id}", price.url()));
     }
     for _ in 0..3 {
-        assert_eq!(post(&http, &format!("{}/register-request", failing.url()), ""), 503);
+        assert_eq!(
+            post(&http, &format!("{}/register-request", failing.url()), ""),
+            503
+        );
     }
 
     // Posted load: five records of two servers, one that is not JSON, one a day too old.
@@ -156,13 +176,25 @@ async fn prometheus_reads_every_servers_counts() {
         ("chat_relay_clients_connected{job='chat'}", n),
         ("chat_relay_messages_received_total{job='chat'}", n),
         ("chat_relay_messages_delivered_total{job='chat'}", n * n),
-        ("chat_relay_frames_refused_total{job='chat',reason='invalid'}", 1.0),
+        (
+            "chat_relay_frames_refused_total{job='chat',reason='invalid'}",
+            1.0,
+        ),
         ("chat_relay_worker_restarts_total{job='chat'}", 0.0),
-        ("http_requests_total{job='chat',route='/chat',status='101'}", n),
+        (
+            "http_requests_total{job='chat',route='/chat',status='101'}",
+            n,
+        ),
         ("sum(price_api_registrations_total{job='price'})", 4.0),
         ("sum(price_api_polls_total{job='price',result='sold'})", 2.0),
-        ("sum(price_api_polls_total{job='price',result='unsold'})", 2.0),
-        ("sum(price_api_polls_total{job='price',result='unknown'})", 1.0),
+        (
+            "sum(price_api_polls_total{job='price',result='unsold'})",
+            2.0,
+        ),
+        (
+            "sum(price_api_polls_total{job='price',result='unknown'})",
+            1.0,
+        ),
         (
             "sum(price_api_injected_failures_total{job='price',route='/register-request'})",
             3.0,
@@ -181,9 +213,18 @@ async fn prometheus_reads_every_servers_counts() {
         ),
         ("load_monitor_servers{job='load'}", 2.0),
         ("load_monitor_records_accepted_total{job='load'}", 5.0),
-        ("load_monitor_records_refused_total{job='load',reason='invalid'}", 1.0),
-        ("load_monitor_records_refused_total{job='load',reason='too_old'}", 1.0),
-        ("http_requests_total{job='load',route='/addserver',status='200'}", 5.0),
+        (
+            "load_monitor_records_refused_total{job='load',reason='invalid'}",
+            1.0,
+        ),
+        (
+            "load_monitor_records_refused_total{job='load',reason='too_old'}",
+            1.0,
+        ),
+        (
+            "http_requests_total{job='load',route='/addserver',status='200'}",
+            5.0,
+        ),
     ];
     for (query, value) in expect {
         prometheus.wait_for(query, value, WAIT);
@@ -200,7 +241,11 @@ async fn prometheus_reads_every_servers_counts() {
     .unwrap();
     prometheus.wait_for("chat_relay_worker_restarts_total{job='chat'}", 1.0, WAIT);
     prometheus.wait_for("chat_relay_clients_connected{job='chat'}", n - on_it, WAIT);
-    prometheus.wait_for("chat_relay_messages_delivered_total{job='chat'}", n * n, WAIT);
+    prometheus.wait_for(
+        "chat_relay_messages_delivered_total{job='chat'}",
+        n * n,
+        WAIT,
+    );
 }
 
 /// `promtool check metrics` finds nothing wrong with any server's exposition.
@@ -251,6 +296,9 @@ fn every_exposition_passes_promtool() {
             .to_str()
             .unwrap()
             .to_string();
-        assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
     }
 }

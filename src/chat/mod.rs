@@ -157,8 +157,8 @@ mod cli {
     /// processes that accept on it, replaces any that die, and relays messages between them over Unix
     /// sockets; with `--redis` the room goes through Redis pub/sub instead, so relays on several
     /// machines are one room. Each stdin line is said by the relay's bot user; every message in the
-    /// room is written to stdout as one JSON line. SIGTERM closes every client with a close frame and
-    /// exits 0.
+    /// room is written to stdout as one JSON line. GET /metrics is the Prometheus exposition, for all
+    /// the workers together. SIGTERM closes every client with a close frame and exits 0.
     #[derive(Parser, Debug)]
     #[command(
         name = "chat-relay",

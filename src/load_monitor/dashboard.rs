@@ -123,11 +123,7 @@ pub async fn index(State(store): State<Arc<Store>>) -> Response {
         };
         let last = rows.minutes.last().or(rows.hours.last());
         let (at, cpu, ram) = match last {
-            Some(&(t, cpu, ram)) => (
-                Timestamp(t).to_string(),
-                number(cpu),
-                number(ram),
-            ),
+            Some(&(t, cpu, ram)) => (Timestamp(t).to_string(), number(cpu), number(ram)),
             None => ("—".into(), "—".into(), "—".into()),
         };
         let _ = writeln!(

@@ -267,10 +267,10 @@ async fn add_records(
                 app.watch.invalid.inc();
             })
             .and_then(|record| {
-            store
-                .add_from(&record, client.map(|a| a.ip()))
-                .map_err(|why| why.to_string())
-        });
+                store
+                    .add_from(&record, client.map(|a| a.ip()))
+                    .map_err(|why| why.to_string())
+            });
         match outcome {
             Ok(()) => accepted += 1,
             Err(error) => {
@@ -321,8 +321,8 @@ fn store_record(
         parse_record(&text, name).map_err(ApiError::bad_request)
     });
     let record = record.inspect_err(|_| {
-                app.watch.invalid.inc();
-            })?;
+        app.watch.invalid.inc();
+    })?;
     app.store
         .add_from(&record, client.map(|a| a.ip()))
         .map_err(|why| {

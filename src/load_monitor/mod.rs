@@ -433,7 +433,8 @@ mod cli {
     ///
     /// With --listen it is an HTTP service compatible with the original one: POST /addserver with
     /// {"server","cpu","ram","dt"}, GET /report/<name>; also POST|GET /servers/<name>/load,
-    /// GET /servers and GET /stats. Without --listen it reads the same records as JSON lines and
+    /// GET /servers, GET /stats, GET /metrics (Prometheus) and a dashboard in the browser at GET /
+    /// (live charts at /dashboard/<name>). Without --listen it reads the same records as JSON lines and
     /// prints one report line per server (sorted by name) at the end of input, and every --every.
     /// Memory per server is fixed (60 minute and 24 hour buckets); records outside the last 24
     /// hours are refused and counted; a server with nothing left in the day is forgotten.

@@ -122,7 +122,10 @@ impl Market {
             }
         }
         if self.fail_rate > 0.0 && self.roll() < self.fail_rate {
-            self.counts.failures.get_or_create(&[("route", route)]).inc();
+            self.counts
+                .failures
+                .get_or_create(&[("route", route)])
+                .inc();
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded, try again later",
@@ -226,7 +229,13 @@ async fn request_data(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("request id {id:?} is not a number")))?;
     market.weather(ROUTES[1]).await?;
-    let poll = |result| market.counts.polls.get_or_create(&[("result", result)]).inc();
+    let poll = |result| {
+        market
+            .counts
+            .polls
+            .get_or_create(&[("result", result)])
+            .inc()
+    };
     if id == 0 || id > market.issued.load(Ordering::Relaxed) {
         poll("unknown");
         return Err(ApiError::not_found(format!("no request {id}")));
@@ -324,7 +333,7 @@ mod cli {
     /// `POST /register-request` answers `{"id":N}` with unique, increasing ids;
     /// `GET /request-data/{id}` answers `{"sold":true}` for an even id and `{"sold":false}` for an
     /// odd one; unknown ids get 404, malformed ones 400, other methods 405, always with a JSON body.
-    /// `--latency` and `--fail-rate` play the overloaded server. Idle, slow and excess connections
+    /// `GET /metrics` is the Prometheus exposition. `--latency` and `--fail-rate` play the overloaded server. Idle, slow and excess connections
     /// are closed (`--header-timeout`, `--idle-timeout`, `--max-connections`). SIGTERM/SIGINT stop it
     /// gracefully.
     #[derive(Parser, Debug)]

@@ -298,12 +298,9 @@ impl Collector for Http {
                     .collect();
                 let sum = cells.sum(base + LATENCY_BUCKETS.len() + 1) as f64 / 1e6;
                 let labels = [("route", *route)];
-                family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-                    sum,
-                    count,
-                    &buckets,
-                    None,
-                )?;
+                family
+                    .encode_family(&labels)?
+                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
             }
         }
         encode_gauge(
@@ -388,20 +385,22 @@ impl Metrics {
                 async move { exposition(&metrics) }
             }),
         )
-        .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let http = http.clone();
-            async move {
-                let route = request.extensions().get::<MatchedPath>().cloned();
-                let start = Instant::now();
-                let response = next.run(request).await;
-                http.observe(
-                    route.as_ref().map(MatchedPath::as_str),
-                    response.status(),
-                    start.elapsed(),
-                );
-                response
-            }
-        }))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let http = http.clone();
+                async move {
+                    let route = request.extensions().get::<MatchedPath>().cloned();
+                    let start = Instant::now();
+                    let response = next.run(request).await;
+                    http.observe(
+                        route.as_ref().map(MatchedPath::as_str),
+                        response.status(),
+                        start.elapsed(),
+                    );
+                    response
+                }
+            },
+        ))
     }
 }
 
@@ -446,8 +445,16 @@ mod tests {
     fn the_exposition_names_routes_by_template() {
         let metrics = Metrics::new(&["/report/{name}"]).unwrap();
         let http = metrics.http().clone();
-        http.observe(Some("/report/{name}"), StatusCode::OK, Duration::from_millis(3));
-        http.observe(Some("/report/{name}"), StatusCode::OK, Duration::from_millis(30));
+        http.observe(
+            Some("/report/{name}"),
+            StatusCode::OK,
+            Duration::from_millis(3),
+        );
+        http.observe(
+            Some("/report/{name}"),
+            StatusCode::OK,
+            Duration::from_millis(30),
+        );
         http.observe(None, StatusCode::NOT_FOUND, Duration::from_micros(10));
         http.opened();
         http.refused();
