@@ -302,3 +302,79 @@ fn every_exposition_passes_promtool() {
         );
     }
 }
+
+/// The value of one series (`name{labels}` exactly as the exposition writes it) in `text`.
+fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Poll the relay's `/metrics` (a new connection each time, so any worker may answer) until
+/// `name` reads `expected`.
+fn wait_for_series(relay: &Daemon, name: &str, expected: f64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = ureq::get(&format!("{}/metrics", relay.url()))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let got = series(&text, name);
+        if got == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: expected {expected}, the relay says {got:?}\n{}",
+            relay.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Refused frames by reason, and each worker's Redis coming back, whichever worker answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_redis_reconnects_are_counted_for_the_relay() {
+    let port = common::free_port();
+    let redis = Daemon::redis_on(port);
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    let relay = Daemon::ours(
+        CHAT,
+        &[
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis",
+            &redis_url,
+            "--max-message",
+            "64",
+        ],
+    );
+    wait_for_workers(&relay, 2);
+    let url = format!("ws://{}/chat", relay.addr);
+    let (mut binary, _) = connect(&url).await;
+    binary.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    let (mut big, _) = connect(&url).await;
+    big.send(Message::text("x".repeat(100))).await.unwrap();
+    let (mut invalid, _) = connect(&url).await;
+    invalid.send(Message::text("[1,2]")).await.unwrap();
+    assert!(next_json(&mut invalid).await["error"].is_string());
+    let refused = "chat_relay_frames_refused_total{reason=";
+    wait_for_series(&relay, &format!("{refused}\"binary\"}}"), 1.0);
+    wait_for_series(&relay, &format!("{refused}\"too_big\"}}"), 1.0);
+    wait_for_series(&relay, &format!("{refused}\"invalid\"}}"), 1.0);
+    // The two closed clients left; the one still here is counted once, by whichever worker.
+    wait_for_series(&relay, "chat_relay_clients_connected", 1.0);
+
+    drop(redis);
+    let deadline = Instant::now() + WAIT;
+    while relay.stderr_text().matches("reconnecting").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", relay.stderr_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for_series(&relay, "chat_relay_redis_reconnects_total", 0.0);
+    let _redis = Daemon::redis_on(port);
+    wait_for_series(&relay, "chat_relay_redis_reconnects_total", 2.0);
+}
