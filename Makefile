@@ -12,7 +12,7 @@ release:
 	$(CARGO) build --release
 
 # System packages the tests start for real: memcached, redis-server, chromium (+ its driver).
-TEST_PACKAGES := memcached redis-server chromium chromium-driver jq mandoc
+TEST_PACKAGES := memcached redis-server chromium chromium-driver prometheus jq mandoc
 test-deps:
 	@missing=""; for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

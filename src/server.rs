@@ -16,6 +16,8 @@
 //! - Connections are served by [`conn`]: a header-read, a body and an idle timeout, and a cap on
 //!   open connections below the open-file limit ([`HttpArgs`], flattened into every server's
 //!   flags).
+//! - Every server answers `GET /metrics` in the Prometheus text format ([`metrics`]): requests by
+//!   route and status, latency, connections, and the program's own metrics.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
@@ -29,7 +31,9 @@ use crate::runner::warn;
 use crate::stop::Stopped;
 
 pub mod conn;
+pub mod metrics;
 pub use conn::{HttpArgs, Limits as HttpLimits};
+pub use metrics::Metrics;
 
 /// Bind `addr` (e.g. `127.0.0.1:0`) and announce the bound address on stderr.
 pub fn bind(addr: &str) -> Result<StdListener> {
@@ -68,14 +72,16 @@ pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serve `app` on `listener` under `http`'s limits until `stop` resolves, then let in-flight
-/// requests finish for up to [`DEFAULT_GRACE`] and return why it stopped.
+/// requests finish for up to [`DEFAULT_GRACE`] and return why it stopped. `metrics` adds
+/// `GET /metrics` to `app` and counts its requests and connections ([`metrics`]).
 pub async fn serve(
     listener: StdListener,
     app: Router,
     stop: impl Future<Output = Stopped> + Send + 'static,
     http: HttpLimits,
+    metrics: Metrics,
 ) -> Result<Stopped> {
-    serve_with_grace(listener, app, stop, DEFAULT_GRACE, http).await
+    serve_with_grace(listener, app, stop, DEFAULT_GRACE, http, metrics).await
 }
 
 /// Like [`serve`] with a chosen grace period.
@@ -85,10 +91,11 @@ pub async fn serve_with_grace(
     stop: impl Future<Output = Stopped> + Send + 'static,
     grace: std::time::Duration,
     http: HttpLimits,
+    metrics: Metrics,
 ) -> Result<Stopped> {
     let listener = tokio::net::TcpListener::from_std(listener)
         .map_err(|e| Error::io("registering the listener", e))?;
-    serve_on(listener, app, stop, grace, http).await
+    serve_on(listener, app, stop, grace, http, metrics).await
 }
 
 /// Serve on any axum [`Listener`](axum::serve::Listener) (chat-relay's workers use one that shares
@@ -103,13 +110,15 @@ pub async fn serve_on<L>(
     stop: impl Future<Output = Stopped> + Send + 'static,
     grace: std::time::Duration,
     http: HttpLimits,
+    metrics: Metrics,
 ) -> Result<Stopped>
 where
     L: axum::serve::Listener,
     L::Io: std::os::fd::AsFd,
     L::Addr: Clone + Send + Sync + 'static,
 {
-    conn::serve(listener, app, http, stop, grace).await
+    let counts = metrics.http().clone();
+    conn::serve(listener, metrics.instrument(app), http, stop, grace, counts).await
 }
 
 /// Raise the open-file limit to its hard maximum (servers with many clients need it).

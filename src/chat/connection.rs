@@ -31,6 +31,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::message::{self, RateLimit, UserId, Verdict};
+use super::metrics::{Refused, Relay};
 use super::room::Batch;
 use super::worker::{Seat, Worker};
 use super::ws::{self, code, Incoming};
@@ -56,6 +57,8 @@ enum Private {
 enum WriterEnd {
     /// Send this close frame, then end.
     Close(Bytes),
+    /// More than `--queue` messages wait: close with 1008 and count the drop.
+    TooSlow,
     /// The socket failed or the room is gone: nothing more to say.
     Gone,
 }
@@ -77,6 +80,7 @@ pub async fn session(
         private_rx,
         worker.shutdown(),
         worker.limits.queue,
+        &worker.metrics,
     );
     tokio::pin!(writer);
     tokio::select! {
@@ -105,6 +109,7 @@ async fn read_loop(
         let text = match reader.next().await {
             Incoming::Text(text) => text,
             Incoming::Binary => {
+                worker.metrics.refused(Refused::Binary);
                 let _ = private
                     .send(close(code::UNSUPPORTED, "binary frames are not accepted"))
                     .await;
@@ -123,6 +128,11 @@ async fn read_loop(
                 return true;
             }
             Incoming::Fail(code, reason) => {
+                worker.metrics.refused(match code {
+                    code::SIZE => Refused::TooBig,
+                    code::INVALID => Refused::NotUtf8,
+                    _ => Refused::Protocol,
+                });
                 let _ = private.send(close(code, reason)).await;
                 return true;
             }
@@ -131,6 +141,7 @@ async fn read_loop(
         match rate.check(Instant::now()) {
             Verdict::Allow => {}
             Verdict::Refuse => {
+                worker.metrics.refused(Refused::RateLimit);
                 let why = format!(
                     "rate limit ({} messages/s): message dropped; wait {} ms",
                     limits.rate,
@@ -140,6 +151,7 @@ async fn read_loop(
                 continue;
             }
             Verdict::Disconnect => {
+                worker.metrics.refused(Refused::RateLimit);
                 let _ = private
                     .send(close(code::POLICY, "rate limit exceeded"))
                     .await;
@@ -149,6 +161,7 @@ async fn read_loop(
         match message::stamp(&text, &user) {
             Ok(said) => worker.say(said),
             Err(refusal) => {
+                worker.metrics.refused(Refused::Invalid);
                 let _ = private.try_send(error(refusal));
             }
         }
@@ -167,6 +180,7 @@ async fn write_loop(
     mut private: mpsc::Receiver<Private>,
     mut shutdown: watch::Receiver<bool>,
     queue: usize,
+    metrics: &Relay,
 ) {
     // Bytes taken for the socket and not yet written, in order (the front may be a part).
     let mut unsent = VecDeque::new();
@@ -177,8 +191,19 @@ async fn write_loop(
         &mut shutdown,
         queue,
         &mut unsent,
+        metrics,
     )
     .await;
+    let end = match end {
+        WriterEnd::TooSlow => {
+            metrics.slow_client_dropped();
+            WriterEnd::Close(ws::close_frame(
+                code::POLICY,
+                "too slow: outbound queue full",
+            ))
+        }
+        end => end,
+    };
     if let WriterEnd::Close(frame) = end {
         // After the rest of a frame cut short, never inside it.
         unsent.push_back(frame);
@@ -191,12 +216,19 @@ async fn write_loop(
 struct Backlog {
     batches: Vec<Bytes>,
     messages: usize,
+    /// Of `messages`, those from the room (not this client's error frames and pongs).
+    said: usize,
 }
 
 impl Backlog {
     fn push(&mut self, batch: &Batch) {
         self.messages += batch.len();
         self.batches.push(batch.frames().clone());
+    }
+
+    fn push_said(&mut self, batch: &Batch) {
+        self.said += batch.len();
+        self.push(batch);
     }
 
     fn is_empty(&self) -> bool {
@@ -234,7 +266,7 @@ async fn next_event(
         },
         batch = room.recv() => match batch {
             Ok(batch) => {
-                backlog.push(&batch);
+                backlog.push_said(&batch);
                 Event::Queued
             }
             Err(broadcast::error::RecvError::Lagged(_)) => Event::End(too_slow()),
@@ -250,6 +282,7 @@ async fn pump(
     shutdown: &mut watch::Receiver<bool>,
     queue: usize,
     unsent: &mut VecDeque<Bytes>,
+    metrics: &Relay,
 ) -> WriterEnd {
     let mut waiting = Backlog::default();
     loop {
@@ -261,7 +294,7 @@ async fn pump(
         // Take every batch that is already there, so one write carries them all.
         loop {
             match room.try_recv() {
-                Ok(batch) => waiting.push(&batch),
+                Ok(batch) => waiting.push_said(&batch),
                 Err(broadcast::error::TryRecvError::Lagged(_)) => return too_slow(),
                 Err(_) => break,
             }
@@ -271,6 +304,8 @@ async fn pump(
         }
         unsent.extend(waiting.batches.drain(..).filter(|b| !b.is_empty()));
         waiting.messages = 0;
+        // One add per write, however many messages it carries.
+        metrics.delivered(std::mem::take(&mut waiting.said) as u64);
         let write = write_out(sink, unsent);
         tokio::pin!(write);
         // While the socket takes its time, keep collecting; past the bound the client is too slow.
@@ -326,8 +361,5 @@ async fn write_out(sink: &mut ws::WriteSide, unsent: &mut VecDeque<Bytes>) -> st
 }
 
 fn too_slow() -> WriterEnd {
-    WriterEnd::Close(ws::close_frame(
-        code::POLICY,
-        "too slow: outbound queue full",
-    ))
+    WriterEnd::TooSlow
 }

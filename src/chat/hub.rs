@@ -31,6 +31,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use super::balance::Loads;
 use super::link::{self, Outbox};
 use super::message::{self, UserId};
+use super::metrics::Relay;
 use super::worker::{self, WorkerStart};
 use super::Config;
 use crate::error::{Error, Result};
@@ -82,6 +83,7 @@ struct Hub {
     instance: String,
     page: Arc<str>,
     loads: Arc<Loads>,
+    metrics: Relay,
     stopping: Option<(Stopped, Instant)>,
     /// Bad stdin lines, for the exit status (counted here once stdin has ended).
     bad_stdin: u64,
@@ -123,6 +125,7 @@ pub fn run(
         instance,
         page,
         loads: Arc::new(Loads::new(config_workers)?),
+        metrics: Relay::new(config_workers)?,
         stopping: None,
         bad_stdin: 0,
     };
@@ -209,6 +212,7 @@ impl Hub {
                     reporter: i == 0,
                     page: self.page.clone(),
                     loads: self.loads.clone(),
+                    metrics: self.metrics.slot(i),
                 })))
             }
             ForkResult::Parent { child } => {
@@ -369,6 +373,7 @@ impl Hub {
             slot.pid = None;
             slot.link = None;
             self.loads.down(slot.index);
+            self.metrics.worker_ended(slot.index, !stopping);
             if stopping {
                 continue;
             }

@@ -26,13 +26,15 @@
 //! - [`connection`]: one client's session and the slow-client, size and rate policies;
 //! - [`ws`]: the WebSocket layer: the handshake, the client's frames, frames encoded once;
 //! - [`redis_bus`]: the Redis pub/sub backend with reconnect and backoff;
-//! - [`message`]: the pure core: user ids, stamping, bot lines, the rate limiter.
+//! - [`message`]: the pure core: user ids, stamping, bot lines, the rate limiter;
+//! - [`metrics`]: what `GET /metrics` reports, for all the workers together.
 
 pub mod balance;
 pub mod connection;
 pub mod hub;
 pub mod link;
 pub mod message;
+pub mod metrics;
 pub mod redis_bus;
 pub mod room;
 pub mod worker;
@@ -155,8 +157,8 @@ mod cli {
     /// processes that accept on it, replaces any that die, and relays messages between them over Unix
     /// sockets; with `--redis` the room goes through Redis pub/sub instead, so relays on several
     /// machines are one room. Each stdin line is said by the relay's bot user; every message in the
-    /// room is written to stdout as one JSON line. SIGTERM closes every client with a close frame and
-    /// exits 0.
+    /// room is written to stdout as one JSON line. GET /metrics is the Prometheus exposition, for all
+    /// the workers together. SIGTERM closes every client with a close frame and exits 0.
     #[derive(Parser, Debug)]
     #[command(
         name = "chat-relay",

@@ -37,6 +37,8 @@ pub struct Bus {
     pub room: Arc<Room>,
     /// Where to report messages from other instances (the reporter worker only).
     pub report: Option<mpsc::Sender<Bytes>>,
+    /// Where reconnects are counted.
+    pub metrics: super::metrics::Relay,
 }
 
 /// Start the bus; returns the queue of messages to publish.
@@ -54,6 +56,7 @@ impl Bus {
             let lost = match self.connect().await {
                 Ok((pubsub, publisher)) => {
                     if was_down {
+                        self.metrics.redis_reconnected();
                         warn(format_args!("worker {}: redis: connected again", self.slot));
                     }
                     was_down = false;

@@ -27,6 +27,7 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use super::balance::{BalancedListener, Loads};
 use super::link;
 use super::message::UserId;
+use super::metrics::Relay;
 use super::redis_bus;
 use super::room::{Batch, Room};
 use super::{connection, ws, Limits};
@@ -59,6 +60,8 @@ pub struct WorkerStart {
     pub page: Arc<str>,
     /// Connections per worker, shared by all of them (see [`super::balance`]).
     pub loads: Arc<Loads>,
+    /// The relay's metrics, this worker's slot of them.
+    pub metrics: Relay,
 }
 
 /// The worker's shared state, one per process.
@@ -73,11 +76,13 @@ pub struct Worker {
     shutdown: watch::Receiver<bool>,
     random: File,
     page: Arc<str>,
+    pub metrics: Relay,
 }
 
 impl Worker {
     /// A local client said this (already stamped): to our clients, and to the rest of the room.
     pub fn say(&self, said: String) {
+        self.metrics.received();
         let mut up = Vec::with_capacity(said.len() + 2);
         up.push(link::SAID);
         up.extend_from_slice(said.as_bytes());
@@ -118,6 +123,7 @@ pub struct Seat(Arc<Worker>);
 
 impl Drop for Seat {
     fn drop(&mut self) {
+        self.0.metrics.left();
         if self.0.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.closed.notify_waiters();
         }
@@ -158,6 +164,7 @@ async fn serve(
             slot: start.slot,
             room: room.clone(),
             report: start.reporter.then(|| uplink.clone()),
+            metrics: start.metrics.clone(),
         })
     });
     let http = start.http.limits()?;
@@ -173,6 +180,7 @@ async fn serve(
         shutdown,
         random,
         page: start.page,
+        metrics: start.metrics.clone(),
     });
     let hub_gone = tokio::spawn(read_downlink(from_hub, worker.clone()));
     let app = Router::new()
@@ -194,7 +202,8 @@ async fn serve(
     };
     warn(format_args!("worker {} (pid {pid}) serving", start.slot));
     let listener = BalancedListener::new(start.listener, start.loads, start.slot)?;
-    let why = server::serve_on(listener, app, stop, server::DEFAULT_GRACE, http).await?;
+    let metrics = start.metrics.metrics();
+    let why = server::serve_on(listener, app, stop, server::DEFAULT_GRACE, http, metrics).await?;
     // Every session got the shutdown word and sends its close frame; give them a moment.
     let all_closed = async {
         loop {
@@ -238,6 +247,7 @@ async fn join(State(worker): State<Arc<Worker>>, request: Request) -> Response {
     // The worker's connection cap (`--max-connections`) is the server's: every socket counts,
     // WebSockets included, and one over it was answered 503 before it came here.
     worker.connections.fetch_add(1, Ordering::AcqRel);
+    worker.metrics.joined();
     let seat = Seat(worker.clone());
     let user = match worker.new_user() {
         Ok(user) => user,

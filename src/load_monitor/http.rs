@@ -8,6 +8,9 @@
 //! | `GET /report/<name>`, `GET /servers/<name>/load` | 200 the report (JSON) |
 //! | `GET /servers` | 200 `{"servers":[names, sorted]}` |
 //! | `GET /stats` | 200 counts: servers, accepted and refused records, the clock |
+//! | `GET /` | 200 the dashboard's list of servers (HTML, [`super::dashboard`]) |
+//! | `GET /dashboard/<name>` | 200 one server's live charts (HTML) |
+//! | `GET /metrics` | 200 the Prometheus exposition ([`super::metrics`]) |
 //!
 //! Errors are `{"error":"…"}`: 400 for a body or name that is not a valid record (nothing is
 //! stored), 404 for an unknown server or route, 405 for a wrong method, 413 for a body over the
@@ -30,14 +33,15 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use super::metrics::Watch;
 use super::store::Rejected;
-use super::{check_name, parse_record, Config, Report, Store};
+use super::{check_name, dashboard, parse_record, Config, Report, Store};
 use crate::error::Result;
 use crate::runner::warn;
 use crate::server::{self, ApiError, ClientAddr};
@@ -55,8 +59,39 @@ const MAX_LISTED_ERRORS: usize = 100;
 
 type Shared = Arc<Store>;
 
+/// The routes' state: the store, and what `/metrics` counts that the store does not.
+#[derive(Clone)]
+struct App {
+    store: Shared,
+    watch: Watch,
+}
+
+impl FromRef<App> for Shared {
+    fn from_ref(app: &App) -> Shared {
+        app.store.clone()
+    }
+}
+
+/// The routes' templates, as the HTTP metrics label them.
+const ROUTES: [&str; 9] = [
+    "/addserver",
+    "/servers/{name}/load",
+    "/records",
+    "/report/{name}",
+    "/servers",
+    "/stats",
+    "/",
+    "/dashboard/{name}",
+    "/dashboard/assets/{file}",
+];
+
 /// The router over a store (tests and embedders can serve it themselves).
 pub fn router(store: Shared) -> Router {
+    router_with(store, Watch::default())
+}
+
+fn router_with(store: Shared, watch: Watch) -> Router {
+    let app = App { store, watch };
     Router::new()
         .route("/addserver", post(add_server))
         .route("/servers/{name}/load", post(add_load).get(report))
@@ -67,10 +102,13 @@ pub fn router(store: Shared) -> Router {
         .route("/report/{name}", get(report))
         .route("/servers", get(names))
         .route("/stats", get(stats))
+        .route("/", get(dashboard::index))
+        .route("/dashboard/{name}", get(dashboard::page))
+        .route("/dashboard/assets/{file}", get(dashboard::asset))
         .fallback(server::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(store)
+        .with_state(app)
 }
 
 /// Serve until SIGTERM/SIGINT, loading and saving the snapshot around it.
@@ -89,6 +127,13 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
         }
     }
     let store = Arc::new(store);
+    let watch = Watch::default();
+    if config.snapshot.is_some() {
+        // What was loaded is on disk: the snapshot is as fresh as the process.
+        watch.snapshots.saved(None);
+    }
+    let mut metrics = server::Metrics::new(&ROUTES)?;
+    watch.register(&mut metrics, store.clone());
     let threads = match config.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -104,15 +149,17 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
                 store.clone(),
                 path.clone(),
                 config.snapshot_every.std(),
+                watch.clone(),
             ));
         }
         tokio::spawn(forget_every_minute(store.clone()));
         server::serve_with_grace(
             listener,
-            router(store.clone()),
+            router_with(store.clone(), watch.clone()),
             stop.wait(),
             config.shutdown_grace.std(),
             http,
+            metrics,
         )
         .await
     })?;
@@ -141,16 +188,28 @@ pub fn serve(config: &Config, addr: &str, store: Store) -> Result<()> {
 
 /// Save the snapshot every `every`, on a blocking thread so requests never wait for the disk. A
 /// failed save is reported and tried again at the next tick; the server keeps serving.
-async fn save_every(store: Shared, path: std::path::PathBuf, every: std::time::Duration) {
+async fn save_every(
+    store: Shared,
+    path: std::path::PathBuf,
+    every: std::time::Duration,
+    watch: Watch,
+) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let (store, path) = (store.clone(), path.clone());
+        let start = std::time::Instant::now();
         match tokio::task::spawn_blocking(move || store.save(&path)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn(format_args!("{e}")),
-            Err(e) => warn(format_args!("saving the snapshot: {e}")),
+            Ok(Ok(_)) => watch.snapshots.saved(Some(start.elapsed())),
+            Ok(Err(e)) => {
+                watch.snapshots.failed();
+                warn(format_args!("{e}"));
+            }
+            Err(e) => {
+                watch.snapshots.failed();
+                warn(format_args!("saving the snapshot: {e}"));
+            }
         }
     }
 }
@@ -169,43 +228,51 @@ async fn forget_every_minute(store: Shared) {
 }
 
 async fn add_server(
-    State(store): State<Shared>,
+    State(app): State<App>,
     ClientAddr(client): ClientAddr,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<&'static str, ApiError> {
-    store_record(&store, body, None, client)?;
+    store_record(&app, body, None, client)?;
     Ok("OK")
 }
 
 async fn add_load(
-    State(store): State<Shared>,
+    State(app): State<App>,
     ClientAddr(client): ClientAddr,
     Path(name): Path<String>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<StatusCode, ApiError> {
-    check_name(&name).map_err(ApiError::bad_request)?;
-    store_record(&store, body, Some(&name), client)?;
+    if let Err(e) = check_name(&name) {
+        app.watch.invalid.inc();
+        return Err(ApiError::bad_request(e));
+    }
+    store_record(&app, body, Some(&name), client)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Many records in one request, one per line: each is stored or refused on its own, as the stdin
 /// face treats lines, and the answer counts both and describes the first refusals.
 async fn add_records(
-    State(store): State<Shared>,
+    State(app): State<App>,
     ClientAddr(client): ClientAddr,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<Json<serde_json::Value>, ApiError> {
+    let store = &app.store;
     let body = body_text(body, MAX_BULK)?;
     let (mut accepted, mut refused, mut errors) = (0u64, 0u64, Vec::new());
     for (i, line) in body.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let outcome = parse_record(line, None).and_then(|record| {
-            store
-                .add_from(&record, client.map(|a| a.ip()))
-                .map_err(|why| why.to_string())
-        });
+        let outcome = parse_record(line, None)
+            .inspect_err(|_| {
+                app.watch.invalid.inc();
+            })
+            .and_then(|record| {
+                store
+                    .add_from(&record, client.map(|a| a.ip()))
+                    .map_err(|why| why.to_string())
+            });
         match outcome {
             Ok(()) => accepted += 1,
             Err(error) => {
@@ -242,19 +309,23 @@ fn body_text(
 }
 
 fn store_record(
-    store: &Store,
+    app: &App,
     body: std::result::Result<Bytes, BytesRejection>,
     name: Option<&str>,
     client: Option<SocketAddr>,
 ) -> std::result::Result<(), ApiError> {
-    let text = body_text(body, MAX_BODY)?;
-    if text.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "the request body is empty; send a JSON record",
-        ));
-    }
-    let record = parse_record(&text, name).map_err(ApiError::bad_request)?;
-    store
+    let record = body_text(body, MAX_BODY).and_then(|text| {
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "the request body is empty; send a JSON record",
+            ));
+        }
+        parse_record(&text, name).map_err(ApiError::bad_request)
+    });
+    let record = record.inspect_err(|_| {
+        app.watch.invalid.inc();
+    })?;
+    app.store
         .add_from(&record, client.map(|a| a.ip()))
         .map_err(|why| {
             let status = match why {

@@ -32,9 +32,12 @@
 //!   address adds at most `--max-new-servers` new servers a minute ([`store`]).
 //!
 //! Layers, one file each: [`ring`] (the pure per-server rings) → [`store`] (sharded shared state,
-//! clock, cap, snapshots) → [`http`] (routes) and [`pipe`] (the stdin face).
+//! clock, cap, snapshots) → [`http`] (routes; [`dashboard`], the HTML pages; [`metrics`], what
+//! `/metrics` adds) and [`pipe`] (the stdin face).
 
+pub mod dashboard;
 pub mod http;
+pub mod metrics;
 pub mod pipe;
 pub mod ring;
 pub mod store;
@@ -429,7 +432,8 @@ mod cli {
     ///
     /// With --listen it is an HTTP service compatible with the original one: POST /addserver with
     /// {"server","cpu","ram","dt"}, GET /report/<name>; also POST|GET /servers/<name>/load,
-    /// GET /servers and GET /stats. Without --listen it reads the same records as JSON lines and
+    /// GET /servers, GET /stats, GET /metrics (Prometheus) and a dashboard in the browser at GET /
+    /// (live charts at /dashboard/<name>). Without --listen it reads the same records as JSON lines and
     /// prints one report line per server (sorted by name) at the end of input, and every --every.
     /// Memory per server is fixed (60 minute and 24 hour buckets); records outside the last 24
     /// hours are refused and counted; a server with nothing left in the day is forgotten.

@@ -9,6 +9,7 @@
 //! | another method on a route | `405 {"error":"…"}` with `Allow` |
 //! | a body over 2 MiB | `413 {"error":"…"}` |
 //! | `GET /health` | `200 {"issued":N}` |
+//! | `GET /metrics` | `200`, the Prometheus exposition ([`crate::server::metrics`] and below) |
 //!
 //! - The state is one counter: whether an id exists is `1 <= id <= issued`, so memory does not grow
 //!   with the number of requests served.
@@ -20,6 +21,9 @@
 //!   its delay, nothing else waits on it; idle, slow and excess connections are closed by the
 //!   shared connection limits ([`crate::server::conn`]: `--header-timeout`, `--body-timeout`,
 //!   `--idle-timeout`, `--max-connections`).
+//! - Metrics: `price_api_registrations_total` (ids issued), `price_api_polls_total{result}`
+//!   (`sold`, `unsold`, `unknown` for an id never issued), `price_api_injected_failures_total{route}`
+//!   (the 503s of `--fail-rate`), besides the HTTP ones every server has.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +34,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -79,7 +85,20 @@ struct Market {
     latency: Option<LatencyRange>,
     fail_rate: f64,
     dice: AtomicU64,
+    counts: Counts,
 }
+
+/// What `/metrics` reports beyond the HTTP metrics every server has.
+#[derive(Default, Clone)]
+struct Counts {
+    /// Polls by result: `sold`, `unsold`, `unknown`.
+    polls: Family<[(&'static str, &'static str); 1], Counter>,
+    /// `--fail-rate`'s refusals by route.
+    failures: Family<[(&'static str, &'static str); 1], Counter>,
+}
+
+/// The routes' templates, as the HTTP metrics label them.
+const ROUTES: [&str; 3] = ["/register-request", "/request-data/{id}", "/health"];
 
 impl Market {
     /// A uniform random number in [0, 1), from a lock-free SplitMix64 sequence.
@@ -94,8 +113,8 @@ impl Market {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Play the overloaded server: wait a while, and maybe refuse.
-    async fn weather(&self) -> std::result::Result<(), ApiError> {
+    /// Play the overloaded server: wait a while, and maybe refuse (on `route`, for the count).
+    async fn weather(&self, route: &'static str) -> std::result::Result<(), ApiError> {
         if let Some(range) = self.latency {
             let spread = (range.max - range.min).as_secs_f64();
             let delay = range.min + std::time::Duration::from_secs_f64(spread * self.roll());
@@ -104,6 +123,10 @@ impl Market {
             }
         }
         if self.fail_rate > 0.0 && self.roll() < self.fail_rate {
+            self.counts
+                .failures
+                .get_or_create(&[("route", route)])
+                .inc();
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded, try again later",
@@ -123,22 +146,43 @@ pub fn run(config: &Config) -> Result<()> {
     // before the runtime starts its threads.
     let stop = Stop::listen()?;
     let runtime = server::runtime(config.threads)?;
-    let app = router(config);
+    let mut metrics = server::Metrics::new(&ROUTES)?;
+    let app = router_with(config, Some(&mut metrics));
     let stop = runtime.block_on(async {
         let listener = server::bind(&config.listen)?;
-        server::serve(listener, app, stop.wait(), http).await
+        server::serve(listener, app, stop.wait(), http, metrics).await
     })?;
     stop.into_result()
 }
 
 /// The routes and their state (tests serve it in-process).
 pub fn router(config: &Config) -> Router {
+    router_with(config, None)
+}
+
+/// The routes, with price-api's own metrics registered in `metrics` when given.
+fn router_with(config: &Config, metrics: Option<&mut server::Metrics>) -> Router {
     let market = Arc::new(Market {
         issued: AtomicU64::new(0),
         latency: config.latency,
         fail_rate: config.fail_rate,
         dice: AtomicU64::new(config.seed),
+        counts: Counts::default(),
     });
+    if let Some(metrics) = metrics {
+        let registry = metrics.registry();
+        registry.register_collector(Box::new(Registrations(market.clone())));
+        registry.register(
+            "price_api_polls",
+            "GET /request-data answers by result: sold, unsold, unknown (never issued).",
+            market.counts.polls.clone(),
+        );
+        registry.register(
+            "price_api_injected_failures",
+            "Requests answered 503 by --fail-rate, by route.",
+            market.counts.failures.clone(),
+        );
+    }
     Router::new()
         .route(
             "/register-request",
@@ -174,7 +218,7 @@ async fn register(
         serde_json::from_slice::<serde::de::IgnoredAny>(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     }
-    market.weather().await?;
+    market.weather(ROUTES[0]).await?;
     let id = market.issued.fetch_add(1, Ordering::Relaxed) + 1;
     Ok(json_body(format!("{{\"id\":{id}}}")))
 }
@@ -186,15 +230,49 @@ async fn request_data(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("request id {id:?} is not a number")))?;
-    market.weather().await?;
+    market.weather(ROUTES[1]).await?;
+    let poll = |result| {
+        market
+            .counts
+            .polls
+            .get_or_create(&[("result", result)])
+            .inc()
+    };
     if id == 0 || id > market.issued.load(Ordering::Relaxed) {
+        poll("unknown");
         return Err(ApiError::not_found(format!("no request {id}")));
     }
     Ok(json_body(if id.is_multiple_of(2) {
+        poll("sold");
         r#"{"sold":true}"#
     } else {
+        poll("unsold");
         r#"{"sold":false}"#
     }))
+}
+
+/// `price_api_registrations_total`: the ids issued, read from the counter itself at each scrape.
+#[derive(Debug)]
+struct Registrations(Arc<Market>);
+
+impl std::fmt::Debug for Market {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Market").finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for Registrations {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        server::metrics::encode_counter(
+            &mut encoder,
+            "price_api_registrations",
+            "Requests registered (ids issued) by POST /register-request.",
+            self.0.issued.load(Ordering::Relaxed),
+        )
+    }
 }
 
 async fn health(State(market): State<Arc<Market>>) -> Json<serde_json::Value> {
@@ -235,6 +313,7 @@ mod tests {
             latency: None,
             fail_rate: 0.0,
             dice: AtomicU64::new(7),
+            counts: Counts::default(),
         };
         let rolls: Vec<f64> = (0..10_000).map(|_| market.roll()).collect();
         assert!(rolls.iter().all(|r| (0.0..1.0).contains(r)));
@@ -256,7 +335,7 @@ mod cli {
     /// `POST /register-request` answers `{"id":N}` with unique, increasing ids;
     /// `GET /request-data/{id}` answers `{"sold":true}` for an even id and `{"sold":false}` for an
     /// odd one; unknown ids get 404, malformed ones 400, other methods 405, always with a JSON body.
-    /// `--latency` and `--fail-rate` play the overloaded server. Idle, slow and excess connections
+    /// `GET /metrics` is the Prometheus exposition. `--latency` and `--fail-rate` play the overloaded server. Idle, slow and excess connections
     /// are closed (`--header-timeout`, `--idle-timeout`, `--max-connections`). SIGTERM/SIGINT stop it
     /// gracefully.
     #[derive(Parser, Debug)]

@@ -195,9 +195,10 @@ struct Counts {
 }
 
 /// State shared by the accept loop and every connection of one server.
-#[derive(Default)]
 struct Shared {
     open: AtomicUsize,
+    /// The exposition's view of the same connections (`http_open_connections`, refusals).
+    metrics: Arc<super::metrics::Http>,
     counts: Counts,
     /// When refusals were last reported, and how many had been by then.
     reported: Mutex<Option<(Instant, u64)>>,
@@ -229,6 +230,7 @@ struct Seat(Arc<Shared>);
 impl Drop for Seat {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.closed();
     }
 }
 
@@ -240,13 +242,19 @@ pub async fn serve<L>(
     limits: Limits,
     stop: impl Future<Output = Stopped>,
     grace: Duration,
+    metrics: Arc<super::metrics::Http>,
 ) -> Result<Stopped>
 where
     L: axum::serve::Listener,
     L::Io: AsFd,
     L::Addr: Clone + Send + Sync + 'static,
 {
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        open: AtomicUsize::new(0),
+        metrics,
+        counts: Counts::default(),
+        reported: Mutex::new(None),
+    });
     let refusals = Arc::new(tokio::sync::Semaphore::new(limits.max_refusing));
     let (shutdown, connections) = watch::channel(false);
     tokio::pin!(stop);
@@ -256,6 +264,7 @@ where
             (io, peer) = listener.accept() => {
                 if shared.open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
                     shared.open.fetch_sub(1, Ordering::AcqRel);
+                    shared.metrics.refused();
                     shared.refused(limits.max_connections);
                     // At the cap, the next connections wait in the kernel's queue while this
                     // one waits for a refusal to end (they end within a second).
@@ -270,6 +279,7 @@ where
                     continue;
                 }
                 shared.counts.accepted.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.opened();
                 let seat = Seat(shared.clone());
                 tokio::spawn(connection(
                     io,

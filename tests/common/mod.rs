@@ -301,6 +301,11 @@ pub fn spawn<S: AsRef<std::ffi::OsStr>>(exe: &str, args: impl IntoIterator<Item 
         .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"))
 }
 
+/// Headless Chromium over WebDriver.
+pub mod browser;
+/// A real Prometheus server scraping our servers.
+pub mod prometheus;
+
 /// An HTTP client for tests: statuses are answers (not errors), nothing waits over 20 s.
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# metrics-overhead: what scraping chat-relay's GET /metrics every second costs the relay while
+# chat-bench runs 3,000 clients against it. Paired runs, alternating which goes first: the same
+# relay command and chat-bench step without a scraper, and with a curl loop fetching /metrics once
+# a second for the whole step. The figure is the relay's CPU per delivery (chat-bench's
+# server_cpu_us_per_delivery, the relay and its workers together); the claim to check is that
+# scraping adds less than 1 %.
+#
+# Run from the repo root, on a quiet machine, under the shared bench lock:
+#   flock /work/coord/bench.lock benches/metrics-overhead.sh
+# Knobs (environment):
+#   METRICS_BENCH_CLIENTS   clients (default 3000)
+#   METRICS_BENCH_DURATION  chatting time per run (default 30s)
+#   METRICS_BENCH_PAIRS     pairs of runs (default 3)
+#   METRICS_BENCH_WORKERS   relay workers (default 2)
+# Prints each command, every run's JSON line, then the medians and the difference.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REL=target/release
+OUT=bench-out/metrics-overhead
+CLIENTS=${METRICS_BENCH_CLIENTS:-3000}
+DURATION=${METRICS_BENCH_DURATION:-30s}
+PAIRS=${METRICS_BENCH_PAIRS:-3}
+WORKERS=${METRICS_BENCH_WORKERS:-2}
+mkdir -p "$OUT"
+say() { printf '%s\n' "$*" >&2; }
+
+for bin in chat-relay chat-bench; do
+    [ -x "$REL/$bin" ] || cargo build --release --bin "$bin"
+done
+command -v jq >/dev/null || { say "needs jq"; exit 2; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    say "nothing listens on port $1"; return 1
+}
+RELAY=""; SCRAPER=""
+cleanup() {
+    [ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null || true
+    [ -n "$RELAY" ] && kill -TERM "$RELAY" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# One run: a fresh relay, chat-bench for DURATION, with or without the scraper. Prints the
+# relay's CPU per delivery in microseconds.
+run() {
+    local scrape=$1 port line
+    port=$(free_port)
+    "$REL/chat-relay" --workers "$WORKERS" --listen "127.0.0.1:$port" --max-connections 20000 \
+        </dev/null >/dev/null 2>"$OUT/relay-$scrape.err" &
+    RELAY=$!
+    wait_port "$port"
+    if [ "$scrape" = scrape ]; then
+        ( while :; do curl -s -o /dev/null "http://127.0.0.1:$port/metrics"; sleep 1; done ) &
+        SCRAPER=$!
+    fi
+    say "+ chat-bench --url ws://127.0.0.1:$port/chat -n $CLIENTS --duration $DURATION --server-pid $RELAY  # $scrape"
+    line=$("$REL/chat-bench" --url "ws://127.0.0.1:$port/chat" -n "$CLIENTS" \
+        --duration "$DURATION" --server-pid "$RELAY" 2>>"$OUT/bench.err" | tail -1) || true
+    printf '%s %s\n' "$scrape" "$line" >>"$OUT/runs.jsonl"
+    say "$scrape $line"
+    if [ -n "$SCRAPER" ]; then kill "$SCRAPER" 2>/dev/null || true; wait "$SCRAPER" 2>/dev/null || true; SCRAPER=""; fi
+    kill -TERM "$RELAY"; wait "$RELAY" 2>/dev/null || true; RELAY=""
+    printf '%s\n' "$line" | jq -r '.server_cpu_us_per_delivery'
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+say "uptime: $(uptime)"
+: >"$OUT/runs.jsonl"
+plain=(); scraped=()
+for i in $(seq 1 "$PAIRS"); do
+    if [ $((i % 2)) = 1 ]; then
+        plain+=("$(run plain)"); scraped+=("$(run scrape)")
+    else
+        scraped+=("$(run scrape)"); plain+=("$(run plain)")
+    fi
+done
+p=$(printf '%s\n' "${plain[@]}" | median)
+s=$(printf '%s\n' "${scraped[@]}" | median)
+say "uptime: $(uptime)"
+printf 'relay CPU per delivery, median of %s: without scraping %s us, scraping /metrics every 1 s %s us, difference %s %%\n' \
+    "$PAIRS" "$p" "$s" "$(awk -v p="$p" -v s="$s" 'BEGIN {printf "%.2f", (s - p) / p * 100}')"
