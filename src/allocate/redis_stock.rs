@@ -99,17 +99,18 @@ redis.call('SET', KEYS[2], 0)
 return 1
 "#;
 
-/// Split `redis://HOST:PORT/KEY` into the connection URL and the key.
-pub fn split_url(url: &str) -> Result<(String, String)> {
+/// Split `redis://HOST:PORT/KEY`, given as `flag`, into the connection URL and the key (also
+/// `reprice --redis` and `ticker --redis`, whose key is a stream).
+pub fn split_url(flag: &str, url: &str) -> Result<(String, String)> {
     let rest = url
         .strip_prefix("redis://")
-        .ok_or_else(|| Error::usage(format!("--inventory {url}: not a redis:// URL")))?;
+        .ok_or_else(|| Error::usage(format!("{flag} {url}: not a redis:// URL")))?;
     match rest.split_once('/') {
         Some((host, key)) if !host.is_empty() && !key.is_empty() => {
             Ok((format!("redis://{host}/"), key.to_string()))
         }
         _ => Err(Error::usage(format!(
-            "--inventory {url}: give the key as redis://HOST:PORT/KEY"
+            "{flag} {url}: give the key as redis://HOST:PORT/KEY"
         ))),
     }
 }
@@ -355,7 +356,7 @@ pub fn run(config: &Config, url: &str, out: &mut Output<impl Write>) -> Result<(
             "--state is for a file inventory; a redis:// inventory is kept by Redis",
         ));
     }
-    let (conn_url, key) = split_url(url)?;
+    let (conn_url, key) = split_url("--inventory", url)?;
     let keys = Keys::new(&key);
     let mut link = Link::open(&conn_url)?;
     if let Some(path) = &config.seed_from {
