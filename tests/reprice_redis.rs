@@ -96,12 +96,18 @@ impl Loop {
             GROUP,
             "--consumer",
             name,
+            // Long enough that a live consumer slowed down by a loaded machine keeps its entries
+            // (its heartbeat is every 1 s), short enough that a dead one's are claimed soon.
             "--claim-after",
-            "1s",
+            "3s",
             "--books-per-entry",
             "10",
             "--max-entries",
             "16",
+            // A claimed old tick makes a data manager read the 60,000-row CSV again from the
+            // start; a debug build on a loaded machine can take longer than the default 2 s.
+            "--dm-timeout",
+            "20s",
         ];
         args.extend_from_slice(extra);
         let p = Proc::start("reprice", &args, Stdio::null());
@@ -112,12 +118,25 @@ impl Loop {
         p
     }
 
-    fn ticker(&self, count: u64) -> Proc {
-        Proc::start(
-            "ticker",
-            &["5ms", "--count", &count.to_string(), "--redis", &self.url()],
-            Stdio::null(),
-        )
+    /// Append ticks 1..=count to the stream as `ticker --redis` does (fields `tick`, `at`,
+    /// `line`), one every 2 ms from a thread. Not `ticker` itself: on a loaded machine a ticker
+    /// that stalls skips ticks (`"missed":k`), and these tests need all 600.
+    fn ticks(&self, count: u64) -> std::thread::JoinHandle<()> {
+        let mut con = self.con();
+        std::thread::spawn(move || {
+            for tick in 1..=count {
+                let at = format!("2026-12-02T19:00:{:02}.{:06}Z", tick / 100, tick % 100);
+                let line = format!(r#"{{"tick":{tick},"at":"{at}"}}"#);
+                let _: String = con
+                    .xadd(
+                        "ticks",
+                        "*",
+                        &[("tick", tick.to_string()), ("at", at), ("line", line)],
+                    )
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
     }
 
     /// Every line published in the group's prices stream.
@@ -245,10 +264,10 @@ fn three_consumers_price_every_tick_and_book_exactly_once() {
         .iter()
         .map(|n| lp.consumer(n, &[]))
         .collect();
-    let mut ticker = lp.ticker(TICKS);
+    let ticker = lp.ticks(TICKS);
     let refs: Vec<&Proc> = consumers.iter().collect();
     lp.await_published((TICKS * BOOKS) as usize, Duration::from_secs(300), &refs);
-    assert!(ticker.wait_exit(Duration::from_secs(10)).success());
+    ticker.join().unwrap();
     let mut printed = Vec::new();
     for p in consumers {
         let (lines, stderr) = stop(p);
@@ -261,7 +280,11 @@ fn three_consumers_price_every_tick_and_book_exactly_once() {
     check_printed(&printed, &published);
     // Nobody died: every printed line, and price-api saw one registration per (tick, book).
     assert_eq!(printed.iter().map(Vec::len).sum::<usize>(), published.len());
-    assert_eq!(lp.issued(), ids.len() as u64);
+    assert_eq!(
+        lp.issued(),
+        ids.len() as u64,
+        "price-api registrations, one per (tick, book)"
+    );
     assert_eq!(lp.pending("ticks"), 0);
     assert_eq!(lp.pending(&format!("{{ticks}}:books:{GROUP}")), 0);
 }
@@ -271,7 +294,7 @@ fn a_consumer_killed_mid_run_leaves_its_entries_to_the_others() {
     let lp = Loop::start();
     let victim = lp.consumer("c1", &[]);
     let others: Vec<Proc> = ["c2", "c3"].iter().map(|n| lp.consumer(n, &[])).collect();
-    let mut ticker = lp.ticker(TICKS);
+    let ticker = lp.ticks(TICKS);
     // Once the victim has priced 500 books, kill -9 it with entries in its hands.
     let mut victim_lines = Vec::new();
     while victim_lines.len() < 500 {
@@ -304,7 +327,7 @@ fn a_consumer_killed_mid_run_leaves_its_entries_to_the_others() {
     );
     let refs: Vec<&Proc> = others.iter().collect();
     lp.await_published((TICKS * BOOKS) as usize, Duration::from_secs(300), &refs);
-    assert!(ticker.wait_exit(Duration::from_secs(10)).success());
+    ticker.join().unwrap();
     let mut printed = vec![victim_lines];
     let mut claims = String::new();
     for p in others {

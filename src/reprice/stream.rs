@@ -426,6 +426,7 @@ pub async fn run(config: &Config, api: String, setup: Setup) -> Result<()> {
     let (taken, mut entries) = mpsc::channel::<Entry>(64);
     let reader = tokio::spawn(read_loop(state.clone(), reader, taken.clone()));
     let claimer = tokio::spawn(claim_loop(state.clone(), taken));
+    let beat = tokio::spawn(heartbeat(state.clone()));
     let mut tasks = JoinSet::new();
     let mut stop = std::pin::pin!(stop);
     let mut stopped = None;
@@ -447,6 +448,7 @@ pub async fn run(config: &Config, api: String, setup: Setup) -> Result<()> {
     }
     let _ = reader.await;
     let _ = claimer.await;
+    let _ = beat.await;
     let priced = state.priced.load(Ordering::Relaxed);
     let failed = state.failed.load(Ordering::Relaxed);
     drop(state);
@@ -528,6 +530,11 @@ impl Consumer {
     fn held(&self, kind: Kind) -> Vec<String> {
         let held = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         held[kind as usize].iter().cloned().collect()
+    }
+
+    fn holds_any(&self, kind: Kind) -> bool {
+        let held = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        !held[kind as usize].is_empty()
     }
 
     fn idle(&self) -> bool {
@@ -623,11 +630,15 @@ fn windows_of(fields: &HashMap<String, redis::Value>) -> std::result::Result<Vec
     serde_json::from_str(&text(fields, "windows")?).map_err(|e| format!("field \"windows\": {e}"))
 }
 
-/// Take new entries of both streams, as many as there are free slots.
+/// Take new entries, as many as there are free slots. Runs of books already shared out come
+/// first: a new tick is taken only when no run is waiting and this consumer is not sharing out
+/// one already, so a backlog of ticks does not pile up data-manager requests (which one data
+/// manager answers one by one) while their books wait.
 async fn read_loop(state: Arc<Consumer>, link: Link, taken: mpsc::Sender<Entry>) {
     let setup = &state.setup;
     let mut trouble = Trouble::default();
     let mut first: Option<OwnedSemaphorePermit> = None;
+    let mut books_first = true;
     while !state.stopping.load(Ordering::Relaxed) {
         let slot = match first.take() {
             Some(slot) => slot,
@@ -636,27 +647,31 @@ async fn read_loop(state: Arc<Consumer>, link: Link, taken: mpsc::Sender<Entry>)
                 Err(_) => return,
             },
         };
-        let count = 1 + state.slots.available_permits();
-        let read: RedisResult<Option<StreamReadReply>> = link
-            .query(
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(&setup.group)
-                    .arg(&setup.consumer)
-                    .arg("COUNT")
-                    .arg(count)
-                    .arg("BLOCK")
-                    .arg(BLOCK_MS)
-                    .arg("STREAMS")
-                    .arg(&setup.keys.books)
-                    .arg(&setup.keys.ticks)
-                    .arg(">")
-                    .arg(">"),
-            )
-            .await;
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP").arg(&setup.group).arg(&setup.consumer);
+        if books_first {
+            let count = 1 + state.slots.available_permits();
+            read.arg("COUNT").arg(count);
+            read.arg("STREAMS").arg(&setup.keys.books).arg(">");
+        } else if state.holds_any(Kind::Tick) {
+            read.arg("COUNT").arg(1 + state.slots.available_permits());
+            read.arg("BLOCK").arg(BLOCK_MS);
+            read.arg("STREAMS").arg(&setup.keys.books).arg(">");
+        } else {
+            read.arg("COUNT").arg(1).arg("BLOCK").arg(BLOCK_MS);
+            read.arg("STREAMS")
+                .arg(&setup.keys.books)
+                .arg(&setup.keys.ticks);
+            read.arg(">").arg(">");
+        }
+        let read: RedisResult<Option<StreamReadReply>> = link.query(&read).await;
         let reply = match read {
             Ok(reply) => {
                 trouble.ok(&setup.url);
+                let got = reply
+                    .as_ref()
+                    .is_some_and(|r| r.keys.iter().any(|k| !k.ids.is_empty()));
+                books_first = !books_first || got;
                 reply
             }
             Err(e) if e.code() == Some("NOGROUP") => {
@@ -710,17 +725,15 @@ async fn read_loop(state: Arc<Consumer>, link: Link, taken: mpsc::Sender<Entry>)
     }
 }
 
-/// Keep our entries ours, and claim the ones other consumers left idle for `--claim-after`.
-async fn claim_loop(state: Arc<Consumer>, taken: mpsc::Sender<Entry>) {
-    let setup = &state.setup;
-    let every = (setup.claim_after / 3).max(Duration::from_millis(5));
-    let mut cursors = [String::from("0-0"), String::from("0-0")];
+/// Keep our entries ours: every third of `--claim-after`, reset their idle time. Its own task,
+/// never waiting for anything but Redis, until the consumer stops and its last entry is done.
+async fn heartbeat(state: Arc<Consumer>) {
+    let every = (state.setup.claim_after / 3).max(Duration::from_millis(3));
     let mut last = Instant::now();
     loop {
-        // Wake often enough to notice a stop at once, work every third of --claim-after.
+        // Wake often enough to notice the end at once.
         tokio::time::sleep(every.min(Duration::from_millis(100))).await;
-        let stopping = state.stopping.load(Ordering::Relaxed);
-        if stopping && state.idle() {
+        if state.stopping.load(Ordering::Relaxed) && state.idle() {
             return;
         }
         if last.elapsed() < every {
@@ -729,9 +742,26 @@ async fn claim_loop(state: Arc<Consumer>, taken: mpsc::Sender<Entry>) {
         last = Instant::now();
         for kind in [Kind::Tick, Kind::Books] {
             touch(&state, kind).await;
-            if stopping {
-                continue;
-            }
+        }
+    }
+}
+
+/// Claim the entries other consumers left idle for `--claim-after`.
+async fn claim_loop(state: Arc<Consumer>, taken: mpsc::Sender<Entry>) {
+    let setup = &state.setup;
+    let every = (setup.claim_after / 3).max(Duration::from_millis(3));
+    let mut cursors = [String::from("0-0"), String::from("0-0")];
+    let mut last = Instant::now();
+    loop {
+        tokio::time::sleep(every.min(Duration::from_millis(100))).await;
+        if state.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        if last.elapsed() < every {
+            continue;
+        }
+        last = Instant::now();
+        for kind in [Kind::Tick, Kind::Books] {
             let free = state.slots.available_permits();
             if free == 0 {
                 continue;
