@@ -114,7 +114,9 @@ pub fn run(config: &Config) -> Result<()> {
     }
     let mut sink = match (&config.out, &config.redis) {
         (Some(path), _) => Sink::Fifo(Fifo::create(path)?),
-        (None, Some((url, maxlen))) => Sink::Redis(Stream::open(url, *maxlen, config.period)?),
+        (None, Some((url, maxlen))) => {
+            Sink::Redis(Box::new(Stream::open(url, *maxlen, config.period)?))
+        }
         (None, None) => Sink::Stdout(Output::stdout()),
     };
     let wall_now = time::now();
@@ -152,7 +154,7 @@ pub fn run(config: &Config) -> Result<()> {
 enum Sink {
     Stdout(Output<io::Stdout>),
     Fifo(Fifo),
-    Redis(Stream),
+    Redis(Box<Stream>),
 }
 
 impl Sink {
