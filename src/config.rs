@@ -28,3 +28,19 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T> {
 pub fn load_or_default<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T> {
     path.map_or_else(|| Ok(T::default()), load)
 }
+
+/// Split `redis://HOST:PORT/KEY`, given as `flag`, into the connection URL and the key (`allocate --inventory`; `reprice --redis` and `ticker --redis`, whose key is a
+/// stream).
+pub fn split_redis_url(flag: &str, url: &str) -> Result<(String, String)> {
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| Error::usage(format!("{flag} {url}: not a redis:// URL")))?;
+    match rest.split_once('/') {
+        Some((host, key)) if !host.is_empty() && !key.is_empty() => {
+            Ok((format!("redis://{host}/"), key.to_string()))
+        }
+        _ => Err(Error::usage(format!(
+            "{flag} {url}: give the key as redis://HOST:PORT/KEY"
+        ))),
+    }
+}

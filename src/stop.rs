@@ -18,7 +18,7 @@
 //! Blocked signals are inherited by threads and forked children alike, which is the point (a
 //! worker forked by chat-relay calls [`Stop::listen`] again for its own signalfd); they are also
 //! inherited through `exec`, so a program that spawns another with [`std::process::Command`] after
-//! listening must unblock them in the child ([`unblock_in_child`]).
+//! listening must unblock them in the child ([`unblock_in_child`], which reprice's data-manager child gets).
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -139,18 +139,13 @@ impl Stop {
     }
 }
 
-/// Unblock every signal in a child about to `exec` from `command`, so a program started after
-/// [`Stop::listen`] gets the default actions back.
-pub fn unblock_in_child(command: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: sigprocmask is async-signal-safe, and the closure allocates nothing.
-    unsafe {
-        command.pre_exec(|| {
-            SigSet::empty()
-                .thread_set_mask()
-                .map_err(std::io::Error::from)
-        });
-    }
+/// Unblock every signal in a child about to `exec`, so a program started after [`Stop::listen`]
+/// gets the default actions back: hand it to `pre_exec` of a std or tokio `Command`. It is
+/// async-signal-safe (one `sigprocmask`) and allocates nothing.
+pub fn unblock_in_child() -> std::io::Result<()> {
+    SigSet::empty()
+        .thread_set_mask()
+        .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]

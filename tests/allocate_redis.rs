@@ -241,3 +241,46 @@ fn redis_killed_and_restarted_mid_run_loses_nothing_with_appendfsync_always() {
     );
     check(&answers, &orders, &url, dir.path());
 }
+
+#[test]
+fn idempotency_records_are_kept_by_day_and_expire() {
+    let redis = Daemon::redis();
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.json");
+    std::fs::write(&seed, SEED).unwrap();
+    let url = format!("redis://{}/shop", redis.addr);
+    let order = b"{\"id\":\"o-1\",\"items\":{\"apple\":2}}\n";
+    let args = [
+        "--inventory",
+        url.as_str(),
+        "--seed-from",
+        seed.to_str().unwrap(),
+    ];
+    let first = run(EXE, &args, order);
+    first.expect_code(0);
+    let again = run(EXE, &args, order);
+    again.expect_code(0);
+    assert_eq!(
+        first.json_lines(),
+        again.json_lines(),
+        "the same id, the same answer"
+    );
+    assert!(
+        again.stderr.contains("was applied already"),
+        "{}",
+        again.describe()
+    );
+    let mut con = redis::Client::open(format!("redis://{}/", redis.addr))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("{shop}:done*")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let (secs, _): (u64, u64) = redis::cmd("TIME").query(&mut con).unwrap();
+    assert_eq!(keys[0], format!("{{shop}}:done:{}", secs / 86_400));
+    let ttl: i64 = redis::cmd("TTL").arg(&keys[0]).query(&mut con).unwrap();
+    assert!(ttl > 0 && ttl <= 259_200, "ttl {ttl}");
+}

@@ -5,7 +5,8 @@
 //! All under the hash tag `{KEY}` (one cluster slot): `{KEY}:layout` the seed's warehouse list
 //! (names, costs, item order; its quantities are the seed's), `{KEY}:stock` a hash of what is left
 //! (field `W:ITEM`, W the warehouse's index in the list), `{KEY}:seq` the last `seq` handed out,
-//! `{KEY}:done` a hash of order token → the answer line printed for it.
+//! `{KEY}:done:DAY` a hash of order token → the answer line printed for it, one per day of
+//! Redis's clock (days since 1970, UTC), expiring [`DONE_TTL_SECS`] after its first order.
 //!
 //! ## One order
 //! allocate keeps a copy of the stock (read once at start, kept up to date from every reply). For
@@ -41,7 +42,11 @@
 //! replica can lose the writes it had not received, like any Redis write.
 //!
 //! An `id` seen before is answered with its first answer again and draws nothing (said on
-//! stderr).
+//! stderr). The idempotency records are bounded in time: the script looks an order's token up
+//! in today's and yesterday's `done` hash, so an `id` is recognised for at least a day (up to
+//! two) and a retry after a reconnect always; an `id` sent again days later is a new order. The
+//! day comes from Redis's `TIME`, read at start and carried on by the monotonic clock, so every
+//! process on every host agrees on it whatever their own clocks say.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -57,14 +62,18 @@ use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::runner::warn;
 
+/// How long a day's idempotency records live (three days: each is looked up on its day and the
+/// next).
+pub const DONE_TTL_SECS: u64 = 259_200;
+
 /// How long allocate keeps trying to reach Redis before it stops.
 pub const GIVE_UP: Duration = Duration::from_secs(30);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 const TAKE: &str = r#"
-local stock, seqk, done, layout = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local stock, seqk, done, layout, before = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if redis.call('EXISTS', layout) == 0 then return {'gone'} end
-local prior = redis.call('HGET', done, ARGV[1])
+local prior = redis.call('HGET', done, ARGV[1]) or redis.call('HGET', before, ARGV[1])
 if prior then return {'done', prior} end
 local k = tonumber(ARGV[4])
 local stale = {}
@@ -87,6 +96,7 @@ for c = 0, k - 1 do
 end
 local seq = redis.call('INCR', seqk)
 redis.call('HSET', done, ARGV[1], ARGV[2] .. seq .. ARGV[3])
+if redis.call('TTL', done) < 0 then redis.call('EXPIRE', done, '259200') end
 return {'applied', tostring(seq)}
 "#;
 
@@ -98,21 +108,6 @@ for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('SET', KEYS[2], 0)
 return 1
 "#;
-
-/// Split `redis://HOST:PORT/KEY` into the connection URL and the key.
-pub fn split_url(url: &str) -> Result<(String, String)> {
-    let rest = url
-        .strip_prefix("redis://")
-        .ok_or_else(|| Error::usage(format!("--inventory {url}: not a redis:// URL")))?;
-    match rest.split_once('/') {
-        Some((host, key)) if !host.is_empty() && !key.is_empty() => {
-            Ok((format!("redis://{host}/"), key.to_string()))
-        }
-        _ => Err(Error::usage(format!(
-            "--inventory {url}: give the key as redis://HOST:PORT/KEY"
-        ))),
-    }
-}
 
 struct Keys {
     stock: String,
@@ -126,9 +121,31 @@ impl Keys {
         Keys {
             stock: format!("{{{key}}}:stock"),
             seq: format!("{{{key}}}:seq"),
-            done: format!("{{{key}}}:done"),
+            done: format!("{{{key}}}:done:"),
             layout: format!("{{{key}}}:layout"),
         }
+    }
+}
+
+/// Redis's day (days since 1970 on its clock), carried on from one `TIME` by the monotonic clock.
+struct Day {
+    secs_at_start: u64,
+    start: Instant,
+}
+
+impl Day {
+    fn read(link: &mut Link) -> Result<Day> {
+        let mut lost = false;
+        let (secs, _micros): (u64, u64) =
+            link.call(|con| redis::cmd("TIME").query(con), &mut lost)?;
+        Ok(Day {
+            secs_at_start: secs,
+            start: Instant::now(),
+        })
+    }
+
+    fn now(&self) -> u64 {
+        (self.secs_at_start + self.start.elapsed().as_secs()) / 86_400
     }
 }
 
@@ -250,7 +267,7 @@ fn load(link: &mut Link, keys: &Keys) -> Result<Option<(Inventory, u64)>> {
     Ok(Some((inv, seq.unwrap_or(0))))
 }
 
-fn seed(link: &mut Link, keys: &Keys, path: &Path) -> Result<bool> {
+fn seed(link: &mut Link, keys: &Keys, path: &Path, day: u64) -> Result<bool> {
     let inv = read_inventory(path)?;
     let mut layout = serde_json::to_string(&inv).expect("an inventory serializes");
     layout.shrink_to_fit();
@@ -261,7 +278,7 @@ fn seed(link: &mut Link, keys: &Keys, path: &Path) -> Result<bool> {
             let mut inv_call = script.key(&keys.stock);
             inv_call
                 .key(&keys.seq)
-                .key(&keys.done)
+                .key(format!("{}{day}", keys.done))
                 .key(&keys.layout)
                 .arg(&layout);
             for w in 0..inv.warehouses.len() {
@@ -355,11 +372,12 @@ pub fn run(config: &Config, url: &str, out: &mut Output<impl Write>) -> Result<(
             "--state is for a file inventory; a redis:// inventory is kept by Redis",
         ));
     }
-    let (conn_url, key) = split_url(url)?;
+    let (conn_url, key) = crate::config::split_redis_url("--inventory", url)?;
     let keys = Keys::new(&key);
     let mut link = Link::open(&conn_url)?;
     if let Some(path) = &config.seed_from {
-        if !seed(&mut link, &keys, path)? {
+        let today = Day::read(&mut link)?.now();
+        if !seed(&mut link, &keys, path, today)? {
             warn(format_args!(
                 "{url} holds an inventory already; --seed-from {} ignored",
                 path.display()
@@ -376,6 +394,7 @@ pub fn run(config: &Config, url: &str, out: &mut Output<impl Write>) -> Result<(
         out.emit_raw(&line)?;
         return out.flush();
     }
+    let day = Day::read(&mut link)?;
     let run_token = format!("{:016x}-{}", fastrand::u64(..), std::process::id());
     let script = Script::new(TAKE);
     let mut allocator = Allocator::new();
@@ -394,13 +413,19 @@ pub fn run(config: &Config, url: &str, out: &mut Output<impl Write>) -> Result<(
             };
             let mut lost = false;
             let answer = loop {
+                let today = day.now();
+                let (done, before) = (
+                    format!("{}{today}", keys.done),
+                    format!("{}{}", keys.done, today.saturating_sub(1)),
+                );
                 let p = plan(&inv, &mut allocator, config, &order);
                 let reply: Vec<String> = link.call(
                     |con| {
                         let mut call = script.key(&keys.stock);
                         call.key(&keys.seq)
-                            .key(&keys.done)
+                            .key(&done)
                             .key(&keys.layout)
+                            .key(&before)
                             .arg(&token)
                             .arg(&p.prefix)
                             .arg(&p.suffix)

@@ -53,6 +53,7 @@ use crate::input::{parse_object, InputArgs};
 use crate::output::{Number, Output};
 use crate::reprice::feed::{Answer, AtEnd, Window};
 use crate::reprice::pricing;
+use crate::reprice::stream;
 use crate::reprice::supervisor::{DataManager, Spec};
 use crate::runner::warn;
 use crate::server;
@@ -75,6 +76,9 @@ pub struct Config {
     pub follow: bool,
     pub threads: usize,
     pub input: InputArgs,
+    /// `--redis URL --group G`: ticks from a Redis stream, shared with the group's other
+    /// consumers ([`super::stream`]) instead of from the input.
+    pub redis: Option<stream::Group>,
 }
 
 /// One output line: a book's new price for a tick.
@@ -130,6 +134,18 @@ pub fn run(config: &Config) -> Result<()> {
         )));
     }
     server::raise_fd_limit();
+    if let Some(group) = &config.redis {
+        if !config.input.files.is_empty() {
+            return Err(Error::usage(
+                "--redis reads the ticks from the stream; give no input files",
+            ));
+        }
+        let group = group.check()?;
+        // Before the runtime's threads: SIGTERM/SIGINT let the entries in hand finish.
+        let stop = crate::stop::Stop::listen()?;
+        let runtime = server::runtime(config.threads)?;
+        return runtime.block_on(stream::run(config, api, group, stop));
+    }
     let runtime = server::runtime(config.threads)?;
     runtime.block_on(reprice(config, api))
 }
@@ -137,14 +153,7 @@ pub fn run(config: &Config) -> Result<()> {
 /// Shared by every tick and book task.
 struct Loop {
     dm: DataManager,
-    http: reqwest::Client,
-    /// Request slots, half for registrations and half for polls: a poll that is due is never
-    /// queued behind the registrations of thousands of later books.
-    register_slots: Semaphore,
-    poll_slots: Semaphore,
-    register_url: String,
-    data_url: String,
-    poll_after: Duration,
+    market: Market,
     points: usize,
     max_in_flight: usize,
     /// Books with ticks in flight (only those: a book leaves when its last tick is out).
@@ -168,14 +177,7 @@ enum Outcome {
 }
 
 async fn reprice(config: &Config, api: String) -> Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(config.http_timeout.std())
-        .connect_timeout(config.http_timeout.std())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(config.max_connections)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| Error::failed(format!("cannot build the HTTP client: {e}")))?;
+    let market = Market::new(config, &api)?;
     let (dm, supervisor) = DataManager::spawn(data_manager_spec(config)?);
     let (out, lines) = mpsc::unbounded_channel();
     let writer = std::thread::Builder::new()
@@ -184,12 +186,7 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
         .map_err(|e| Error::io("starting the output thread", e))?;
     let state = Arc::new(Loop {
         dm,
-        http,
-        register_slots: Semaphore::new((config.max_connections / 2).max(1)),
-        poll_slots: Semaphore::new((config.max_connections - config.max_connections / 2).max(1)),
-        register_url: format!("{api}/register-request"),
-        data_url: format!("{api}/request-data/"),
-        poll_after: config.poll_after.std(),
+        market,
         points: config.points,
         max_in_flight: config.max_in_flight,
         books: Mutex::new(HashMap::new()),
@@ -260,7 +257,7 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
     Ok(())
 }
 
-fn data_manager_spec(config: &Config) -> Result<Spec> {
+pub(crate) fn data_manager_spec(config: &Config) -> Result<Spec> {
     let program = match &config.data_manager {
         Some(path) => path.clone(),
         None => sibling("data-manager")?,
@@ -436,46 +433,101 @@ async fn repriced(
     tick: u64,
     window: &Window,
 ) -> std::result::Result<PriceLine, String> {
+    let avg = average(window)?;
+    let id = state.market.register(tick, window, avg).await?;
+    state.market.settle(tick, window, avg, id).await
+}
+
+/// The average of a window as it is priced: rounded to a millionth (no float noise in the output).
+pub(crate) fn average(window: &Window) -> std::result::Result<f64, String> {
     let avg = pricing::average(&window.prices).ok_or("the data manager sent no prices")?;
-    // Money: the average to a millionth (no float noise in the output), the price to the cent.
-    let avg = (avg * 1e6).round() / 1e6;
-    let body = serde_json::json!({
-        "tick": tick,
-        "book": window.book,
-        "avg_comp_price": Number(avg),
-    });
-    let registered: Registered = {
-        let _slot = state
+    Ok((avg * 1e6).round() / 1e6)
+}
+
+/// price-api as reprice talks to it: one HTTP client with kept-alive connections, and request
+/// slots, half for registrations and half for polls, so a poll that is due is never queued
+/// behind the registrations of thousands of later books.
+pub(crate) struct Market {
+    http: reqwest::Client,
+    register_slots: Semaphore,
+    poll_slots: Semaphore,
+    register_url: String,
+    data_url: String,
+    poll_after: Duration,
+}
+
+impl Market {
+    pub(crate) fn new(config: &Config, api: &str) -> Result<Market> {
+        let http = reqwest::Client::builder()
+            .timeout(config.http_timeout.std())
+            .connect_timeout(config.http_timeout.std())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(config.max_connections)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::failed(format!("cannot build the HTTP client: {e}")))?;
+        let half = config.max_connections / 2;
+        Ok(Market {
+            http,
+            register_slots: Semaphore::new(half.max(1)),
+            poll_slots: Semaphore::new((config.max_connections - half).max(1)),
+            register_url: format!("{api}/register-request"),
+            data_url: format!("{api}/request-data/"),
+            poll_after: config.poll_after.std(),
+        })
+    }
+
+    /// `POST /register-request` for a book's tick: the request id.
+    pub(crate) async fn register(
+        &self,
+        tick: u64,
+        window: &Window,
+        avg: f64,
+    ) -> std::result::Result<u64, String> {
+        let body = serde_json::json!({
+            "tick": tick,
+            "book": window.book,
+            "avg_comp_price": Number(avg),
+        });
+        let _slot = self
             .register_slots
             .acquire()
             .await
             .map_err(|e| e.to_string())?;
-        let request = state.http.post(&state.register_url).json(&body);
-        call(request, "POST /register-request").await?
-    };
-    tokio::time::sleep(state.poll_after).await;
-    let sale: Sale = {
-        let _slot = state
-            .poll_slots
-            .acquire()
-            .await
-            .map_err(|e| e.to_string())?;
-        let url = format!("{}{}", state.data_url, registered.id);
-        let what = format!("GET /request-data/{}", registered.id);
-        call(state.http.get(url), &what).await?
-    };
-    let price = pricing::new_price(avg, sale.sold);
-    Ok(PriceLine {
-        tick,
-        book: window.book.clone(),
-        avg_comp_price: Number(avg),
-        first_row: window.first_row,
-        last_row: window.last_row,
-        request_id: registered.id,
-        sold: sale.sold,
-        price: Number((price * 100.0).round() / 100.0),
-        at: Timestamp(time::now()),
-    })
+        let request = self.http.post(&self.register_url).json(&body);
+        let registered: Registered = call(request, "POST /register-request").await?;
+        Ok(registered.id)
+    }
+
+    /// Wait `--poll-after`, ask whether request `id` sold, and price the book.
+    pub(crate) async fn settle(
+        &self,
+        tick: u64,
+        window: &Window,
+        avg: f64,
+        id: u64,
+    ) -> std::result::Result<PriceLine, String> {
+        tokio::time::sleep(self.poll_after).await;
+        let sale: Sale = {
+            let _slot = self.poll_slots.acquire().await.map_err(|e| e.to_string())?;
+            let url = format!("{}{}", self.data_url, id);
+            let what = format!("GET /request-data/{id}");
+            call(self.http.get(url), &what).await?
+        };
+        let price = pricing::new_price(avg, sale.sold);
+        Ok(PriceLine {
+            tick,
+            book: window.book.clone(),
+            avg_comp_price: Number(avg),
+            first_row: window.first_row,
+            last_row: window.last_row,
+            request_id: id,
+            sold: sale.sold,
+            // Money: the price to the cent.
+            price: Number((price * 100.0).round() / 100.0),
+            at: Timestamp(time::now()),
+        })
+    }
 }
 
 /// One HTTP exchange with price-api: a 200 with the expected JSON, or why not.
@@ -531,6 +583,7 @@ mod cli {
     use crate::input::InputArgs;
     use crate::reprice::algorithm::{self, Config};
     use crate::reprice::feed::AtEnd;
+    use crate::reprice::stream;
     use crate::time::Duration;
     use clap::Parser;
 
@@ -552,10 +605,14 @@ mod cli {
 Examples:
   price-api &  ticker 5s | reprice --csv examples/data.csv
   ticker 5s --out /tmp/ticks.fifo &  reprice --csv data.csv --api http://127.0.0.1:8080 /tmp/ticks.fifo
+  ticker 5s --redis redis://127.0.0.1:6379/ticks &
+  reprice --csv books.csv --redis redis://127.0.0.1:6379/ticks --group pricing   # on each host
 
 Output, one line per book per tick:
   {\"tick\":12,\"book\":null,\"avg_comp_price\":6210.35,\"first_row\":8,\"last_row\":12,\
-\"request_id\":24,\"sold\":true,\"price\":6831.39,\"at\":\"2026-11-21T11:21:01.004000Z\"}"
+\"request_id\":24,\"sold\":true,\"price\":6831.39,\"at\":\"2026-11-21T11:21:01.004000Z\"}
+With --redis, a book that could not be priced is published and printed as a report:
+  {\"tick\":12,\"book\":\"b7\",\"entry\":\"1764700000000-0\",\"error\":\"price-api: …\",\"at\":\"…\"}"
     )]
     pub struct Args {
         /// The competitor's prices (header `Timestamp,Price`, optional `Book` column).
@@ -607,6 +664,52 @@ Output, one line per book per tick:
         #[arg(long, default_value_t = 2)]
         threads: usize,
 
+        /// Take the ticks from the Redis stream at redis://HOST:PORT/STREAM (written by `ticker
+        /// --redis`) and share their books with the other consumers of --group, instead of reading
+        /// tick lines. Runs until SIGTERM or SIGINT.
+        #[arg(long, value_name = "URL", requires = "group", help_heading = "Redis")]
+        redis: Option<String>,
+
+        /// The consumer group whose members share the books of each tick (created if missing;
+        /// another group on the same stream is another strategy, pricing every book again).
+        #[arg(long, value_name = "G", requires = "redis", help_heading = "Redis")]
+        group: Option<String>,
+
+        /// This consumer's name in the group [default: HOST-PID].
+        #[arg(long, value_name = "NAME", requires = "redis", help_heading = "Redis")]
+        consumer: Option<String>,
+
+        /// Claim the entries another consumer has left unfinished this long (it died or stalled;
+        /// a live consumer keeps its entries fresh).
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "30s",
+            help_heading = "Redis"
+        )]
+        claim_after: Duration,
+
+        /// An entry delivered more times than this is reported instead of priced again.
+        #[arg(long, value_name = "N", default_value_t = 5, help_heading = "Redis")]
+        max_deliveries: usize,
+
+        /// Books per work entry when a tick is shared out.
+        #[arg(long, value_name = "N", default_value_t = 100, help_heading = "Redis")]
+        books_per_entry: usize,
+
+        /// Entries this consumer works on at once.
+        #[arg(long, value_name = "N", default_value_t = 64, help_heading = "Redis")]
+        max_entries: usize,
+
+        /// Keep about this many lines in the group's prices stream (`MAXLEN ~`).
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 1_000_000,
+            help_heading = "Redis"
+        )]
+        keep: u64,
+
         #[command(flatten)]
         input: InputArgs,
     }
@@ -630,6 +733,16 @@ Output, one line per book per tick:
                 follow: args.follow,
                 threads: args.threads,
                 input: args.input,
+                redis: args.redis.map(|url| stream::Group {
+                    url,
+                    group: args.group.unwrap_or_default(),
+                    consumer: args.consumer,
+                    claim_after: args.claim_after,
+                    max_deliveries: args.max_deliveries,
+                    books_per_entry: args.books_per_entry,
+                    max_entries: args.max_entries,
+                    keep: args.keep,
+                }),
             })
         }
     }

@@ -20,5 +20,6 @@ pub mod algorithm;
 pub mod api;
 pub mod feed;
 pub mod pricing;
+pub mod stream;
 pub mod supervisor;
 pub mod ticker;

@@ -90,13 +90,19 @@ async fn supervise(spec: Spec, mut jobs: mpsc::Receiver<Job>) {
     let mut next_id = 0u64;
     let mut held: Vec<Job> = Vec::new();
     loop {
-        let started = Command::new(&spec.program)
+        let mut command = Command::new(&spec.program);
+        command
             .args(&spec.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn();
+            .kill_on_drop(true);
+        // SAFETY: the hook only calls sigprocmask (async-signal-safe, no allocation). A reprice
+        // that takes SIGTERM through crate::stop has it blocked; its child must not.
+        unsafe {
+            command.pre_exec(crate::stop::unblock_in_child);
+        }
+        let started = command.spawn();
         let why = match started {
             Ok(child) => match serve(
                 &spec,

@@ -20,6 +20,11 @@
 //!   counted; the next delivered line carries `"unread":k`. Changes are reported on stderr once
 //!   each, not per tick. A tick line is shorter than `PIPE_BUF`, so a write is all or nothing.
 //!   Lines a dying reader had not yet consumed from the pipe's buffer are lost with it.
+//! - `--redis redis://HOST:PORT/STREAM` appends each tick to a Redis stream instead (`XADD STREAM
+//!   MAXLEN ~ N * tick N at T line {…}`, the tick line in `line`), for `reprice --redis … --group`
+//!   consumers. Redis being unreachable is handled as a FIFO without a reader: ticking goes on,
+//!   the ticks not added are counted, the next added one carries `"unread":k`. A tick whose reply
+//!   was lost after Redis applied it counts as unread although it is in the stream.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -41,6 +46,8 @@ pub struct Config {
     pub count: Option<u64>,
     pub align: bool,
     pub out: Option<PathBuf>,
+    /// `--redis redis://HOST:PORT/STREAM` and `--maxlen`.
+    pub redis: Option<(String, u64)>,
 }
 
 /// One tick line.
@@ -105,9 +112,12 @@ pub fn run(config: &Config) -> Result<()> {
     if period <= 0 {
         return Err(Error::usage("the period must be longer than 0"));
     }
-    let mut sink = match &config.out {
-        Some(path) => Sink::Fifo(Fifo::create(path)?),
-        None => Sink::Stdout(Output::stdout()),
+    let mut sink = match (&config.out, &config.redis) {
+        (Some(path), _) => Sink::Fifo(Fifo::create(path)?),
+        (None, Some((url, maxlen))) => {
+            Sink::Redis(Box::new(Stream::open(url, *maxlen, config.period)?))
+        }
+        (None, None) => Sink::Stdout(Output::stdout()),
     };
     let wall_now = time::now();
     let wall_start = if config.align {
@@ -144,6 +154,7 @@ pub fn run(config: &Config) -> Result<()> {
 enum Sink {
     Stdout(Output<io::Stdout>),
     Fifo(Fifo),
+    Redis(Box<Stream>),
 }
 
 impl Sink {
@@ -157,7 +168,95 @@ impl Sink {
                 fifo.deliver(tick);
                 Ok(())
             }
+            Sink::Redis(stream) => {
+                stream.deliver(tick);
+                Ok(())
+            }
         }
+    }
+}
+
+/// A Redis stream, appended to without ever holding up the schedule for long.
+struct Stream {
+    url: String,
+    client: redis::Client,
+    con: Option<redis::Connection>,
+    key: String,
+    maxlen: u64,
+    /// Connect and reply timeout: at most a period (the schedule reports what it misses).
+    timeout: StdDuration,
+    unread: u64,
+    reported: bool,
+}
+
+impl Stream {
+    fn open(url: &str, maxlen: u64, period: time::Duration) -> Result<Stream> {
+        let (conn, key) = crate::config::split_redis_url("--redis", url)?;
+        let client = redis::Client::open(conn.as_str())
+            .map_err(|e| Error::usage(format!("--redis {url}: {e}")))?;
+        let timeout = period
+            .std()
+            .clamp(StdDuration::from_millis(50), StdDuration::from_secs(2));
+        Ok(Stream {
+            url: url.to_string(),
+            client,
+            con: None,
+            key,
+            maxlen: maxlen.max(1),
+            timeout,
+            unread: 0,
+            reported: false,
+        })
+    }
+
+    fn deliver(&mut self, mut tick: Tick) {
+        tick.unread = self.unread;
+        let line = serde_json::to_string(&tick).expect("a tick serializes");
+        let mut add = redis::cmd("XADD");
+        add.arg(&self.key).arg("MAXLEN").arg("~").arg(self.maxlen);
+        let added = self.connected().and_then(|con| {
+            add.arg("*")
+                .arg("tick")
+                .arg(tick.tick)
+                .arg("at")
+                .arg(tick.at.to_string())
+                .arg("line")
+                .arg(&line)
+                .query::<String>(con)
+        });
+        match added {
+            Ok(_) => {
+                if self.reported {
+                    warn(format_args!(
+                        "redis {}: adding ticks again; {} ticks were not added",
+                        self.url, self.unread
+                    ));
+                    self.reported = false;
+                }
+                self.unread = 0;
+            }
+            Err(e) => {
+                self.con = None;
+                self.unread += 1;
+                if !self.reported {
+                    warn(format_args!(
+                        "redis {}: {e}; ticking on, counting the ticks not added",
+                        self.url
+                    ));
+                    self.reported = true;
+                }
+            }
+        }
+    }
+
+    fn connected(&mut self) -> redis::RedisResult<&mut redis::Connection> {
+        if self.con.is_none() {
+            let con = self.client.get_connection_with_timeout(self.timeout)?;
+            con.set_read_timeout(Some(self.timeout))?;
+            con.set_write_timeout(Some(self.timeout))?;
+            self.con = Some(con);
+        }
+        Ok(self.con.as_mut().expect("just connected"))
     }
 }
 
@@ -365,6 +464,7 @@ Examples:
   ticker 5s | reprice --csv examples/data.csv
   ticker 1s --count 3
   ticker 5s --align --out /tmp/ticks.fifo &  reprice --csv examples/data.csv < /tmp/ticks.fifo
+  ticker 5s --redis redis://127.0.0.1:6379/ticks   # for reprice --redis … --group G
 
 Output, one line per tick:
   {\"tick\":1,\"at\":\"2026-11-21T11:20:05.000000Z\"}"
@@ -385,6 +485,15 @@ Output, one line per tick:
         /// Write to this named pipe (created if missing) instead of stdout; keep ticking without a reader.
         #[arg(long, value_name = "FIFO")]
         out: Option<PathBuf>,
+
+        /// Append each tick to the Redis stream at redis://HOST:PORT/STREAM instead of stdout (for
+        /// `reprice --redis … --group G`); keep ticking while Redis is unreachable.
+        #[arg(long, value_name = "URL", conflicts_with = "out")]
+        redis: Option<String>,
+
+        /// Keep about this many ticks in the --redis stream (`XADD … MAXLEN ~`).
+        #[arg(long, value_name = "N", default_value_t = 10_000, requires = "redis")]
+        maxlen: u64,
     }
 
     impl crate::runner::Program for Args {
@@ -397,6 +506,7 @@ Output, one line per tick:
                 count: args.count,
                 align: args.align,
                 out: args.out,
+                redis: args.redis.map(|url| (url, args.maxlen)),
             })
         }
     }
