@@ -4,26 +4,35 @@
 # on this machine with the same client:
 #   - chat-relay with 1, 2 and 4 workers, broadcasting over Unix sockets;
 #   - chat-relay with 1, 2 and 4 workers, broadcasting through Redis pub/sub;
-#   - the anchor: the challenge's stack, a Python gevent-websocket chat server under
-#     `gunicorn -k geventwebsocket.gunicorn.workers.GeventWebSocketWorker -w 2` broadcasting
-#     through Redis pub/sub (benches/chat-python/chatserver.py).
-# Prints each command, then a table: max clients, p99 at that load, CPU of server and client, and
-# the ratio to the Python stack.
+#   - the anchors, written for this benchmark from the challenge's description, each with 2
+#     workers broadcasting through Redis pub/sub:
+#     - the challenge's Python stack, a gevent-websocket chat server under
+#       `gunicorn -k geventwebsocket.gunicorn.workers.GeventWebSocketWorker -w 2`
+#       (benches/chat-python/chatserver.py);
+#     - Node: `ws` under node:cluster (benches/chat-anchors/ws-cluster.js);
+#     - Node: Socket.IO under node:cluster with @socket.io/redis-adapter
+#       (benches/chat-anchors/socketio.js; chat-bench speaks to it with --protocol socket.io).
+# Prints each command, then one table: max clients, the ratio to the best Node stack and to the
+# Python stack, p99 at that load, and the CPU of server and client (percent, and µs per delivery).
 #
 # Run from the repo root after `cargo build --release`. Knobs (environment):
 #   CHAT_BENCH_DURATION  chatting time per search step (default 30s = 10 rounds of the rule)
 #   CHAT_BENCH_TOLERANCE search precision in percent (default 5)
 #   CHAT_BENCH_ONLY      space-separated subset of: relay-unix-1 relay-unix-2 relay-unix-4
 #                        relay-redis-1 relay-redis-2 relay-redis-4 python-gevent-2
+#                        node-ws-2 node-socketio-2
+# The Node packages (benches/chat-anchors/package.json) are installed with npm into
+# target/chat-anchors/, the Python ones into bench-out/venv/; nothing installed is committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REL=target/release
 OUT=bench-out/chat-bench
 VENV=bench-out/venv
+NODE_DIR=target/chat-anchors
 DURATION=${CHAT_BENCH_DURATION:-30s}
 TOLERANCE=${CHAT_BENCH_TOLERANCE:-5}
-ONLY=${CHAT_BENCH_ONLY:-python-gevent-2 relay-unix-1 relay-unix-2 relay-unix-4 relay-redis-1 relay-redis-2 relay-redis-4}
+ONLY=${CHAT_BENCH_ONLY:-python-gevent-2 node-ws-2 node-socketio-2 relay-unix-1 relay-unix-2 relay-unix-4 relay-redis-1 relay-redis-2 relay-redis-4}
 mkdir -p "$OUT"
 
 say() { printf '%s\n' "$*" >&2; }
@@ -34,16 +43,32 @@ case " $ONLY" in *" relay-"*) needed="$needed chat-relay" ;; esac
 for bin in $needed; do
     [ -x "$REL/$bin" ] || cargo build --release --bin "$bin"
 done
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
 if ! command -v redis-server >/dev/null; then
     say "installing redis-server"
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
+case " $ONLY" in *" node-"*)
+    if ! command -v npm >/dev/null; then
+        say "installing nodejs and npm"
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    if ! cmp -s benches/chat-anchors/package.json "$NODE_DIR/package.json" || [ ! -d "$NODE_DIR/node_modules/socket.io" ]; then
+        say "installing the Node stacks into $NODE_DIR"
+        mkdir -p "$NODE_DIR"
+        cp benches/chat-anchors/package.json "$NODE_DIR/"
+        (cd "$NODE_DIR" && npm install --no-audit --no-fund --loglevel=error)
+    fi
+    ;;
+esac
+case " $ONLY" in *" python-"*)
 if [ ! -x "$VENV/bin/gunicorn" ] || ! "$VENV/bin/python" -c 'import geventwebsocket, redis, packaging' 2>/dev/null; then
     say "installing the Python stack into $VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q gevent gevent-websocket gunicorn redis packaging
 fi
+;;
+esac
 
 # --- helpers -----------------------------------------------------------------------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -63,13 +88,13 @@ redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no >"$
 REDIS_PID=$!; PIDS+=("$REDIS_PID")
 wait_port "$REDIS_PORT"
 
-# One search against a running server. Args: name url start server-pids...
+# One search against a running server. Args: name url start "extra chat-bench flags" server-pids...
 declare -A MAX P99 SCPU CCPU SUS CUS LOAD CMD
 search() {
-    local name=$1 url=$2 start=$3; shift 3
+    local name=$1 url=$2 start=$3 extra=$4; shift 4
     local pids=()
     for p in "$@"; do pids+=(--server-pid "$p"); done
-    local cmd="$REL/chat-bench --url $url --search --start $start --duration $DURATION --tolerance $TOLERANCE ${pids[*]} --plot $OUT/$name.svg"
+    local cmd="$REL/chat-bench --url $url --search --start $start --duration $DURATION --tolerance $TOLERANCE${extra:+ $extra} ${pids[*]} --plot $OUT/$name.svg"
     say ""
     say "# $name"
     say "\$ $cmd > $OUT/$name.jsonl"
@@ -103,7 +128,7 @@ relay() {
     "$REL/chat-relay" "${args[@]}" </dev/null >/dev/null 2>"$OUT/$name.server.log" &
     local pid=$!
     wait_port "$port"
-    search "$name" "ws://127.0.0.1:$port/chat" 250 "$pid" "${extra[@]}"
+    search "$name" "ws://127.0.0.1:$port/chat" 250 "" "$pid" "${extra[@]}"
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
@@ -119,7 +144,26 @@ python_gevent() {
         2>"$OUT/$name.server.log" &
     local pid=$!
     wait_port "$port"
-    search "$name" "ws://127.0.0.1:$port/chat" 50 "$pid" "$REDIS_PID"
+    search "$name" "ws://127.0.0.1:$port/chat" 50 "" "$pid" "$REDIS_PID"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# A Node stack under node:cluster. Args: name script workers path "extra chat-bench flags"
+node_stack() {
+    local name=$1 script=$2 workers=$3 path=$4 extra=$5
+    local port; port=$(free_port)
+    local env=(NODE_PATH="$NODE_DIR/node_modules" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" CHAT_CHANNEL="bench-$name" WORKERS="$workers" PORT="$port")
+    say "\$ ${env[*]} node benches/chat-anchors/$script"
+    env "${env[@]}" node "benches/chat-anchors/$script" 2>"$OUT/$name.server.log" &
+    local pid=$!
+    # node:cluster accepts as soon as one worker listens; measure only once all of them do.
+    for _ in $(seq 1 400); do
+        [ "$(grep -c listening "$OUT/$name.server.log" 2>/dev/null)" -ge "$workers" ] && break
+        sleep 0.05
+    done
+    wait_port "$port"
+    search "$name" "ws://127.0.0.1:$port$path" 50 "$extra" "$pid" "$REDIS_PID"
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
@@ -130,6 +174,8 @@ for name in $ONLY; do
         relay-unix-*) relay "$name" "${name##*-}" unix ;;
         relay-redis-*) relay "$name" "${name##*-}" redis ;;
         python-gevent-*) python_gevent "$name" "${name##*-}" ;;
+        node-ws-*) node_stack "$name" ws-cluster.js "${name##*-}" /chat "" ;;
+        node-socketio-*) node_stack "$name" socketio.js "${name##*-}" "/socket.io/?EIO=4&transport=websocket" "--protocol socket.io" ;;
         *) say "unknown configuration $name"; exit 2 ;;
     esac
 done
@@ -138,14 +184,20 @@ say "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- the table ---------------------------------------------------------------------------------
 anchor=${MAX[python-gevent-2]:-}
-printf '\n| server | max clients | vs Python | p99 at max (ms) | server CPU %% | client CPU %% | server CPU µs/delivery | client CPU µs/delivery | load avg |\n'
-printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+node_best=""
 for name in $ONLY; do
-    ratio="-"
-    if [ -n "$anchor" ] && [ "$anchor" != 0 ]; then
-        ratio=$(python3 -c "print(f'{${MAX[$name]}/$anchor:.1f}x')")
-    fi
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${MAX[$name]}" "$ratio" "${P99[$name]}" \
+    case $name in node-*)
+        if [ -z "$node_best" ] || [ "${MAX[$name]}" -gt "$node_best" ]; then node_best=${MAX[$name]}; fi ;;
+    esac
+done
+ratio() { # value base
+    if [ -n "$2" ] && [ "$2" != 0 ]; then python3 -c "print(f'{$1/$2:.1f}x')"; else echo "-"; fi
+}
+printf '\n| server | max clients | vs best Node | vs Python | p99 at max (ms) | server CPU %% | client CPU %% | server CPU µs/delivery | client CPU µs/delivery | load avg |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+for name in $ONLY; do
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${MAX[$name]}" \
+        "$(ratio "${MAX[$name]}" "$node_best")" "$(ratio "${MAX[$name]}" "$anchor")" "${P99[$name]}" \
         "${SCPU[$name]}" "${CCPU[$name]}" "${SUS[$name]}" "${CUS[$name]}" "${LOAD[$name]}"
 done
 printf '\nAll figures from the step at max clients. CPU %%: percent of one core over the step (server = all its\n'

@@ -1,37 +1,53 @@
 //! The I/O side of one measurement: open the clients, make sure each has joined the room, run the
 //! send schedule, record every delivery per client, and stop at the deadline.
 //!
-//! Each client is two tasks: a writer that sleeps until each of its scheduled send times, and a
+//! Each client is two tasks: a writer that sleeps until each of its scheduled send times (and
+//! sends what the reader asks it to: pongs, Socket.IO's keep-alive answers, the roll call), and a
 //! reader that records every frame. The clients are spread over a few single-threaded runtimes
 //! ([`Shards`], one thread each) rather than one work-stealing runtime: a client's tasks never
 //! migrate between threads, which saves the cross-thread wake-ups that otherwise cost the benchmark
-//! as much CPU as parsing the frames. Readers do no JSON parsing: they find the stamp in the raw
-//! text (see [`super::stamp`]) and batch latencies into the shared histogram, so the benchmark
-//! stays cheap next to the server it measures.
+//! as much CPU as parsing the frames. The handshake is tungstenite's; after it, a reader parses
+//! the server's frames straight out of its read buffer, many per read ([`super::wire`]), finds
+//! the stamp in the raw payload (see [`super::stamp`]) without JSON parsing or UTF-8 validation,
+//! reads the clock once per read, records a delivery as one bit in its tally, and batches
+//! latencies into the shared histogram, so the benchmark stays cheap next to the server it
+//! measures.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use memchr::memmem;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::http::Uri;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, OpCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 use super::cpu;
 use super::progress::Progress;
 use super::stamp::{Stamp, StampFinder, ROLL_CALL};
 use super::tally::{ClientTally, Cpu, Latencies, Schedule, StepReport, Totals};
+use super::wire::{client_frame, client_text, Event, Inbox, Protocol};
 use crate::error::{Error, Result};
 
-type Ws = WebSocketStream<TcpStream>;
+/// A client connection after its handshake: the socket and the bytes already read past the
+/// handshake's response (a Socket.IO server speaks first).
+pub struct Conn {
+    tcp: TcpStream,
+    tail: Vec<u8>,
+}
+
+/// Frames a client's reader (or the roll call) asks its writer to send.
+type Outbox = mpsc::UnboundedSender<Vec<u8>>;
 
 /// Where the chat server is: the URL for the handshake and the address to connect to.
 #[derive(Debug, Clone)]
@@ -89,6 +105,7 @@ pub struct Plan {
     pub ramp: f64,
     pub connect_timeout: Duration,
     pub server_pids: Vec<i32>,
+    pub protocol: Protocol,
 }
 
 /// Single-threaded runtimes, one thread each, that the clients are dealt to round-robin.
@@ -143,10 +160,14 @@ const HANDSHAKES_IN_FLIGHT: usize = 200;
 /// this long (so the progress display's delivery count stays current).
 const BATCH: usize = 256;
 const BATCH_AGE_US: u64 = 200_000;
+/// Each read takes up to this much (a batch of a few hundred small frames); a bigger frame grows
+/// the buffer.
+const READ_SIZE: usize = 16 * 1024;
 
 /// What every client task shares.
 struct Room {
     run: u32,
+    protocol: Protocol,
     clock: Instant,
     schedule: Schedule,
     budget_us: u64,
@@ -207,6 +228,7 @@ pub async fn measure(
     );
     let room = Arc::new(Room {
         run,
+        protocol: plan.protocol,
         clock: Instant::now(),
         schedule,
         budget_us: plan.budget.as_micros() as u64,
@@ -220,31 +242,40 @@ pub async fn measure(
     });
 
     let mut stops = Vec::with_capacity(connected as usize);
+    let mut starts = Vec::with_capacity(connected as usize);
+    let mut caller: Option<Outbox> = None;
     let mut readers = JoinSet::new();
-    let mut sinks: Vec<(u32, SplitSink<Ws, Message>)> = Vec::with_capacity(connected as usize);
+    let mut writers = JoinSet::new();
     for (sender, socket) in sockets.into_iter().enumerate() {
-        if let Some(ws) = socket {
-            let (sink, stream) = ws.split();
+        if let Some(conn) = socket {
+            let (read_half, write_half) = conn.tcp.into_split();
+            let inbox = Inbox::new(conn.tail, READ_SIZE);
             let (stop, stopped) = oneshot::channel();
+            let (start, started) = oneshot::channel();
+            let (outbox, outgoing) = mpsc::unbounded_channel();
             stops.push(stop);
-            sinks.push((sender as u32, sink));
-            readers.spawn_on(read(stream, room.clone(), stopped), shards.get(sender));
+            starts.push(start);
+            caller.get_or_insert_with(|| outbox.clone());
+            let shard = shards.get(sender);
+            readers.spawn_on(read(read_half, inbox, outbox, room.clone(), stopped), shard);
+            writers.spawn_on(
+                write(sender as u32, write_half, room.clone(), started, outgoing),
+                shard,
+            );
         }
     }
 
     progress.phase("roll call", "clients joined", u64::from(connected));
-    roll_call(&room, &mut sinks[0], progress).await;
+    if let Some(caller) = &caller {
+        roll_call(&room, caller, progress).await;
+    }
 
     // Everyone is in the room: start the clock for the schedule a moment from now.
     let t0_us = room.now_us() + 50_000;
     let last_send_us = t0_us + schedule.last_offset_us();
     progress.phase("chatting", "ms", plan.duration.as_millis() as u64);
-    let mut writers = JoinSet::new();
-    for (sender, sink) in sinks {
-        writers.spawn_on(
-            write(sender, sink, room.clone(), t0_us),
-            shards.get(sender as usize),
-        );
+    for start in starts {
+        let _ = start.send(t0_us);
     }
     let deadline_us = last_send_us + room.budget_us + plan.grace.as_micros() as u64;
     let mut sinks = Vec::with_capacity(connected as usize);
@@ -339,19 +370,19 @@ async fn ramp_up(
     plan: &Plan,
     shards: &Shards,
     progress: &mut Progress,
-) -> (Vec<Option<Ws>>, Option<String>) {
+) -> (Vec<Option<Conn>>, Option<String>) {
     progress.phase("connecting", "connected", u64::from(plan.clients));
     let gate = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT));
     let mut handshakes = JoinSet::new();
-    let mut sockets: Vec<Option<Ws>> = (0..plan.clients).map(|_| None).collect();
+    let mut sockets: Vec<Option<Conn>> = (0..plan.clients).map(|_| None).collect();
     let mut first_error = None;
     let mut done = 0u64;
     let start = tokio::time::Instant::now();
-    let mut settle = |r: std::result::Result<(usize, std::result::Result<Ws, String>), _>,
-                      sockets: &mut Vec<Option<Ws>>| {
+    let mut settle = |r: std::result::Result<(usize, std::result::Result<Conn, String>), _>,
+                      sockets: &mut Vec<Option<Conn>>| {
         done += 1;
         match r {
-            Ok((i, Ok(ws))) => sockets[i] = Some(ws),
+            Ok((i, Ok(conn))) => sockets[i] = Some(conn),
             Ok((_, Err(e))) => {
                 first_error.get_or_insert(e);
             }
@@ -374,10 +405,10 @@ async fn ramp_up(
                 progress.update(n, None);
             }
         };
-        let (target, timeout) = (target.clone(), plan.connect_timeout);
+        let (target, timeout, protocol) = (target.clone(), plan.connect_timeout, plan.protocol);
         // The socket is registered with the runtime of the thread that connects it: its own shard.
         let handshake = async move {
-            let r = match tokio::time::timeout(timeout, connect(&target)).await {
+            let r = match tokio::time::timeout(timeout, connect(&target, protocol)).await {
                 Ok(r) => r,
                 Err(_) => Err(format!("no handshake within {timeout:?}")),
             };
@@ -397,43 +428,92 @@ async fn ramp_up(
     (sockets, first_error)
 }
 
-async fn connect(target: &Target) -> std::result::Result<Ws, String> {
-    let tcp = TcpStream::connect(target.addr)
+async fn connect(target: &Target, protocol: Protocol) -> std::result::Result<Conn, String> {
+    let mut tcp = TcpStream::connect(target.addr)
         .await
         .map_err(|e| format!("connecting to {}: {e}", target.addr))?;
     // Chat messages are small and latency is the point: no Nagle delay.
     let _ = tcp.set_nodelay(true);
-    // Small buffers: thousands of connections, each receiving short frames. Writes go out at once.
+    // tungstenite does the handshake; the recorder keeps every byte it read, so that whatever
+    // followed the response in the same read is not lost with tungstenite's buffer.
+    let mut recorder = Recorder {
+        tcp: &mut tcp,
+        seen: Vec::new(),
+    };
+    // Small buffers: the WebSocket that tungstenite builds after the handshake is dropped unused.
     let config = WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(4096)
         .write_buffer_size(0);
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(target.url.as_str(), tcp, Some(config))
+    tokio_tungstenite::client_async_with_config(target.url.as_str(), &mut recorder, Some(config))
+        .await
+        .map_err(|e| format!("handshake with {}: {e}", target.url))?;
+    let seen = recorder.seen;
+    // The response tungstenite accepted ends at the first blank line.
+    let tail = memmem::find(&seen, b"\r\n\r\n")
+        .map(|end| seen[end + 4..].to_vec())
+        .unwrap_or_default();
+    if let Some(hello) = protocol.hello() {
+        tcp.write_all(&client_text(hello))
             .await
-            .map_err(|e| format!("handshake with {}: {e}", target.url))?;
-    Ok(ws)
+            .map_err(|e| format!("greeting {}: {e}", target.url))?;
+    }
+    Ok(Conn { tcp, tail })
 }
 
-/// Send roll-call messages until every connected client has heard one, so that the measurement
-/// starts only when the server has everyone in the room (a server may register a connection a
-/// moment after its handshake). Gives up after a while: the missing clients then show as lost.
-async fn roll_call(
-    room: &Room,
-    caller: &mut (u32, SplitSink<Ws, Message>),
-    progress: &mut Progress,
-) {
+/// The socket as the handshake sees it, keeping a copy of what was read.
+struct Recorder<'a> {
+    tcp: &'a mut TcpStream,
+    seen: Vec<u8>,
+}
+
+impl AsyncRead for Recorder<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let r = Pin::new(&mut *this.tcp).poll_read(cx, buf);
+        this.seen.extend_from_slice(&buf.filled()[before..]);
+        r
+    }
+}
+
+impl AsyncWrite for Recorder<'_> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// Send roll-call messages (through the first client's writer) until every connected client
+/// has heard one, so that the measurement starts only when the server has everyone in the room
+/// (a server may register a connection a moment after its handshake). Gives up after a while:
+/// the missing clients then show as lost.
+async fn roll_call(room: &Room, caller: &Outbox, progress: &mut Progress) {
     let give_up = room.now_us() + 10_000_000 + u64::from(room.connected) * 2_000;
     while room.joined.load(Ordering::SeqCst) < room.connected && room.now_us() < give_up {
         let stamp = Stamp {
             run: room.run,
-            sender: caller.0,
+            // Any sender: the roll call is not in the schedule.
+            sender: 0,
             round: ROLL_CALL,
             sent_us: room.now_us(),
         };
         if caller
-            .1
-            .send(Message::text(chat_message(&stamp)))
-            .await
+            .send(client_text(&room.protocol.message(&stamp)))
             .is_err()
         {
             break;
@@ -456,21 +536,45 @@ async fn roll_call(
     }
 }
 
-/// The frame a client sends: the protocol's `{"message": …}` with the stamp as the text.
-fn chat_message(stamp: &Stamp) -> String {
-    serde_json::json!({ "message": stamp.to_string() }).to_string()
-}
-
-/// One client's sends, each at its scheduled time. Returns its half of the socket to keep it open.
+/// One client's sends: what its reader or the roll call asks for at once, and its own messages
+/// each at its scheduled time, counted from the `start` it is given. Returns its half of the
+/// socket to keep it open.
 async fn write(
     sender: u32,
-    mut sink: SplitSink<Ws, Message>,
+    mut sink: OwnedWriteHalf,
     room: Arc<Room>,
-    t0_us: u64,
-) -> SplitSink<Ws, Message> {
+    start: oneshot::Receiver<u64>,
+    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+) -> OwnedWriteHalf {
+    tokio::pin!(start);
+    let t0_us = loop {
+        tokio::select! {
+            t0 = &mut start => match t0 {
+                Ok(t0) => break t0,
+                Err(_) => return sink,
+            },
+            Some(frame) = outgoing.recv() => {
+                if sink.write_all(&frame).await.is_err() {
+                    return sink;
+                }
+            }
+        }
+    };
     for round in 0..room.schedule.rounds {
         let due_us = t0_us + room.schedule.offset_us(sender, round);
-        tokio::time::sleep_until(room.at(due_us)).await;
+        let due = tokio::time::sleep_until(room.at(due_us));
+        tokio::pin!(due);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut due => break,
+                Some(frame) = outgoing.recv() => {
+                    if sink.write_all(&frame).await.is_err() {
+                        return sink;
+                    }
+                }
+            }
+        }
         let now = room.now_us();
         room.send_lag_max_us
             .fetch_max(now.saturating_sub(due_us), Ordering::Relaxed);
@@ -480,11 +584,8 @@ async fn write(
             round,
             sent_us: now,
         };
-        if sink
-            .send(Message::text(chat_message(&stamp)))
-            .await
-            .is_err()
-        {
+        let frame = client_text(&room.protocol.message(&stamp));
+        if sink.write_all(&frame).await.is_err() {
             break;
         }
         room.sent.fetch_add(1, Ordering::SeqCst);
@@ -495,10 +596,12 @@ async fn write(
 /// One client's deliveries until told to stop: its tally, why the server dropped it if it did,
 /// and its half of the socket.
 async fn read(
-    mut stream: SplitStream<Ws>,
+    mut stream: OwnedReadHalf,
+    mut inbox: Inbox,
+    outbox: Outbox,
     room: Arc<Room>,
     mut stop: oneshot::Receiver<()>,
-) -> (ClientTally, Option<String>, SplitStream<Ws>) {
+) -> (ClientTally, Option<String>, OwnedReadHalf) {
     let finder = StampFinder::default();
     let mut tally = ClientTally::new(&room.schedule);
     let mut batch: Vec<u64> = Vec::with_capacity(BATCH);
@@ -506,59 +609,82 @@ async fn read(
     let mut joined = false;
     let mut disconnected = None;
     let all = room.schedule.messages();
+    let protocol = room.protocol;
     loop {
-        let frame = tokio::select! {
+        // Every frame of one read arrived at once: one clock reading serves them all.
+        let now = room.now_us();
+        let parsed = inbox.drain(|event| {
+            let text = match event {
+                Event::Message(text) => text,
+                Event::Ping(payload) => {
+                    let _ = outbox.send(client_frame(OpCode::Control(Control::Pong), payload));
+                    return;
+                }
+                Event::Close(why) => {
+                    disconnected = Some(why);
+                    return;
+                }
+            };
+            if let Some(reply) = protocol.keepalive_reply(text) {
+                let _ = outbox.send(client_text(reply));
+                return;
+            }
+            if protocol.is_goodbye(text) {
+                disconnected = Some(format!(
+                    "dropped by the server: {}",
+                    String::from_utf8_lossy(text)
+                ));
+                return;
+            }
+            let Some(stamp) = finder.find(text).filter(|s| s.run == room.run) else {
+                return;
+            };
+            if stamp.round == ROLL_CALL {
+                if !joined {
+                    joined = true;
+                    if room.joined.fetch_add(1, Ordering::SeqCst) + 1 == room.connected {
+                        room.news.notify_one();
+                    }
+                }
+                return;
+            }
+            let Some(index) = room.schedule.index(stamp.sender, stamp.round) else {
+                return;
+            };
+            let latency = now.saturating_sub(stamp.sent_us);
+            if tally.record(index, latency, room.budget_us) {
+                if batch.is_empty() {
+                    batch_since = now;
+                }
+                batch.push(latency);
+                if batch.len() == BATCH
+                    || tally.delivered == all
+                    || now.saturating_sub(batch_since) > BATCH_AGE_US
+                {
+                    flush(&room, &mut batch);
+                }
+            }
+        });
+        if let Err(why) = parsed {
+            disconnected = Some(why);
+        }
+        if disconnected.is_some() {
+            break;
+        }
+        let read = tokio::select! {
             biased;
             _ = &mut stop => break,
-            frame = stream.next() => frame,
+            read = stream.read_buf(inbox.buffer(READ_SIZE / 4)) => read,
         };
-        let text = match &frame {
-            Some(Ok(Message::Text(text))) => text.as_bytes(),
-            Some(Ok(Message::Binary(bytes))) => &bytes[..],
-            Some(Ok(Message::Close(close))) => {
-                disconnected = Some(match close {
-                    Some(c) => format!("closed by the server: {} {}", c.code, c.reason),
-                    None => "closed by the server".into(),
-                });
-                break;
-            }
-            Some(Err(e)) => {
-                disconnected = Some(e.to_string());
-                break;
-            }
-            None => {
+        match read {
+            Ok(0) => {
                 disconnected = Some("connection ended".into());
                 break;
             }
-            Some(Ok(_)) => continue,
-        };
-        let Some(stamp) = finder.find(text).filter(|s| s.run == room.run) else {
-            continue;
-        };
-        if stamp.round == ROLL_CALL {
-            if !joined {
-                joined = true;
-                if room.joined.fetch_add(1, Ordering::SeqCst) + 1 == room.connected {
-                    room.news.notify_one();
-                }
-            }
-            continue;
-        }
-        let Some(index) = room.schedule.index(stamp.sender, stamp.round) else {
-            continue;
-        };
-        let now = room.now_us();
-        let latency = now.saturating_sub(stamp.sent_us);
-        if tally.record(index, latency, room.budget_us) {
-            if batch.is_empty() {
-                batch_since = now;
-            }
-            batch.push(latency);
-            if batch.len() == BATCH
-                || tally.delivered == all
-                || now.saturating_sub(batch_since) > BATCH_AGE_US
-            {
-                flush(&room, &mut batch);
+            Ok(_) => {}
+            Err(e) => {
+                disconnected = Some(e.to_string());
+                break;
             }
         }
     }

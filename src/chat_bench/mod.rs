@@ -30,6 +30,9 @@
 //! `*_cpu_us_per_delivery` figures divide CPU time by deliveries, which stays comparable when the
 //! machine is shared and the percentages are not.
 //!
+//! `--protocol socket.io` speaks the same messages as Socket.IO events over its WebSocket
+//! transport (see [`wire::Protocol`]), so a Socket.IO server is measured by the same client.
+//!
 //! `--search` runs steps growing from `--start` (doubling) until one fails, then bisects to within
 //! `--tolerance` percent, printing each step's line and then `{"max_clients":N}`.
 
@@ -40,6 +43,7 @@ mod progress;
 pub mod search;
 pub mod stamp;
 pub mod tally;
+pub mod wire;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -220,6 +224,7 @@ pub use cli::Args;
 mod cli {
     use std::path::PathBuf;
 
+    use crate::chat_bench::wire::Protocol;
     use crate::chat_bench::{self, Config, Plan};
     use crate::time::Duration;
     use clap::Parser;
@@ -311,6 +316,12 @@ still printed) or the server could not be reached; 2 for bad flags; 130 on Ctrl-
         /// Threads of the client's async runtime.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+
+        /// What the clients speak: the challenge's chat protocol, or the same messages as
+        /// Socket.IO `message` events over its WebSocket transport (give the URL
+        /// ws://HOST:PORT/socket.io/?EIO=4&transport=websocket).
+        #[arg(long, value_enum, default_value_t = Protocol::Chat)]
+        protocol: Protocol,
     }
 
     impl crate::runner::Program for Args {
@@ -329,6 +340,7 @@ still printed) or the server could not be reached; 2 for bad flags; 130 on Ctrl-
                     ramp: args.ramp,
                     connect_timeout: args.connect_timeout.std(),
                     server_pids: args.server_pids,
+                    protocol: args.protocol,
                 },
                 search: args.search,
                 start: args.start,

@@ -68,28 +68,43 @@ impl StampFinder {
 }
 
 /// `run(hex8):sender:round:sent_us`, the last field ended by any non-digit or the end of text.
+///
+/// This runs once per delivery, so it is written for the branch predictor: one pass per field,
+/// digits accumulated as they are checked, a table for the hex digits. Up to 19 digits cannot
+/// overflow a u64; only a 20-digit field is checked.
 fn parse_fields(b: &[u8]) -> Option<Stamp> {
     let hex = b.get(..8)?;
     let mut run = 0u32;
     for &c in hex {
-        run = run << 4 | char::from(c).to_digit(16)?;
+        let digit = HEX[usize::from(c)];
+        if digit > 15 {
+            return None;
+        }
+        run = run << 4 | u32::from(digit);
     }
-    let mut rest = b.get(8..)?;
+    let mut at = 8;
     let mut field = || -> Option<u64> {
-        let (&colon, tail) = rest.split_first()?;
-        if colon != b':' {
+        if *b.get(at)? != b':' {
             return None;
         }
-        let digits = tail.iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 || digits > 20 {
-            return None;
-        }
+        at += 1;
+        let start = at;
         let mut v = 0u64;
-        for &c in &tail[..digits] {
-            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        while let Some(&c) = b.get(at) {
+            let digit = c.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            v = v.wrapping_mul(10).wrapping_add(u64::from(digit));
+            at += 1;
         }
-        rest = &tail[digits..];
-        Some(v)
+        match at - start {
+            1..=19 => Some(v),
+            20 => b[start..at].iter().try_fold(0u64, |v, &c| {
+                v.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+            }),
+            _ => None,
+        }
     };
     let sender = u32::try_from(field()?).ok()?;
     let round = u32::try_from(field()?).ok()?;
@@ -101,6 +116,22 @@ fn parse_fields(b: &[u8]) -> Option<Stamp> {
         sent_us,
     })
 }
+
+/// The value of each byte as a hex digit (either case), or 0xff.
+const HEX: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut c = 0;
+    while c < 256 {
+        table[c] = match c as u8 {
+            d @ b'0'..=b'9' => d - b'0',
+            d @ b'a'..=b'f' => d - b'a' + 10,
+            d @ b'A'..=b'F' => d - b'A' + 10,
+            _ => 0xff,
+        };
+        c += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -130,6 +161,19 @@ mod tests {
         assert_eq!(f.find(b"chat-bench:0000002g:17:2:5"), None);
         assert_eq!(f.find(b"chat-bench:0000002a:x:2:5"), None);
         assert_eq!(f.find(b"chat-bench:0000002a:99999999999:2:5"), None);
+        // The largest sent time reads back; one more overflows.
+        let max = f
+            .find(b"chat-bench:0000002a:1:2:18446744073709551615")
+            .unwrap();
+        assert_eq!(max.sent_us, u64::MAX);
+        assert_eq!(
+            f.find(b"chat-bench:0000002a:1:2:18446744073709551616"),
+            None
+        );
+        assert_eq!(
+            f.find(b"chat-bench:0000002a:1:2:123456789012345678901"),
+            None
+        );
     }
 
     proptest! {
