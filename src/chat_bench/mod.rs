@@ -111,13 +111,21 @@ pub fn run<W: Write>(config: &Config, out: &mut Output<W>) -> Result<()> {
             config.plan.clients
         )));
     }
+    // Before the client runtimes' threads start. A stop cuts the run short: no result line,
+    // exit 130 for SIGINT and 1 for SIGTERM (a bench without its result did not succeed).
+    let stop = crate::stop::Stop::listen()?;
     // The main thread only orchestrates; the clients live on `threads` runtimes of their own.
     let shards = clients::Shards::start(config.threads)?;
     let runtime = crate::server::runtime(1)?;
     runtime.block_on(async {
         tokio::select! {
             r = bench(config, fit, &shards, out) => r,
-            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+            why = stop.wait() => match why {
+                crate::stop::Stopped::Interrupted => Err(Error::Interrupted),
+                crate::stop::Stopped::Terminated => Err(Error::failed(
+                    "stopped by SIGTERM before the run had its result",
+                )),
+            },
         }
     })
 }
