@@ -1,5 +1,6 @@
 //! `GET /metrics` on the three servers, read back through a real Prometheus (Debian's
-//! `prometheus`) scraping all of them, and checked by `promtool check metrics`.
+//! `prometheus`) scraping all of them while they serve real traffic (a chat across two workers,
+//! books priced by `reprice`, posted load), and checked by `promtool check metrics`.
 
 mod common;
 
@@ -15,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 const CHAT: &str = env!("CARGO_BIN_EXE_chat-relay");
 const PRICE: &str = env!("CARGO_BIN_EXE_price-api");
 const LOAD: &str = env!("CARGO_BIN_EXE_load-monitor");
+const REPRICE: &str = env!("CARGO_BIN_EXE_reprice");
 const WAIT: Duration = Duration::from_secs(30);
 
 fn agent() -> ureq::Agent {
@@ -143,17 +145,30 @@ async fn prometheus_reads_every_servers_counts() {
         .unwrap();
     assert!(next_json(&mut clients[0].0).await["error"].is_string());
 
-    // Priced books: ids registered and polled; the failing price-api refuses every registration.
+    // Priced books: reprice registers each tick's book with price-api and polls whether it sold
+    // (ids 1-4: two sold, two not); one poll of an id never issued; the failing price-api
+    // refuses every registration.
+    let ticks: String = (1..=4)
+        .map(|n| format!("{{\"tick\":{n},\"at\":\"2026-11-21T11:20:00.000000Z\"}}\n"))
+        .collect();
+    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data.csv");
+    let priced = common::run(
+        REPRICE,
+        &["--csv", csv, "--api", &price.url(), "--poll-after", "20ms"],
+        ticks.as_bytes(),
+    );
+    let lines = priced.expect_code(0).json_lines();
+    assert_eq!(lines.len(), 4, "{}", priced.describe());
+    assert!(
+        lines.iter().all(|l| l["sold"].is_boolean()),
+        "{}",
+        priced.describe()
+    );
     let http = agent();
-    for _ in 0..4 {
-        assert_eq!(
-            post(&http, &format!("{}/register-request", price.url()), ""),
-            200
-        );
-    }
-    for id in [1, 2, 3, 4, 7] {
-        get(&http, &format!("{}/request-data/{id}", price.url()));
-    }
+    assert_eq!(
+        get(&http, &format!("{}/request-data/99", price.url())).0,
+        404
+    );
     for _ in 0..3 {
         assert_eq!(
             post(&http, &format!("{}/register-request", failing.url()), ""),
