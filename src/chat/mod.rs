@@ -174,48 +174,58 @@ Output, one line per message in the room:
     )]
     pub struct Args {
         /// Address to listen on (port 0 picks a free port; the bound address is printed on stderr).
-        #[arg(long, default_value = "127.0.0.1:8000")]
+        #[arg(help_heading = "Server", long, default_value = "127.0.0.1:8000")]
         listen: String,
 
         /// Worker processes accepting connections (default: one per CPU).
-        #[arg(long)]
+        #[arg(help_heading = "Server", long)]
         workers: Option<usize>,
 
         /// Share the room through Redis pub/sub (redis://HOST:PORT) instead of Unix sockets only.
-        #[arg(long, value_name = "URL")]
+        #[arg(help_heading = "Room across machines", long, value_name = "URL")]
         redis: Option<String>,
 
         /// Redis channel of the room.
-        #[arg(long, default_value = "chat-relay", value_name = "NAME")]
+        #[arg(
+            help_heading = "Room across machines",
+            long,
+            default_value = "chat-relay",
+            value_name = "NAME"
+        )]
         channel: String,
 
         /// Largest message a client may send, in bytes; a larger frame closes it with 1009.
-        #[arg(long, default_value_t = Limits::default().max_message, value_name = "BYTES")]
+        #[arg(help_heading = "Per-client limits", long, default_value_t = Limits::default().max_message, value_name = "BYTES")]
         max_message: usize,
 
         /// Messages per second a connection may send on average (excess is refused).
-        #[arg(long, default_value_t = Limits::default().rate, value_name = "N")]
+        #[arg(help_heading = "Per-client limits", long, default_value_t = Limits::default().rate, value_name = "N")]
         rate: f64,
 
         /// Messages a connection may send in a burst before --rate applies.
-        #[arg(long, default_value_t = Limits::default().burst, value_name = "N")]
+        #[arg(help_heading = "Per-client limits", long, default_value_t = Limits::default().burst, value_name = "N")]
         burst: u32,
 
         /// Messages waiting for one client before it is disconnected as too slow.
-        #[arg(long, default_value_t = Limits::default().queue, value_name = "N")]
+        #[arg(help_heading = "Per-client limits", long, default_value_t = Limits::default().queue, value_name = "N")]
         queue: usize,
 
         /// How long a worker gathers messages before sending them to its clients as one batch (one
         /// write per client per batch instead of one per message; 0s: no wait).
-        #[arg(long, default_value = "50ms", value_name = "DURATION")]
+        #[arg(
+            help_heading = "Delivery",
+            long,
+            default_value = "50ms",
+            value_name = "DURATION"
+        )]
         batch_window: Duration,
 
         /// User id of the relay's bot (32 lowercase hex characters; random by default).
-        #[arg(long, value_name = "ID", value_parser = UserId::parse)]
+        #[arg(help_heading = "Bot (stdin and stdout)", long, value_name = "ID", value_parser = UserId::parse)]
         bot_user: Option<UserId>,
 
         /// Serve this HTML file at / instead of the built-in page (e.g. the challenge's index.html).
-        #[arg(long, value_name = "FILE")]
+        #[arg(help_heading = "Server", long, value_name = "FILE")]
         page: Option<std::path::PathBuf>,
 
         #[command(flatten)]

@@ -351,23 +351,33 @@ Examples:
     )]
     pub struct Args {
         /// Address to listen on; port 0 picks a free port (printed on stderr).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        #[arg(
+            help_heading = "Server",
+            long,
+            value_name = "ADDR",
+            default_value = "127.0.0.1:8080"
+        )]
         listen: String,
 
         /// Delay every answer by a random time in MIN..MAX (or a fixed DURATION), e.g. 50ms..500ms.
-        #[arg(long, value_name = "MIN..MAX")]
+        #[arg(help_heading = "Market simulation", long, value_name = "MIN..MAX")]
         latency: Option<LatencyRange>,
 
         /// Answer this share of requests with 503 (0 to 1).
-        #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+        #[arg(
+            help_heading = "Market simulation",
+            long,
+            value_name = "RATE",
+            default_value_t = 0.0
+        )]
         fail_rate: f64,
 
         /// Seed of the latency and failure dice.
-        #[arg(long, default_value_t = 1)]
+        #[arg(help_heading = "Market simulation", long, default_value_t = 1)]
         seed: u64,
 
         /// Worker threads.
-        #[arg(long, default_value_t = 2)]
+        #[arg(help_heading = "Server", long, default_value_t = 2)]
         threads: usize,
 
         #[command(flatten)]
