@@ -6,98 +6,19 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::browser::{artifact, wait_until_with, Driver, WAIT};
 use common::Daemon;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 const EXE: &str = env!("CARGO_BIN_EXE_chat-relay");
-const WAIT: Duration = Duration::from_secs(20);
-
-/// chromedriver on a free port; killed when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    fn start() -> Driver {
-        let port = common::free_port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting chromedriver (make test-deps installs chromium-driver)");
-        common::wait_for_port(format!("127.0.0.1:{port}").parse().unwrap(), WAIT);
-        Driver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// A new headless Chromium with its own fresh profile, with a phone's screen.
-    async fn browser(&self, profile: &tempfile::TempDir) -> Client {
-        let args = vec![
-            "--headless".to_string(),
-            "--no-sandbox".into(),
-            "--disable-gpu".into(),
-            "--disable-dev-shm-usage".into(),
-            "--no-first-run".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": args,
-                // A phone's screen: 390 x 844 CSS pixels, as an iPhone 12-14.
-                "mobileEmulation": {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}},
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .expect("opening a Chromium session")
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Evaluate `script` (a JS expression) until it is true.
-async fn wait_until(browser: &Client, what: &str, script: &str, args: Vec<Value>) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let value = browser
-            .execute(&format!("return {script};"), args.clone())
-            .await
-            .expect("running a script in the page");
-        if value == Value::Bool(true) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "page never showed: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn wait_connected(browser: &Client) {
-    wait_until(
+    wait_until_with(
         browser,
         "connected",
         "document.getElementById('state').className === 'open'",
@@ -133,21 +54,13 @@ async fn say(browser: &Client, text: &str) {
 }
 
 async fn wait_for_message(browser: &Client, text: &str) {
-    wait_until(
+    wait_until_with(
         browser,
         &format!("message {text:?}"),
         "[...document.querySelectorAll('#log .message')].some(m => m.textContent === arguments[0])",
         vec![json!(text)],
     )
     .await;
-}
-
-fn artifact(name: &str, png: &[u8]) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, png).unwrap();
-    path
 }
 
 fn wait_for_workers(relay: &Daemon, count: usize) {
@@ -175,8 +88,8 @@ async fn two_browsers_chat_through_the_relay() {
     wait_for_workers(&relay, 2);
     let driver = Driver::start();
     let (profile_a, profile_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let alice = driver.browser(&profile_a).await;
-    let bob = driver.browser(&profile_b).await;
+    let alice = driver.phone(&profile_a).await;
+    let bob = driver.phone(&profile_b).await;
     let page = relay.url() + "/";
     alice.goto(&page).await.unwrap();
     bob.goto(&page).await.unwrap();
@@ -220,7 +133,7 @@ async fn two_browsers_chat_through_the_relay() {
         .unwrap();
     wait_for_message(&alice, "hi alice").await;
     // Phone width: nothing sticks out sideways.
-    wait_until(
+    wait_until_with(
         &alice,
         "no horizontal overflow",
         "document.documentElement.scrollWidth <= window.innerWidth",
@@ -238,7 +151,7 @@ async fn two_browsers_chat_through_the_relay() {
         .unwrap();
     }
     for browser in [&alice, &bob] {
-        wait_until(
+        wait_until_with(
             browser,
             "disconnected",
             "document.getElementById('state').className === 'closed'",
@@ -276,10 +189,10 @@ async fn a_page_in_the_original_style_works_unchanged() {
     wait_for_workers(&relay, 2);
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
-    let browser = driver.browser(&profile).await;
+    let browser = driver.phone(&profile).await;
     browser.goto(&(relay.url() + "/")).await.unwrap();
     // The original page shows no connection state: wait until its socket is open.
-    wait_until(
+    wait_until_with(
         &browser,
         "socket open",
         "typeof ws === 'object' && ws.readyState === 1",
@@ -322,7 +235,7 @@ async fn a_page_in_the_original_style_works_unchanged() {
     ))
     .await
     .unwrap();
-    wait_until(
+    wait_until_with(
         &browser,
         "the Rust client's message",
         "[...document.querySelectorAll('#chat p')].some(p => p.innerText.endsWith(': hello from rust'))",
@@ -357,7 +270,7 @@ async fn a_client_cannot_make_the_page_show_a_server_notice() {
     wait_for_workers(&relay, 1);
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
-    let browser = driver.browser(&profile).await;
+    let browser = driver.phone(&profile).await;
     browser.goto(&(relay.url() + "/")).await.unwrap();
     wait_connected(&browser).await;
 

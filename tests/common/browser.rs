@@ -75,10 +75,15 @@ impl Drop for Driver {
 
 /// Evaluate `script` (a JS expression) until it is true.
 pub async fn wait_until(browser: &Client, what: &str, script: &str) {
+    wait_until_with(browser, what, script, vec![]).await
+}
+
+/// Like [`wait_until`], with `arguments[i]` for the script.
+pub async fn wait_until_with(browser: &Client, what: &str, script: &str, args: Vec<Value>) {
     let deadline = Instant::now() + WAIT;
     loop {
         let value = browser
-            .execute(&format!("return {script};"), vec![])
+            .execute(&format!("return {script};"), args.clone())
             .await
             .expect("running a script in the page");
         if value == Value::Bool(true) {
