@@ -139,6 +139,15 @@ impl Stop {
     }
 }
 
+/// Ignore SIGTTIN: a program in the background of an interactive shell that reads the terminal
+/// then gets EIO (the end of its input) instead of being stopped.
+pub fn ignore_terminal_reads() {
+    // SAFETY: setting a disposition to SIG_IGN installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(Signal::SIGTTIN, nix::sys::signal::SigHandler::SigIgn);
+    }
+}
+
 /// Unblock every signal in a child about to `exec`, so a program started after [`Stop::listen`]
 /// gets the default actions back: hand it to `pre_exec` of a std or tokio `Command`. It is
 /// async-signal-safe (one `sigprocmask`) and allocates nothing.

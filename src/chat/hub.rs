@@ -139,10 +139,7 @@ pub fn listen_for_signals() -> Result<Stop> {
     let stop = Stop::listen_also(&[Signal::SIGCHLD])?;
     // A relay started in the background of an interactive shell must not be stopped for reading
     // the terminal: reading then fails with EIO, which ends stdin.
-    // SAFETY: setting a disposition to SIG_IGN installs no handler code.
-    unsafe {
-        let _ = nix::sys::signal::signal(Signal::SIGTTIN, nix::sys::signal::SigHandler::SigIgn);
-    }
+    crate::stop::ignore_terminal_reads();
     Ok(stop)
 }
 
