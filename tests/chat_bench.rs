@@ -5,15 +5,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, run, wait_for_listen_line};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use common::{free_port, run, Daemon};
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_chat-bench");
@@ -30,43 +27,17 @@ fn relay_exe() -> PathBuf {
 }
 
 /// A chat-relay in its own process group, so a signal reaches the parent and every worker.
-struct Relay {
-    child: Child,
-    addr: SocketAddr,
+fn start_relay(workers: u32) -> Daemon {
+    let exe = relay_exe();
+    let workers = workers.to_string();
+    Daemon::ours_in_group(
+        exe.to_str().unwrap(),
+        &["--listen", "127.0.0.1:0", "--workers", &workers],
+    )
 }
 
-impl Relay {
-    fn start(workers: u32) -> Relay {
-        let mut child = Command::new(relay_exe())
-            .args(["--listen", "127.0.0.1:0", "--workers", &workers.to_string()])
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting chat-relay");
-        let (addr, _stderr) = wait_for_listen_line(child.stderr.take().unwrap(), "chat-relay");
-        Relay { child, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}/chat", self.addr)
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    fn signal_all(&self, sig: Signal) {
-        killpg(Pid::from_raw(self.child.id() as i32), sig).expect("signalling chat-relay's group");
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
+fn ws_url(relay: &Daemon) -> String {
+    format!("ws://{}/chat", relay.addr)
 }
 
 fn only_line(r: &common::Run) -> Value {
@@ -77,11 +48,11 @@ fn only_line(r: &common::Run) -> Value {
 
 #[test]
 fn a_small_room_on_chat_relay_holds_and_every_delivery_is_counted() {
-    let relay = Relay::start(2);
+    let relay = start_relay(2);
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("latency.svg");
-    let url = relay.url();
-    let pid = relay.pid();
+    let url = ws_url(&relay);
+    let pid = relay.child.id().to_string();
     let r = run(
         BENCH,
         &[
@@ -127,8 +98,8 @@ fn a_small_room_on_chat_relay_holds_and_every_delivery_is_counted() {
 
 #[test]
 fn a_relay_stalled_for_two_seconds_is_not_ok() {
-    let relay = Relay::start(1);
-    let url = relay.url();
+    let relay = start_relay(1);
+    let url = ws_url(&relay);
     let mut bench = Command::new(BENCH)
         .args([
             "--url",
@@ -162,10 +133,10 @@ fn a_relay_stalled_for_two_seconds_is_not_ok() {
             break;
         }
     }
-    relay.signal_all(Signal::SIGSTOP);
+    relay.signal_group(Signal::SIGSTOP);
     let stalled = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
-    relay.signal_all(Signal::SIGCONT);
+    relay.signal_group(Signal::SIGCONT);
     assert!(stalled.elapsed() < Duration::from_secs(3));
     let out = bench.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -184,8 +155,8 @@ fn a_relay_stalled_for_two_seconds_is_not_ok() {
 
 #[test]
 fn a_search_grows_and_ends_with_max_clients() {
-    let relay = Relay::start(2);
-    let url = relay.url();
+    let relay = start_relay(2);
+    let url = ws_url(&relay);
     let r = run(
         BENCH,
         &[
@@ -222,8 +193,8 @@ fn a_search_grows_and_ends_with_max_clients() {
 
 #[test]
 fn a_closed_stdout_ends_a_search_quietly() {
-    let relay = Relay::start(1);
-    let url = relay.url();
+    let relay = start_relay(1);
+    let url = ws_url(&relay);
     let mut bench = Command::new(BENCH)
         .args([
             "--url",

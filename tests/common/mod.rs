@@ -119,6 +119,9 @@ pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub stderr: Arc<Mutex<String>>,
+    /// Started in a process group of its own ([`Daemon::ours_in_group`]): signals and the final
+    /// kill reach its children too.
+    group: bool,
 }
 
 impl Daemon {
@@ -197,17 +200,34 @@ impl Daemon {
             child,
             addr,
             stderr,
+            group: false,
         }
     }
 
     /// Start one of our servers with `--listen 127.0.0.1:0` among `args` and wait for the
     /// `listening on http://ADDR` line it prints on stderr.
     pub fn ours(exe: &str, args: &[&str]) -> Daemon {
-        let mut child = Command::new(exe)
+        Daemon::start_ours(exe, args, false)
+    }
+
+    /// Like [`Daemon::ours`], in a process group of its own (a forking server such as
+    /// chat-relay: [`Daemon::signal_group`] reaches every worker, and so does the final kill).
+    pub fn ours_in_group(exe: &str, args: &[&str]) -> Daemon {
+        Daemon::start_ours(exe, args, true)
+    }
+
+    fn start_ours(exe: &str, args: &[&str], group: bool) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(exe);
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        if group {
+            command.process_group(0);
+        }
+        let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
         let (addr, stderr) = wait_for_listen_line(child.stderr.take().unwrap(), exe);
@@ -215,7 +235,15 @@ impl Daemon {
             child,
             addr,
             stderr,
+            group,
         }
+    }
+
+    /// Signal the daemon's whole process group (started with [`Daemon::ours_in_group`]).
+    pub fn signal_group(&self, sig: nix::sys::signal::Signal) {
+        assert!(self.group, "not started in a group of its own");
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::killpg(pid, sig).unwrap();
     }
 
     pub fn url(&self) -> String {
@@ -234,6 +262,10 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.group {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
