@@ -94,13 +94,15 @@ search() {
     local name=$1 url=$2 start=$3 extra=$4; shift 4
     local pids=()
     for p in "$@"; do pids+=(--server-pid "$p"); done
-    local cmd="$REL/chat-bench --url $url --search --start $start --duration $DURATION --tolerance $TOLERANCE${extra:+ $extra} ${pids[*]} --plot $OUT/$name.svg"
+    # shellcheck disable=SC2206 # extra holds flags to split
+    local args=("$REL/chat-bench" --url "$url" --search --start "$start" --duration "$DURATION" --tolerance "$TOLERANCE" $extra "${pids[@]}" --plot "$OUT/$name.svg")
+    local cmd; cmd=$(printf '%q ' "${args[@]}"); cmd=${cmd% }
     say ""
     say "# $name"
     say "\$ $cmd > $OUT/$name.jsonl"
     CMD[$name]=$cmd
     LOAD[$name]=$(cut -d' ' -f1 /proc/loadavg)
-    $cmd >"$OUT/$name.jsonl" 2>"$OUT/$name.log" || { say "chat-bench failed:"; tail -5 "$OUT/$name.log" >&2; }
+    "${args[@]}" >"$OUT/$name.jsonl" 2>"$OUT/$name.log" || { say "chat-bench failed:"; tail -5 "$OUT/$name.log" >&2; }
     cat "$OUT/$name.jsonl" >&2
     read -r MAX[$name] P99[$name] SCPU[$name] CCPU[$name] SUS[$name] CUS[$name] < <(python3 - "$OUT/$name.jsonl" <<'PY'
 import json, sys
