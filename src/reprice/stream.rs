@@ -1079,3 +1079,80 @@ async fn price_books(state: &Consumer, entry: &Entry) {
     }
     state.publish(Kind::Books, id, lines, reports).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(url: &str) -> Group {
+        Group {
+            url: url.into(),
+            group: "pricing".into(),
+            consumer: Some("c1".into()),
+            claim_after: time::Duration(Duration::from_secs(30)),
+            max_deliveries: 5,
+            books_per_entry: 100,
+            max_entries: 64,
+            keep: 1000,
+        }
+    }
+
+    fn usage(g: &Group) -> String {
+        match g.check() {
+            Err(Error::Usage(msg)) => msg,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_keys_share_the_stream_name_as_hash_tag() {
+        let setup = group("redis://127.0.0.1:6379/ticks").check().unwrap();
+        assert_eq!(setup.conn, "redis://127.0.0.1:6379/");
+        assert_eq!(setup.keys.ticks, "ticks");
+        assert_eq!(setup.keys.books, "{ticks}:books:pricing");
+        assert_eq!(setup.keys.prices, "{ticks}:prices:pricing");
+        assert_eq!(setup.keys.req, "{ticks}:req:pricing:");
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors_that_name_the_flag() {
+        assert!(usage(&group("http://h:1/t")).contains("not a redis:// URL"));
+        assert!(usage(&group("redis://h:1")).contains("give the key"));
+        let mut g = group("redis://h:1/t");
+        g.group.clear();
+        assert!(usage(&g).contains("--group"));
+        let mut g = group("redis://h:1/t");
+        g.max_deliveries = 0;
+        assert!(usage(&g).contains("--max-deliveries"));
+        let mut g = group("redis://h:1/t");
+        g.books_per_entry = 0;
+        assert!(usage(&g).contains("--books-per-entry"));
+        let mut g = group("redis://h:1/t");
+        g.claim_after = time::Duration(Duration::from_millis(1));
+        assert!(usage(&g).contains("--claim-after"));
+        let mut g = group("redis://h:1/t");
+        g.consumer = Some(String::new());
+        assert!(usage(&g).contains("--consumer"));
+    }
+
+    #[test]
+    fn a_consumer_is_named_after_its_host_and_pid() {
+        let mut g = group("redis://h:1/t");
+        g.consumer = None;
+        let name = g.check().unwrap().consumer;
+        assert!(
+            name.ends_with(&format!("-{}", std::process::id())),
+            "{name}"
+        );
+    }
+
+    #[test]
+    fn tick_fields_must_be_tick_numbers() {
+        let fields =
+            |v: &str| HashMap::from([("tick".to_string(), redis::Value::BulkString(v.into()))]);
+        assert_eq!(tick_of(&fields("12")), Ok(12));
+        assert!(tick_of(&fields("0")).is_err());
+        assert!(tick_of(&fields("soon")).unwrap_err().contains("\"soon\""));
+        assert!(tick_of(&HashMap::new()).unwrap_err().contains("no field"));
+    }
+}
