@@ -261,74 +261,82 @@ still printed) or the server could not be reached; 2 for bad flags; 130 on Ctrl-
     )]
     pub struct Args {
         /// The chat server's WebSocket URL.
-        #[arg(long, default_value = "ws://127.0.0.1:8000/chat")]
+        #[arg(
+            help_heading = "Server under test",
+            long,
+            default_value = "ws://127.0.0.1:8000/chat"
+        )]
         url: String,
 
         /// Number of clients (without --search).
-        #[arg(long, short = 'n', default_value_t = 100)]
+        #[arg(help_heading = "One step", long, short = 'n', default_value_t = 100)]
         clients: u32,
 
         /// How long the clients chat in each step.
-        #[arg(long, default_value = "30s")]
+        #[arg(help_heading = "One step", long, default_value = "30s")]
         duration: Duration,
 
         /// Each client sends one message per interval.
-        #[arg(long, default_value = "3s")]
+        #[arg(help_heading = "One step", long, default_value = "3s")]
         interval: Duration,
 
         /// Every message must reach every client within this time.
-        #[arg(long, default_value = "1s")]
+        #[arg(help_heading = "One step", long, default_value = "1s")]
         budget: Duration,
 
         /// After the last send and the budget, wait this long for stragglers before counting them lost.
-        #[arg(long, default_value = "2s")]
+        #[arg(help_heading = "One step", long, default_value = "2s")]
         grace: Duration,
 
         /// New connections per second while ramping up.
-        #[arg(long, default_value_t = 1000.0)]
+        #[arg(help_heading = "One step", long, default_value_t = 1000.0)]
         ramp: f64,
 
         /// Give up on a connection whose WebSocket handshake takes longer.
-        #[arg(long, default_value = "10s")]
+        #[arg(help_heading = "One step", long, default_value = "10s")]
         connect_timeout: Duration,
 
         /// Find the largest number of clients that holds: double from --start, then bisect.
-        #[arg(long)]
+        #[arg(help_heading = "Search", long)]
         search: bool,
 
         /// First number of clients of a search.
-        #[arg(long, default_value_t = 100)]
+        #[arg(help_heading = "Search", long, default_value_t = 100)]
         start: u32,
 
         /// Largest number of clients a search tries.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(help_heading = "Search", long, default_value_t = 20_000)]
         max: u32,
 
         /// A search stops when the answer is known to within this percent.
-        #[arg(long, default_value_t = 5)]
+        #[arg(help_heading = "Search", long, default_value_t = 5)]
         tolerance: u32,
 
         /// Rest between search steps.
-        #[arg(long, default_value = "2s")]
+        #[arg(help_heading = "Search", long, default_value = "2s")]
         pause: Duration,
 
         /// Draw latency percentiles against the number of clients into this SVG file.
-        #[arg(long, value_name = "FILE.svg")]
+        #[arg(help_heading = "Output", long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
 
         /// Also report the CPU time of this process and its descendants (repeatable: e.g. the relay
         /// and redis-server).
-        #[arg(long = "server-pid", value_name = "PID")]
+        #[arg(
+            help_heading = "Server under test",
+            long = "server-pid",
+            value_name = "PID"
+        )]
         server_pids: Vec<i32>,
 
         /// Threads of the client's async runtime.
-        #[arg(long, default_value_t = 2)]
+        #[arg(help_heading = "One step", long, default_value_t = 2)]
         threads: usize,
 
         /// What the clients speak: the challenge's chat protocol, or the same messages as
         /// Socket.IO `message` events over its WebSocket transport (give the URL
         /// ws://HOST:PORT/socket.io/?EIO=4&transport=websocket).
-        #[arg(long, value_enum, default_value_t = Protocol::Chat)]
+        #[arg(help_heading = "Server under test", long, value_enum, default_value_t = Protocol::Chat)]
         protocol: Protocol,
     }
 

@@ -616,52 +616,77 @@ With --redis, a book that could not be priced is published and printed as a repo
     )]
     pub struct Args {
         /// The competitor's prices (header `Timestamp,Price`, optional `Book` column).
-        #[arg(long, value_name = "FILE")]
+        #[arg(help_heading = "Pricing", long, value_name = "FILE")]
         csv: PathBuf,
 
         /// Base URL of price-api.
-        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+        #[arg(
+            help_heading = "Pricing",
+            long,
+            value_name = "URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
         api: String,
 
         /// Wait this long after registering a request before asking whether the book sold.
-        #[arg(long, value_name = "DURATION", default_value = "1s")]
+        #[arg(
+            help_heading = "Pricing",
+            long,
+            value_name = "DURATION",
+            default_value = "1s"
+        )]
         poll_after: Duration,
 
         /// How many of the competitor's last prices to average.
-        #[arg(long, value_name = "N", default_value_t = 5)]
+        #[arg(help_heading = "Pricing", long, value_name = "N", default_value_t = 5)]
         points: usize,
 
         /// Give up on one HTTP request after this long (connect included).
-        #[arg(long, value_name = "DURATION", default_value = "2s")]
+        #[arg(
+            help_heading = "Limits and timeouts",
+            long,
+            value_name = "DURATION",
+            default_value = "2s"
+        )]
         http_timeout: Duration,
 
         /// Give up on one data-manager request after this long.
-        #[arg(long, value_name = "DURATION", default_value = "2s")]
+        #[arg(
+            help_heading = "Limits and timeouts",
+            long,
+            value_name = "DURATION",
+            default_value = "2s"
+        )]
         dm_timeout: Duration,
 
         /// At most this many HTTP requests at once (connections are kept alive and reused).
-        #[arg(long, value_name = "N", default_value_t = 64)]
+        #[arg(
+            help_heading = "Limits and timeouts",
+            long,
+            value_name = "N",
+            default_value_t = 64
+        )]
         max_connections: usize,
 
         /// Ticks of one book in flight at once (waiting for their poll); a tick beyond is skipped
         /// for that book with a warning.
-        #[arg(long, value_name = "N", default_value_t = 4)]
+        #[arg(help_heading = "Pricing", long, value_name = "N", default_value_t = 4)]
         max_in_flight: usize,
 
         /// The data-manager program to run (default: the one beside this program, else on PATH).
-        #[arg(long, value_name = "PATH")]
+        #[arg(help_heading = "Data manager", long, value_name = "PATH")]
         data_manager: Option<PathBuf>,
 
         /// Passed to the data manager: after the last row, hold the final window or wrap around.
-        #[arg(long, value_enum, default_value_t = AtEnd::Hold)]
+        #[arg(help_heading = "Data manager", long, value_enum, default_value_t = AtEnd::Hold)]
         at_end: AtEnd,
 
         /// Passed to the data manager: pick up rows appended to the CSV.
-        #[arg(long, conflicts_with = "at_end")]
+        #[arg(help_heading = "Data manager", long, conflicts_with = "at_end")]
         follow: bool,
 
         /// Worker threads of the async runtime.
-        #[arg(long, default_value_t = 2)]
+        #[arg(help_heading = "Limits and timeouts", long, default_value_t = 2)]
         threads: usize,
 
         /// Take the ticks from the Redis stream at redis://HOST:PORT/STREAM (written by `ticker

@@ -471,28 +471,39 @@ Output, one line per tick:
     )]
     pub struct Args {
         /// Time between ticks (e.g. 5s, 250ms, 1m).
-        #[arg(value_name = "PERIOD")]
+        #[arg(help_heading = "Ticks", value_name = "PERIOD")]
         period: Duration,
 
         /// Stop after tick N.
-        #[arg(long, value_name = "N")]
+        #[arg(help_heading = "Ticks", long, value_name = "N")]
         count: Option<u64>,
 
         /// Start on a wall-clock multiple of the period (5s ticks land on :00, :05, …).
-        #[arg(long)]
+        #[arg(help_heading = "Ticks", long)]
         align: bool,
 
         /// Write to this named pipe (created if missing) instead of stdout; keep ticking without a reader.
-        #[arg(long, value_name = "FIFO")]
+        #[arg(help_heading = "Where ticks go", long, value_name = "FIFO")]
         out: Option<PathBuf>,
 
         /// Append each tick to the Redis stream at redis://HOST:PORT/STREAM instead of stdout (for
         /// `reprice --redis … --group G`); keep ticking while Redis is unreachable.
-        #[arg(long, value_name = "URL", conflicts_with = "out")]
+        #[arg(
+            help_heading = "Where ticks go",
+            long,
+            value_name = "URL",
+            conflicts_with = "out"
+        )]
         redis: Option<String>,
 
         /// Keep about this many ticks in the --redis stream (`XADD … MAXLEN ~`).
-        #[arg(long, value_name = "N", default_value_t = 10_000, requires = "redis")]
+        #[arg(
+            help_heading = "Where ticks go",
+            long,
+            value_name = "N",
+            default_value_t = 10_000,
+            requires = "redis"
+        )]
         maxlen: u64,
     }
 
