@@ -1120,19 +1120,24 @@ mod tests {
         }
     }
 
+    /// Input made of JSON-ish text, any bytes, newlines, `\r\n` and blank lines, in pieces.
+    fn line_parts() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        proptest::collection::vec(
+            prop_oneof![
+                "[a-z{}\":,]{0,30}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..40),
+                Just(b"\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b"  \n".to_vec()),
+            ],
+            0..40,
+        )
+    }
+
     proptest! {
         #[test]
         fn spawn_reads_what_next_line_reads(
-            parts in proptest::collection::vec(
-                prop_oneof![
-                    "[a-z{}\":,]{0,30}".prop_map(String::into_bytes),
-                    proptest::collection::vec(any::<u8>(), 0..40),
-                    Just(b"\n".to_vec()),
-                    Just(b"\r\n".to_vec()),
-                    Just(b"  \n".to_vec()),
-                ],
-                0..40,
-            ),
+            parts in line_parts(),
             max in 1usize..60,
             chunk in 1usize..70,
         ) {
@@ -1142,16 +1147,7 @@ mod tests {
 
         #[test]
         fn splitter_reads_what_next_line_reads(
-            parts in proptest::collection::vec(
-                prop_oneof![
-                    "[a-z{}\":,]{0,30}".prop_map(String::into_bytes),
-                    proptest::collection::vec(any::<u8>(), 0..40),
-                    Just(b"\n".to_vec()),
-                    Just(b"\r\n".to_vec()),
-                    Just(b"  \n".to_vec()),
-                ],
-                0..40,
-            ),
+            parts in line_parts(),
             max in 1usize..60,
             chunk in 1usize..70,
         ) {
