@@ -64,6 +64,9 @@ pub struct Fields {
     /// bit 63 stands for every longer segment): most keys of a line are passed over on their
     /// length alone, before any byte of them is compared.
     lengths: Vec<u64>,
+    /// Per depth, each distinct segment once with the mask of the paths that have it there: a key
+    /// is compared with each segment at most once, however many paths share it.
+    segments: Vec<Vec<(Box<[u8]>, u8)>>,
 }
 
 impl Fields {
@@ -77,15 +80,21 @@ impl Fields {
             .collect();
         let deepest = paths.iter().map(Vec::len).max().unwrap_or(0);
         let mut lengths = vec![0u64; deepest];
-        for path in &paths {
+        let mut segments: Vec<Vec<(Box<[u8]>, u8)>> = vec![Vec::new(); deepest];
+        for (p, path) in paths.iter().enumerate() {
             for (depth, segment) in path.iter().enumerate() {
                 lengths[depth] |= length_bit(segment.len());
+                match segments[depth].iter_mut().find(|(s, _)| s == segment) {
+                    Some((_, mask)) => *mask |= 1 << p,
+                    None => segments[depth].push((segment.clone(), 1 << p)),
+                }
             }
         }
         Fields {
             paths,
             wants,
             lengths,
+            segments,
         }
     }
 
@@ -99,25 +108,20 @@ impl Fields {
 
     /// The paths in `mask` whose segment at `depth` is `key`.
     fn matching(&self, mask: u8, depth: usize, key: &[u8]) -> u8 {
-        let mut out = 0;
         if self
             .lengths
             .get(depth)
             .is_none_or(|l| l & length_bit(key.len()) == 0)
         {
-            return out;
+            return 0;
         }
-        for p in bits(mask) {
-            // Most keys differ from a wanted one in length or first byte: no memcmp for those.
-            let hit = self.paths[p].get(depth).is_some_and(|s| {
-                // A byte loop: keys are short, and a `memcmp` call costs more than comparing them.
-                s.len() == key.len() && s.iter().zip(key).all(|(a, b)| a == b)
-            });
-            if hit {
-                out |= 1 << p;
+        for (segment, paths) in &self.segments[depth] {
+            // A byte loop: keys are short, and a `memcmp` call costs more than comparing them.
+            if segment.len() == key.len() && segment.iter().zip(key).all(|(a, b)| a == b) {
+                return paths & mask;
             }
         }
-        out
+        0
     }
 }
 

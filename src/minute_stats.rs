@@ -42,7 +42,8 @@ use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::input::{parse_object, parse_workers, spawn_parsed, Batch, InputArgs, Text};
+use crate::fields::{FieldReader, Fields, Found, Want};
+use crate::input::{parse_object, parse_workers, spawn_parsed_with, Batch, InputArgs, Text};
 use crate::output::{Number, Output};
 use crate::time::{self, Micros, Timestamp};
 
@@ -72,9 +73,13 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
     let mut bad = config.input.bad_lines();
     let group_by = config.group_by_tag.clone();
     let workers = parse_workers(4);
-    let batches = spawn_parsed(config.input.open()?, workers, move |batch| {
-        parse_batch(batch, group_by.as_deref())
-    });
+    let fast = metric_fields();
+    let batches = spawn_parsed_with(
+        config.input.open()?,
+        workers,
+        FieldReader::default,
+        move |reader, batch| parse_batch(reader, &fast, batch, group_by.as_deref()),
+    );
     loop {
         let next = if config.live {
             match stats.next_deadline() {
@@ -90,7 +95,7 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
         match next {
             Ok(item) => {
                 let (batch, parsed) = item?;
-                for (line, event) in batch.iter().zip(parsed) {
+                for (i, event) in parsed.into_iter().enumerate() {
                     let (at, kind, tag, value) = match event {
                         Parsed::Event {
                             at,
@@ -99,18 +104,18 @@ pub fn run(config: &Config, out: &mut Output<impl Write>) -> Result<()> {
                             value,
                         } => (at, kind, tag, value),
                         Parsed::Bad(reason) => {
-                            bad.report(line.at, reason)?;
+                            bad.report(batch.location(i), reason)?;
                             continue;
                         }
                     };
                     // Before the time may close any period.
                     if let Err(why) = horizon.check(at) {
-                        bad.report(line.at, why)?;
+                        bad.report(batch.location(i), why)?;
                         continue;
                     }
                     emit(out, stats.close_until(at))?;
                     if let Err(late) = stats.add(at, kind.resolve(&batch), tag.as_deref(), value) {
-                        bad.report(line.at, late)?;
+                        bad.report(batch.location(i), late)?;
                     }
                 }
             }
@@ -134,15 +139,62 @@ enum Parsed {
     Bad(String),
 }
 
-/// Parse a batch with serde_json's derived reader. (The shared fast path, [`crate::fields`], is
-/// the slower one on lines this short: measured in the README's "JSON hot path" section.)
-fn parse_batch(batch: &mut Batch, group_by: Option<&str>) -> Vec<Parsed> {
+/// The fields the shared fast path reads from a metric line (`tags` is listed so that a
+/// duplicate of it is refused, as serde refuses it).
+fn metric_fields() -> Fields {
+    Fields::new(&[
+        ("type", Want::Str),
+        ("value", Want::Number),
+        ("timestamp", Want::Str),
+        ("tags", Want::Optional),
+    ])
+}
+
+/// Parse a batch: the shared fast path ([`crate::fields`]) first, serde_json's derived reader
+/// when it declines or when a tag is wanted (tags come in three shapes).
+fn parse_batch(
+    reader: &mut FieldReader,
+    fast: &Fields,
+    batch: &mut Batch,
+    group_by: Option<&str>,
+) -> Vec<Parsed> {
     (0..batch.len())
-        .map(|i| match batch.line(i).text {
-            Ok(text) => parse_line(text, batch, group_by).unwrap_or_else(Parsed::Bad),
-            Err(e) => Parsed::Bad(e.to_string()),
+        .map(|i| {
+            group_by
+                .is_none()
+                .then(|| parse_fast(reader, fast, batch, i))
+                .flatten()
+                .unwrap_or_else(|| match batch.line(i).text {
+                    Ok(text) => parse_line(text, batch, group_by).unwrap_or_else(Parsed::Bad),
+                    Err(e) => Parsed::Bad(e.to_string()),
+                })
         })
         .collect()
+}
+
+/// The `i`-th line by the shared fast path, or `None` when serde must read it.
+fn parse_fast(
+    reader: &mut FieldReader,
+    fast: &Fields,
+    batch: &mut Batch,
+    i: usize,
+) -> Option<Parsed> {
+    let (bytes, len, start) = batch.padded_mut(i).ok()?;
+    let [kind, value, timestamp, _] = reader.read::<4>(bytes, len, fast)?;
+    let (Found::Str(k0, k1), Found::Number(value), Found::Str(t0, t1)) = (kind, value, timestamp)
+    else {
+        return None;
+    };
+    let at = match time::parse_timestamp(batch.str_at(start + t0, start + t1)?) {
+        Ok(at) => at,
+        Err(reason) => return Some(Parsed::Bad(reason)),
+    };
+    Some(Parsed::Event {
+        at,
+        kind: Text::InBatch((start + k0) as u32, (start + k1) as u32),
+        tag: None,
+        value,
+    })
 }
 
 fn parse_line(
@@ -488,6 +540,85 @@ pub fn aggregate(values: &mut [f64]) -> Aggregate {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// What a parse thread made of a line, comparable across the two readings.
+    type Outcome = std::result::Result<(Micros, String, f64), String>;
+
+    fn outcome(parsed: Parsed, batch: &Batch) -> Outcome {
+        match parsed {
+            Parsed::Event {
+                at, kind, value, ..
+            } => Ok((at, kind.resolve(batch).to_string(), value)),
+            Parsed::Bad(reason) => Err(reason),
+        }
+    }
+
+    /// Each line of `text` by the fast path (when it answers) and by serde.
+    fn both_ways(text: Vec<u8>) -> Vec<(Option<Outcome>, Outcome)> {
+        let (fast, mut reader) = (metric_fields(), FieldReader::default());
+        let mut out = Vec::new();
+        for mut batch in crate::input::Reader::from_reader(std::io::Cursor::new(text)).batches() {
+            for i in 0..batch.len() {
+                let quick =
+                    parse_fast(&mut reader, &fast, &mut batch, i).map(|p| outcome(p, &batch));
+                let serde = match batch.line(i).text {
+                    Ok(text) => parse_line(text, &batch, None).unwrap_or_else(Parsed::Bad),
+                    Err(e) => Parsed::Bad(e.to_string()),
+                };
+                out.push((quick, outcome(serde, &batch)));
+            }
+        }
+        out
+    }
+
+    fn metric_line() -> impl Strategy<Value = String> {
+        use crate::fields::testing;
+        let kind = prop_oneof![
+            Just("\"request_duration\"".to_string()),
+            testing::string(),
+            testing::value()
+        ];
+        let value = prop_oneof![testing::number(), testing::value()];
+        let tags = prop_oneof![
+            Just("\"company:1,sburbles:barf\"".to_string()),
+            testing::value()
+        ];
+        (kind, value, testing::timestamp(), tags).prop_flat_map(|(kind, value, ts, tags)| {
+            testing::object(vec![
+                ("type".into(), kind),
+                ("value".into(), value),
+                ("timestamp".into(), ts),
+                ("tags".into(), tags),
+            ])
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The fast path answers only as serde would: the same event, or the same message.
+        #[test]
+        fn the_fast_path_agrees_with_serde(line in metric_line().prop_flat_map(crate::fields::testing::mutated)) {
+            for (fast, serde) in both_ways(line) {
+                if let Some(fast) = fast {
+                    prop_assert_eq!(fast, serde);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_reads_seed_lines_and_refuses_duplicates() {
+        let seed = br#"{"type": "request_duration", "value": 3245, "timestamp": "2017-01-03T15:53:00.000236Z", "tags": "company:31,sburbles:barf"}"#;
+        let got = both_ways([&seed[..], b"\n"].concat());
+        assert_eq!(got.len(), 1);
+        assert!(got[0].0.is_some(), "the fast path reads a seed line");
+        assert_eq!(got[0].0, Some(got[0].1.clone()));
+        let dup =
+            br#"{"type":"a","value":1,"timestamp":"2017-01-03T15:53:00Z","tags":"x","tags":"y"}"#;
+        let got = both_ways([&dup[..], b"\n"].concat());
+        assert_eq!(got[0].0, None, "a duplicate field is left to serde");
+        assert!(got[0].1.is_err(), "which refuses it: {:?}", got[0].1);
+    }
 
     const MIN: i64 = 60 * time::MICROS_PER_SEC;
 
