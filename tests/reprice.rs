@@ -302,10 +302,12 @@ fn a_poll_as_long_as_the_tick_period_prices_every_tick() {
 #[test]
 fn a_book_over_its_ticks_in_flight_skips_with_a_warning() {
     let server = api(&[]);
+    // Tick 1 stays in flight for the 3 s before its poll: tick 2, sent in the same write, comes
+    // while it is, however slowly a loaded machine schedules reprice.
     let mut r = reprice(
         &example("data.csv"),
         &server.url(),
-        &["--poll-after", "500ms", "--max-in-flight", "1"],
+        &["--poll-after", "3s", "--max-in-flight", "1"],
     );
     r.send(&format!("{}{}", tick(1), tick(2)));
     let skipped = r.wait_stderr("skipped", WITHIN);
