@@ -12,7 +12,7 @@ OUT=bench-out/allocate
 mkdir -p "$OUT"
 problems="$OUT/reader-problems-$N.jsonl"
 [ -s "$problems" ] || python3 benches/allocate_gen.py --count "$N" --seed 1 > "$problems"
-bench_start "allocate's reader" ALLOCATE_READER_PROBLEMS "$@"
+bench_start "allocate's reader" "the serde_json reader that words every error (src/allocate/parse.rs) and simd-json's tape alone, on the same lines, one thread" ALLOCATE_READER_PROBLEMS "$@"
 echo "\$ ALLOCATE_READER_FILE=$problems cargo test --release --lib allocate::tests::reader_cost -- --ignored --nocapture"
 ALLOCATE_READER_FILE="$problems" cargo test -q --release --lib allocate::tests::reader_cost -- --ignored --nocapture \
     > "$OUT/reader-cost.txt" 2>&1 || { cat "$OUT/reader-cost.txt" >&2; exit 1; }

@@ -18,7 +18,7 @@ OUT=bench-out/allocate
 need_bins target/release allocate
 need python3
 mkdir -p "$OUT"
-bench_start allocate "ALLOCATE_PROBLEMS ALLOCATE_SEED" "$@"
+bench_start allocate "a straightforward Python greedy, \`python3 benches/allocate_greedy.py\` (json module, dicts), on the same file; its output must equal the greedy's" "ALLOCATE_PROBLEMS ALLOCATE_SEED" "$@"
 
 problems="$OUT/problems-$N-seed$SEED.jsonl"
 if [ ! -s "$problems" ]; then

@@ -156,7 +156,7 @@ node_stack() {
     wait "$pid" 2>/dev/null || true
 }
 
-bench_start "chat-relay against the Node and Python stacks" "CHAT_BENCH_DURATION CHAT_BENCH_TOLERANCE CHAT_BENCH_ONLY" "$@"
+bench_start "chat-relay against the Node and Python stacks" "the challenge's Python stack (gevent-websocket under \`gunicorn -w 2\`, Redis pub/sub) and two Node stacks (\`ws\` under node:cluster with Redis; Socket.IO with @socket.io/redis-adapter), 2 workers each, measured by the same chat-bench" "CHAT_BENCH_DURATION CHAT_BENCH_TOLERANCE CHAT_BENCH_ONLY" "$@"
 for name in $ONLY; do
     case $name in
         relay-unix-*) relay "$name" "${name##*-}" unix ;;

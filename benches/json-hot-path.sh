@@ -28,7 +28,7 @@ PAIRS=${PAIRS:-3}
 mkdir -p "$OUT"
 need_bins "$BIN" window-agg minute-stats allocate gen-events
 need bc
-bench_start "JSON hot path: window-agg against DuckDB, minute-stats against chDB" "TRACKING METRICS PROBLEMS PAIRS" "$@"
+bench_start "JSON hot path: window-agg against DuckDB, minute-stats against chDB" "DuckDB \`read_ndjson\` (window counts; per-minute stats) and chDB \`file(…, JSONEachRow)\` (per-minute stats), threads set to the cores used, alternating pairs; answers checked first" "TRACKING METRICS PROBLEMS PAIRS" "$@"
 
 VENV=bench-out/venv
 if ! "$VENV/bin/python" -c 'import duckdb, chdb' 2>/dev/null; then

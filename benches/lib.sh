@@ -1,13 +1,14 @@
 # shellcheck shell=bash
 # Sourced by every benches/*.sh: what they share, so that each prints its figures in one shape.
 #
-#   bench_start NAME "KNOB1 KNOB2 …" "$@"
-#       at the top of a script: prints the header (date in UTC, `uptime` load average, cores and
-#       the command, with those environment knobs that are set) and remembers it for the tables.
+#   bench_start NAME ANCHOR "KNOB1 KNOB2 …" "$@"
+#       at the top of a script: prints the header (date in UTC, `uptime` load average, cores, the
+#       command with those environment knobs that are set, and what it is compared with) and
+#       writes the same as the section's heading to $BENCH_TABLES.
 #   … | bench_table "column 1" "column 2" …
 #       prints the tab-separated rows on stdin as a markdown table, on stdout and appended to
-#       $BENCH_TABLES (bench-out/tables.md). The first table of a script writes its section
-#       heading there first: `## NAME`, the date and load it started at, and the command.
+#       $BENCH_TABLES (bench-out/tables.md), where bench_start has written the section's heading:
+#       `## NAME`, the date and load it started at, and the command.
 #   bench_text LINE…
 #       a line of prose (a sub-heading, a check, a note) printed and appended the same way.
 #
@@ -24,8 +25,8 @@ bench_load() { uptime | sed 's/.*load averages*: //'; }
 
 bench_start() {
     BENCH_NAME=$1
-    local knobs=$2 k cmd=""
-    shift 2
+    local anchor=$2 knobs=$3 k cmd=""
+    shift 3
     for k in $knobs; do
         if [ -n "${!k+set}" ]; then cmd+="$k=$(printf '%q' "${!k}") "; fi
     done
@@ -34,30 +35,23 @@ bench_start() {
     BENCH_CMD=$cmd
     BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
     BENCH_LOAD=$(bench_load)
-    BENCH_SECTION_WRITTEN=""
     echo "# $BENCH_NAME: $BENCH_DATE, load average $BENCH_LOAD, $(nproc) cores"
     echo "# \$ $BENCH_CMD"
-}
-
-bench_section() {
-    [ -n "$BENCH_SECTION_WRITTEN" ] && return 0
-    BENCH_SECTION_WRITTEN=1
+    echo "# compared with: $anchor"
     {
         printf '\n## %s\n\n' "$BENCH_NAME"
         printf 'Taken %s, load average %s (1, 5, 15 min) at the start, %s cores:\n\n' \
             "$BENCH_DATE" "$BENCH_LOAD" "$(nproc)"
-        printf '```\n%s\n```\n' "$BENCH_CMD"
+        printf '```\n%s\n```\n\nCompared with: %s\n' "$BENCH_CMD" "$anchor"
     } >> "$BENCH_TABLES"
 }
 
 bench_text() {
-    bench_section
-    printf '%s\n' "$@"
+    printf '\n%s\n' "$@"
     printf '\n%s\n' "$@" >> "$BENCH_TABLES"
 }
 
 bench_table() {
-    bench_section
     local table
     table=$(awk -F'\t' -v head="$(printf '%s\t' "$@")" '
         BEGIN {

@@ -43,7 +43,7 @@ TICK_US=$((1000000 / $(getconf CLK_TCK)))
 # Records/s from the poster's summary line.
 poster_rate() { grep -o '[0-9]* records/s' "$1" | grep -o '^[0-9]*'; }
 
-bench_start load-monitor "DURATION SERVERS BIN" "$@"
+bench_start load-monitor "wrk's raw request rate on the same route (\`wrk -t2 -c32\`, benches/load-monitor-post.lua)" "DURATION SERVERS BIN" "$@"
 echo "# (a shared machine: other jobs run beside this benchmark; compare the ratios, not the absolute numbers)"
 echo
 

@@ -63,7 +63,7 @@ run() {
     printf '%s\n' "$line" | jq -r '.server_cpu_us_per_delivery'
 }
 
-bench_start "metrics-overhead: scraping /metrics during a $CLIENTS-client run" \
+bench_start "metrics-overhead: scraping /metrics during a $CLIENTS-client run" "the same relay and chat-bench step without a scraper, pairs alternating which goes first" \
     "METRICS_BENCH_CLIENTS METRICS_BENCH_DURATION METRICS_BENCH_PAIRS METRICS_BENCH_WORKERS METRICS_BENCH_SCRAPES" "$@"
 : >"$OUT/runs.jsonl"
 plain=(); scraped=()

@@ -13,7 +13,7 @@ mkdir -p "$OUT"
 need_bins "$BIN" minute-stats
 need mlr miller
 python3 -c 'import duckdb' 2>/dev/null || pip install -q duckdb
-bench_start "minute-stats against Miller and DuckDB" N "$@"
+bench_start "minute-stats against Miller and DuckDB" "Miller 6 (\`mlr --ijsonl … stats1\`) and DuckDB \`read_ndjson\` from Python, all cores; answers checked" N "$@"
 
 DATA="$OUT/metrics-$N.jsonl"
 if [ ! -s "$DATA" ]; then

@@ -15,7 +15,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 need_bins "$R" price-api
 need wrk
 need nginx nginx-light || need nginx
-bench_start "price-api with wrk, against nginx" BIN_DIR "$@"
+bench_start "price-api with wrk, against nginx" "nginx answering the same JSON from its config (2 workers, a C server doing no work), same wrk" BIN_DIR "$@"
 TMP=$(mktemp -d)
 cleanup() { kill "${API:-}" "${NGINX:-}" 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT

@@ -38,7 +38,7 @@ redis-server --bind 127.0.0.1 --port "$PORT" --save '' --appendonly no >/dev/nul
 REDIS=$!
 for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 RURL="redis://127.0.0.1:$PORT"
-bench_start "Through Redis: allocate and reprice with 1, 2, 4 processes" BIN_DIR "$@"
+bench_start "Through Redis: allocate and reprice with 1, 2, 4 processes" "the single-host forms: allocate with a file inventory, ticker piped into one reprice" BIN_DIR "$@"
 
 # ---- allocate -------------------------------------------------------------------------------
 python3 - "$TMP" "$ORDERS" <<'PY'

@@ -17,7 +17,7 @@ R=${BIN_DIR:-target/release}
 HERE=$(cd "$(dirname "$0")" && pwd)
 need_bins "$R" price-api ticker reprice data-manager
 need wrk
-bench_start "reprice: many books per 5 s tick" BIN_DIR "$@"
+bench_start "reprice: many books per 5 s tick" "wrk against the same price-api (\`wrk -t2 -c64 -d5s\`); reprice needs two requests per book" BIN_DIR "$@"
 TMP=$(mktemp -d)
 cleanup() { kill "${API:-}" 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT

@@ -18,7 +18,7 @@ DIR=${SOAK_DIR:-$(mktemp -d)}
 mkdir -p "$DIR"
 TICKS=$((SECONDS_TOTAL * 1000 / PERIOD_MS))
 need_bins "$R" price-api ticker reprice data-manager
-bench_start "reprice soak" "BIN_DIR SOAK_DIR" "$@"
+bench_start "reprice soak" "nothing: every tick must end in a price or an error line, resources must stay flat" "BIN_DIR SOAK_DIR" "$@"
 echo "# soak: $TICKS ticks of ${PERIOD_MS}ms (= $((TICKS * 5 / 3600)) h at 5 s ticks), files in $DIR"
 
 "$R/price-api" --listen 127.0.0.1:0 --latency 0ms..1ms --fail-rate 0.05 --seed 7 2>"$DIR/api.err" &

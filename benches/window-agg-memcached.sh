@@ -16,7 +16,7 @@ trap cleanup EXIT
 
 need_bins "$BIN" window-agg gen-events
 need memcached
-bench_start "window-agg on Memcached" "PER_WRITER BIN" "$@"
+bench_start "window-agg on Memcached" "the same 4 writers in memory; the shared summary must equal one in-memory run over all files" "PER_WRITER BIN" "$@"
 
 PORT=$(free_port)
 memcached -u nobody -l 127.0.0.1 -p "$PORT" -U 0 -m 256 & MC_PID=$!

@@ -18,7 +18,7 @@ trap 'rm -rf "$TMP"' EXIT
 need_bins "$BIN" window-agg gen-events
 python3 -c 'import duckdb' 2>/dev/null || pip install -q duckdb >&2
 need jq
-bench_start window-agg "COUNT JQ RSS_COUNTS FRESH_COUNTS BIN" "$@"
+bench_start window-agg "DuckDB \`read_ndjson\` with the three fields declared (1 thread and all cores) and jq \`reduce\`, same answers; \`cat\` as the floor" "COUNT JQ RSS_COUNTS FRESH_COUNTS BIN" "$@"
 
 measure() {
   local label=$1; shift
