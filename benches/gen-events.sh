@@ -25,7 +25,7 @@ CAT_WALL=$WALL
 
 echo "gen-events throughput: $COUNT tracking events"
 {
-  printf '`%s`\t%s\t%s\t%s\n' "$gen" "$(ratio "$COUNT" "$GEN_WALL" %.0f)" "$(ratio "$MB" "$GEN_WALL" %.0f)" "$(ratio "$COUNT" "$GEN_CPU" %.0f)"
+  printf '`%s`\t%s\t%s\t%s\n' "${gen#"$BIN"/}" "$(ratio "$COUNT" "$GEN_WALL" %.0f)" "$(ratio "$MB" "$GEN_WALL" %.0f)" "$(ratio "$COUNT" "$GEN_CPU" %.0f)"
   printf '`cat` of the same %.0f MB (floor)\t%s\t%s\t\n' "$MB" "$(ratio "$COUNT" "$CAT_WALL" %.0f)" "$(ratio "$MB" "$CAT_WALL" %.0f)"
 } | bench_table command "events/s (wall)" "MB/s" "events per CPU-second"
 bench_text "gen-events / cat (wall time): $(ratio "$GEN_WALL" "$CAT_WALL" %.1fx); target >= 1,000,000 events per CPU-second: $(awk -v c="$COUNT" -v t="$GEN_CPU" 'BEGIN { print (t > 0 && c / t >= 1000000) ? "met" : "NOT met" }')"
