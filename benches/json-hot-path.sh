@@ -30,13 +30,7 @@ need_bins "$BIN" window-agg minute-stats allocate gen-events
 need bc
 bench_start "JSON hot path: window-agg against DuckDB, minute-stats against chDB" "DuckDB \`read_ndjson\` (window counts; per-minute stats) and chDB \`file(…, JSONEachRow)\` (per-minute stats), threads set to the cores used, alternating pairs; answers checked first" "TRACKING METRICS PROBLEMS PAIRS" "$@"
 
-VENV=bench-out/venv
-if ! "$VENV/bin/python" -c 'import duckdb, chdb' 2>/dev/null; then
-    echo "installing duckdb and chdb into $VENV ..." >&2
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q duckdb chdb >&2
-fi
-PY=$VENV/bin/python
+need_py duckdb chdb
 
 events=$OUT/tracking-$TRACKING.jsonl
 if [ ! -s "$events" ]; then

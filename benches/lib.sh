@@ -13,8 +13,8 @@
 #       a line of prose (a sub-heading, a check, a note) printed and appended the same way.
 #
 # `make bench` empties bench-out/tables.md first and prints it last, so its output has the shape
-# of BENCHMARKS.md's sections. Also shared: say, need, need_bins, free_port, wait_port, median,
-# timed and ratio.
+# of BENCHMARKS.md's sections. Also shared: say, need, need_bins, need_py, free_port, wait_port,
+# median, timed and ratio.
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_TABLES=${BENCH_TABLES:-$BENCH_ROOT/bench-out/tables.md}
@@ -84,6 +84,19 @@ need_bins() {
     for b in "$@"; do
         [ -x "$dir/$b" ] || { say "$(basename "$0"): $dir/$b is missing; run cargo build --release first"; exit 2; }
     done
+}
+
+# need_py MODULE…: the benchmarks' venv (bench-out/venv) with the Python packages MODULE… (import
+# name = package name: duckdb, chdb), installed by pip if missing; sets PY to its python.
+need_py() {
+    local venv=$BENCH_ROOT/bench-out/venv m missing=()
+    PY=$venv/bin/python
+    [ -x "$PY" ] || python3 -m venv "$venv"
+    for m in "$@"; do "$PY" -c "import $m" 2>/dev/null || missing+=("$m"); done
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing ${missing[*]} into $venv"
+        "$PY" -m pip install -q "${missing[@]}" >&2
+    fi
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -12,7 +12,7 @@ BIN=target/release
 mkdir -p "$OUT"
 need_bins "$BIN" minute-stats
 need mlr miller
-python3 -c 'import duckdb' 2>/dev/null || pip install -q duckdb
+need_py duckdb
 bench_start "minute-stats against Miller and DuckDB" "Miller 6 (\`mlr --ijsonl … stats1\`) and DuckDB \`read_ndjson\` from Python, all cores; answers checked" N "$@"
 
 DATA="$OUT/metrics-$N.jsonl"
@@ -38,7 +38,7 @@ echo "minute-stats benchmark: $N events, $SIZE_MB MB"
 cat "$DATA" > /dev/null # warm the page cache for every tool alike
 measure minute_stats "\`minute-stats metrics-$N.jsonl\`" "$BIN/minute-stats $DATA > $OUT/ms-ours.jsonl"
 measure miller "Miller \`mlr --ijsonl --ojsonl put … then stats1 -a count,min,max,mean,p50\`" "mlr --ijsonl --ojsonl put '\$minute = substr(\$timestamp, 0, 15)' then stats1 -i -a count,min,max,mean,p50 -f value -g minute,type $DATA > $OUT/ms-miller.jsonl"
-measure duckdb "DuckDB \`read_ndjson\` + \`GROUP BY ALL\` (Python, all cores)" "python3 -c \"
+measure duckdb "DuckDB \`read_ndjson\` + \`GROUP BY ALL\` (Python, all cores)" "$PY -c \"
 import duckdb
 duckdb.sql('SET enable_progress_bar=false')
 duckdb.sql('''COPY (SELECT strftime(date_trunc('minute', timestamp), '%Y-%m-%dT%H:%M') AS minute, type,

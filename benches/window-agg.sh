@@ -16,7 +16,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 need_bins "$BIN" window-agg gen-events
-python3 -c 'import duckdb' 2>/dev/null || pip install -q duckdb >&2
+need_py duckdb
 need jq
 bench_start window-agg "DuckDB \`read_ndjson\` with the three fields declared (1 thread and all cores) and jq \`reduce\`, same answers; \`cat\` as the floor" "COUNT JQ RSS_COUNTS FRESH_COUNTS BIN" "$@"
 
@@ -57,9 +57,9 @@ print(json.dumps(out, sort_keys=True))
 PY
 START=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["window_start"])' "$TMP/ours.json")
 END=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["window_end"])' "$TMP/ours.json")
-measure duckdb-1thread bash -c "python3 $TMP/duck.py $EVENTS 1 $START $END > $TMP/duck1.json"
+measure duckdb-1thread bash -c "$PY $TMP/duck.py $EVENTS 1 $START $END > $TMP/duck1.json"
 DUCK1=$WALL
-measure duckdb-all bash -c "python3 $TMP/duck.py $EVENTS all $START $END > $TMP/duckall.json"
+measure duckdb-all bash -c "$PY $TMP/duck.py $EVENTS all $START $END > $TMP/duckall.json"
 DUCKALL=$WALL
 
 if [ "$JQ" = 1 ]; then
