@@ -67,4 +67,4 @@ for ep in get post; do
   a=${RESULT[price-api-$ep]}; n=${RESULT[nginx-$ep]}
   printf '%s\t%s\t%s\t%s\n' "$name" "$a" "$n" "$(ratio "$a" "$n")"
 done | bench_table endpoint "price-api req/s" "nginx (static JSON) req/s" "price-api / nginx"
-bench_text "wrk \`-t2 -c$CONNS -d$DURATION\`; price-api RSS after $(curl -s "$URL/health") registrations: ${RSS} kB"
+bench_text "wrk \`-t2 -c$CONNS -d$DURATION\`; price-api RSS after $(curl -s "$URL/health" | grep -o "[0-9]*" | head -1) registrations: ${RSS} kB"

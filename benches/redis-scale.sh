@@ -71,7 +71,7 @@ redis_allocate() { # P: run P processes on their shares, together
   for pid in "${pids[@]}"; do wait "$pid"; done
 }
 
-bench_text "redis-server $(redis-server --version | cut -d' ' -f3) on loopback, persistence off." "### allocate: $ORDERS orders"
+bench_text "redis-server $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/') on loopback, persistence off." "### allocate: $ORDERS orders"
 rm -f "$TMP/state.json"
 {
 echo "\$ $R/allocate --inventory $TMP/stock.json --state $TMP/state.json < orders.jsonl" >&2

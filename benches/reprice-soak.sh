@@ -69,7 +69,7 @@ lost = sorted(t for t in emitted if t not in priced and t not in failed)
 print(f"ticks: {total} due, {len(emitted)} emitted, {missed} reported missed by the ticker")
 print(f"priced: {len(priced)}  failed (error line): {len(failed)}  silently lost: {len(lost)}")
 for why, n in sorted(reasons.items(), key=lambda x: -x[1]):
-    print(f"  {n:8d}  {why}")
+    print(f"- {n} × {why}")
 rows = [l.split() for l in open(f"{d}/samples.txt")][1:]
 with open(f"{d}/curve.tsv", "w") as f:
     for r in rows:
