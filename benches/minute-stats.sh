@@ -8,12 +8,12 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 N=${N:-5000000}
 OUT=bench-out
-BIN=target/release
+BIN=${BIN:-target/release}
 mkdir -p "$OUT"
 need_bins "$BIN" minute-stats
 need mlr miller
 need_py duckdb
-bench_start "minute-stats against Miller and DuckDB" "Miller 6 (\`mlr --ijsonl … stats1\`) and DuckDB \`read_ndjson\` from Python, all cores; answers checked" N "$@"
+bench_start "minute-stats against Miller and DuckDB" "Miller 6 (\`mlr --ijsonl … stats1\`) and DuckDB \`read_ndjson\` from Python, all cores; answers checked" "N BIN" "$@"
 
 DATA="$OUT/metrics-$N.jsonl"
 if [ ! -s "$DATA" ]; then
