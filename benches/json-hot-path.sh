@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
-BIN=target/release
+BIN=${BIN:-target/release}
 OUT=bench-out/json-hot-path
 TRACKING=${TRACKING:-2000000}
 METRICS=${METRICS:-5000000}
@@ -28,7 +28,7 @@ PAIRS=${PAIRS:-3}
 mkdir -p "$OUT"
 need_bins "$BIN" window-agg minute-stats allocate gen-events
 need bc
-bench_start "JSON hot path: window-agg against DuckDB, minute-stats against chDB" "DuckDB \`read_ndjson\` (window counts; per-minute stats) and chDB \`file(…, JSONEachRow)\` (per-minute stats), threads set to the cores used, alternating pairs; answers checked first" "TRACKING METRICS PROBLEMS PAIRS" "$@"
+bench_start "JSON hot path: window-agg against DuckDB, minute-stats against chDB" "DuckDB \`read_ndjson\` (window counts; per-minute stats) and chDB \`file(…, JSONEachRow)\` (per-minute stats), threads set to the cores used, alternating pairs; answers checked first" "TRACKING METRICS PROBLEMS PAIRS BIN" "$@"
 
 need_py duckdb chdb
 
@@ -171,7 +171,7 @@ T=$(basename "$events") M=$(basename "$metrics")
     pair "per-minute stats against DuckDB, 2 cores" "\`minute-stats $M\`" "DuckDB \`read_ndjson\`, threads=2" \
         "$BIN/minute-stats $metrics" "$PY $OUT/duck_minutes.py $metrics 2"
 } | bench_table job ours "ours: wall, CPU, peak RSS" anchor "anchor: wall, CPU" "ours / anchor (wall)" "ours / anchor (CPU)"
-bench_text "$PAIRS alternating pairs per job, medians; ratios are the medians of the pairwise ratios. $(printf '%s; ' "${answers[@]}")"
+bench_text "$PAIRS alternating pairs per job, medians; ratios are the medians of the pairwise ratios. $(printf '%s\n' "${answers[@]}" | paste -sd';' | sed 's/;/; /g')."
 
 echo
 echo "== allocate --strategy greedy, $PAIRS runs; median"
