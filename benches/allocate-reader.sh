@@ -19,4 +19,4 @@ ALLOCATE_READER_FILE="$problems" cargo test -q --release --lib allocate::tests::
 # "  fast reader (src/allocate/fast.rs), complete read:     1321" -> reader, ns per line
 grep -E '^  .*: +[0-9]+$' "$OUT/reader-cost.txt" | sed -E 's/^  (.*): +([0-9]+)$/\1\t\2/' |
     bench_table reader "ns per problem line (one thread, best of 5)"
-bench_text "$(grep 'problem lines' "$OUT/reader-cost.txt")"
+bench_text "$(grep 'problem lines' "$OUT/reader-cost.txt" | sed 's/;.*/./')"
