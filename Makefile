@@ -35,13 +35,16 @@ test: test-deps
 		$(CARGO) test --no-fail-fast --features docs; \
 	fi
 
-# Every benches/*.sh prints its figures with the command that produced them. The hour-long
-# repricing soak is separate: `make soak`.
+# Every benches/*.sh prints its figures with the command that produced them, and appends its
+# tables to bench-out/tables.md (benches/lib.sh), printed at the end in the shape of
+# BENCHMARKS.md's sections. The hour-long repricing soak is separate: `make soak`.
 bench: release
+	@mkdir -p bench-out && : > bench-out/tables.md
 	@for script in benches/*.sh; do \
-		case $$script in *-soak.sh) continue;; esac; \
+		case $$script in *-soak.sh|*/lib.sh) continue;; esac; \
 		echo "== $$script"; bash $$script || exit 1; \
 	done
+	@echo; echo "== bench-out/tables.md"; cat bench-out/tables.md
 
 soak: release
 	bash benches/reprice-soak.sh

@@ -25,6 +25,8 @@
 # target/chat-anchors/, the Python ones into bench-out/venv/; nothing installed is committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 REL=target/release
 OUT=bench-out/chat-bench
@@ -35,24 +37,16 @@ TOLERANCE=${CHAT_BENCH_TOLERANCE:-5}
 ONLY=${CHAT_BENCH_ONLY:-python-gevent-2 node-ws-2 node-socketio-2 relay-unix-1 relay-unix-2 relay-unix-4 relay-redis-1 relay-redis-2 relay-redis-4}
 mkdir -p "$OUT"
 
-say() { printf '%s\n' "$*" >&2; }
-
 # --- anchor tools ------------------------------------------------------------------------------
 needed=chat-bench
 case " $ONLY" in *" relay-"*) needed="$needed chat-relay" ;; esac
 for bin in $needed; do
     [ -x "$REL/$bin" ] || cargo build --release --bin "$bin"
 done
-if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
-if ! command -v redis-server >/dev/null; then
-    say "installing redis-server"
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
-fi
+need redis-server
 case " $ONLY" in *" node-"*)
-    if ! command -v npm >/dev/null; then
-        say "installing nodejs and npm"
-        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
-    fi
+    need node nodejs
+    need npm
     if ! cmp -s benches/chat-anchors/package.json "$NODE_DIR/package.json" || [ ! -d "$NODE_DIR/node_modules/socket.io" ]; then
         say "installing the Node stacks into $NODE_DIR"
         mkdir -p "$NODE_DIR"
@@ -71,14 +65,6 @@ fi
 esac
 
 # --- helpers -----------------------------------------------------------------------------------
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    say "nothing listens on port $1"; return 1
-}
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -170,7 +156,7 @@ node_stack() {
     wait "$pid" 2>/dev/null || true
 }
 
-say "# machine: $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_start "chat-relay against the Node and Python stacks" "the challenge's Python stack (gevent-websocket under \`gunicorn -w 2\`, Redis pub/sub) and two Node stacks (\`ws\` under node:cluster with Redis; Socket.IO with @socket.io/redis-adapter), 2 workers each, measured by the same chat-bench" "CHAT_BENCH_DURATION CHAT_BENCH_TOLERANCE CHAT_BENCH_ONLY" "$@"
 for name in $ONLY; do
     case $name in
         relay-unix-*) relay "$name" "${name##*-}" unix ;;
@@ -182,7 +168,7 @@ for name in $ONLY; do
     esac
 done
 say ""
-say "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+say "# load average at end: $(bench_load)"
 
 # --- the table ---------------------------------------------------------------------------------
 anchor=${MAX[python-gevent-2]:-}
@@ -192,16 +178,10 @@ for name in $ONLY; do
         if [ -z "$node_best" ] || [ "${MAX[$name]}" -gt "$node_best" ]; then node_best=${MAX[$name]}; fi ;;
     esac
 done
-ratio() { # value base
-    if [ -n "$2" ] && [ "$2" != 0 ]; then python3 -c "print(f'{$1/$2:.1f}x')"; else echo "-"; fi
-}
-printf '\n| server | max clients | vs best Node | vs Python | p99 at max (ms) | server CPU %% | client CPU %% | server CPU µs/delivery | client CPU µs/delivery | load avg |\n'
-printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for name in $ONLY; do
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${MAX[$name]}" \
-        "$(ratio "${MAX[$name]}" "$node_best")" "$(ratio "${MAX[$name]}" "$anchor")" "${P99[$name]}" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${MAX[$name]}" \
+        "$(ratio "${MAX[$name]}" "$node_best" %.1fx)" "$(ratio "${MAX[$name]}" "$anchor" %.1fx)" "${P99[$name]}" \
         "${SCPU[$name]}" "${CCPU[$name]}" "${SUS[$name]}" "${CUS[$name]}" "${LOAD[$name]}"
-done
-printf '\nAll figures from the step at max clients. CPU %%: percent of one core over the step (server = all its\n'
-printf 'processes, plus redis-server where used). load avg: 1-minute load average when the search started.\n'
-printf 'Duration per step: %s; plots and step lines in %s/.\n' "$DURATION" "$OUT"
+done | bench_table server "max clients" "vs best Node" "vs Python" "p99 at max (ms)" "server CPU %" "client CPU %" \
+    "server CPU µs/delivery" "client CPU µs/delivery" "load avg"
+bench_text "All figures from the step at max clients. CPU %: percent of one core over the step (server = all its processes, plus redis-server where used). load avg: 1-minute load average when the search started. Duration per step: $DURATION; plots and step lines in $OUT/."

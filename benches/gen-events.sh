@@ -3,38 +3,29 @@
 # MB/s, wall clock and per CPU-second, against the floor of writing the same bytes with cat.
 # Run from the repo root after `cargo build --release`. COUNT=… to change the size.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 BIN=${BIN:-target/release}
 COUNT=${COUNT:-2000000}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+need_bins "$BIN" gen-events
 
-[ -x "$BIN/gen-events" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-
-# measure LABEL CMD…: runs CMD under /usr/bin/time, sets WALL and CPU (user+sys) in seconds.
-measure() {
-  local label=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$TMP/time" "$@"
-  read -r WALL USER SYS RSS < "$TMP/time"
-  CPU=$(echo "$USER + $SYS" | bc -l)
-  printf '%-10s %s\n' "$label" "$*"
-}
-
-echo "== gen-events: $COUNT tracking events ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
+bench_start gen-events "\`cat\` writing the same bytes (the floor)" "COUNT BIN" "$@"
 "$BIN/gen-events" --rate max --count "$COUNT" --seed 1 > "$TMP/events.jsonl"
-BYTES=$(stat -c %s "$TMP/events.jsonl")
-MB=$(echo "$BYTES / 1000000" | bc -l)
+MB=$(awk -v b="$(stat -c %s "$TMP/events.jsonl")" 'BEGIN { print b / 1000000 }')
 
-measure gen-events bash -c "$BIN/gen-events --rate max --count $COUNT --seed 1 > /dev/null"
+gen="$BIN/gen-events --rate max --count $COUNT --seed 1 > /dev/null"
+echo "\$ $gen"
+timed bash -c "$gen"
 GEN_WALL=$WALL GEN_CPU=$CPU
-measure cat bash -c "cat $TMP/events.jsonl > /dev/null"
+echo "\$ cat events.jsonl > /dev/null"
+timed bash -c "cat $TMP/events.jsonl > /dev/null"
 CAT_WALL=$WALL
 
-printf '\n%-34s %12s %12s %14s\n' "" "events/s" "MB/s" "events/CPU-s"
-printf '%-34s %12.0f %12.0f %14.0f\n' "gen-events --rate max (wall)" \
-  "$(echo "$COUNT / $GEN_WALL" | bc -l)" "$(echo "$MB / $GEN_WALL" | bc -l)" "$(echo "$COUNT / $GEN_CPU" | bc -l)"
-printf '%-34s %12.0f %12.0f\n' "cat of the same $(printf '%.0f' "$MB") MB (floor)" \
-  "$(echo "$COUNT / $CAT_WALL" | bc -l)" "$(echo "$MB / $CAT_WALL" | bc -l)"
-printf '\nratio gen-events / cat (wall time): %.1fx\n' "$(echo "$GEN_WALL / $CAT_WALL" | bc -l)"
-printf 'target: >= 1,000,000 events/s on one core: %s (%.0f events per CPU-second)\n' \
-  "$( (( $(echo "$COUNT / $GEN_CPU >= 1000000" | bc -l) )) && echo met || echo NOT met)" \
-  "$(echo "$COUNT / $GEN_CPU" | bc -l)"
+echo "gen-events throughput: $COUNT tracking events"
+{
+  printf '`%s`\t%s\t%s\t%s\n' "${gen#"$BIN"/}" "$(ratio "$COUNT" "$GEN_WALL" %.0f)" "$(ratio "$MB" "$GEN_WALL" %.0f)" "$(ratio "$COUNT" "$GEN_CPU" %.0f)"
+  printf '`cat` of the same %.0f MB (floor)\t%s\t%s\t\n' "$MB" "$(ratio "$COUNT" "$CAT_WALL" %.0f)" "$(ratio "$MB" "$CAT_WALL" %.0f)"
+} | bench_table command "events/s (wall)" "MB/s" "events per CPU-second"
+bench_text "gen-events / cat (wall time): $(ratio "$GEN_WALL" "$CAT_WALL" %.1fx); target >= 1,000,000 events per CPU-second: $(awk -v c="$COUNT" -v t="$GEN_CPU" 'BEGIN { print (t > 0 && c / t >= 1000000) ? "met" : "NOT met" }')"

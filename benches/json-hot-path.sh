@@ -17,25 +17,20 @@
 # PAIRS= change the sizes and the number of pairs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=target/release
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+BIN=${BIN:-target/release}
 OUT=bench-out/json-hot-path
 TRACKING=${TRACKING:-2000000}
 METRICS=${METRICS:-5000000}
 PROBLEMS=${PROBLEMS:-1000000}
 PAIRS=${PAIRS:-3}
 mkdir -p "$OUT"
-for b in window-agg minute-stats allocate gen-events; do
-    [ -x "$BIN/$b" ] || { echo "json-hot-path.sh: $BIN/$b is missing; run cargo build --release" >&2; exit 2; }
-done
-command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
+need_bins "$BIN" window-agg minute-stats allocate gen-events
+need bc
+bench_start "JSON hot path: window-agg against DuckDB, minute-stats against chDB" "DuckDB \`read_ndjson\` (window counts; per-minute stats) and chDB \`file(…, JSONEachRow)\` (per-minute stats), threads set to the cores used, alternating pairs; answers checked first" "TRACKING METRICS PROBLEMS PAIRS BIN" "$@"
 
-VENV=bench-out/venv
-if ! "$VENV/bin/python" -c 'import duckdb, chdb' 2>/dev/null; then
-    echo "installing duckdb and chdb into $VENV ..." >&2
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q duckdb chdb >&2
-fi
-PY=$VENV/bin/python
+need_py duckdb chdb
 
 events=$OUT/tracking-$TRACKING.jsonl
 if [ ! -s "$events" ]; then
@@ -89,24 +84,25 @@ print(chdb.query(f"""SELECT formatDateTime(toStartOfMinute(parseDateTime64BestEf
   GROUP BY minute, type ORDER BY minute, type SETTINGS max_threads={int(threads)}""", "JSONEachRow"), end="")
 PY
 
-echo "json-hot-path: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 echo "files: $events ($(mb "$events") MB), $metrics ($(mb "$metrics") MB), $problems ($(mb "$problems") MB)"
 cat "$events" "$metrics" "$problems" > /dev/null # into the page cache, for every tool alike
 
 # Answers first.
 "$BIN/window-agg" --minutes 60 "$events" | tail -1 > "$OUT/window-ours.json"
 "$PY" "$OUT/duck_window.py" "$events" 2 > "$OUT/window-duck.json"
-"$PY" - "$OUT/window-ours.json" "$OUT/window-duck.json" <<'PY'
+answers=()
+answers+=("$("$PY" - "$OUT/window-ours.json" "$OUT/window-duck.json" <<'PY'
 import json, sys
 ours = {t: v["eventsCapturedByTrackingIds"] for t, v in json.load(open(sys.argv[1]))["types"].items() if v["eventsCapturedByTrackingIds"]}
 theirs = json.load(open(sys.argv[2]))
 print("answers: window-agg == DuckDB:", "yes" if ours == theirs else "NO")
 sys.exit(0 if ours == theirs else 1)
 PY
+)") || { printf '%s\n' "${answers[@]}"; exit 1; }
 "$BIN/minute-stats" "$metrics" > "$OUT/minutes-ours.jsonl"
 "$PY" "$OUT/duck_minutes.py" "$metrics" 2 > "$OUT/minutes-duck.jsonl"
 "$PY" "$OUT/chdb_minutes.py" "$metrics" 2 > "$OUT/minutes-chdb.jsonl"
-"$PY" - "$OUT/minutes-ours.jsonl" "$OUT/minutes-duck.jsonl" "$OUT/minutes-chdb.jsonl" <<'PY'
+answers+=("$("$PY" - "$OUT/minutes-ours.jsonl" "$OUT/minutes-duck.jsonl" "$OUT/minutes-chdb.jsonl" <<'PY'
 import json, sys
 def close(a, b):
     return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
@@ -126,25 +122,28 @@ for name, path in (("DuckDB", sys.argv[2]), ("chDB", sys.argv[3])):
     ok = ok and (same or name != "DuckDB")
 sys.exit(0 if ok else 1)
 PY
+)") || { printf '%s\n' "${answers[@]}"; exit 1; }
 "$BIN/allocate" --strategy greedy < "$problems" > "$OUT/greedy.jsonl"
-python3 benches/allocate_greedy.py < "$problems" | cmp -s - "$OUT/greedy.jsonl" &&
-    echo "answers: allocate --strategy greedy == the Python greedy on all $PROBLEMS lines" ||
+python3 benches/allocate_greedy.py < "$problems" | cmp -s - "$OUT/greedy.jsonl" ||
     { echo "answers: allocate greedy differs from benches/allocate_greedy.py" >&2; exit 1; }
+answers+=("answers: allocate --strategy greedy == the Python greedy on all $PROBLEMS lines")
+printf '%s\n' "${answers[@]}"
 echo
 
 # run NAME CMD: one run, appending "wall cpu rss_kb" to $OUT/NAME.times.
 run() {
     local name=$1; shift
-    /usr/bin/time -f '%e %U %S %M' -o "$OUT/time" bash -c "$*" > /dev/null
-    read -r wall user sys rss < "$OUT/time"
-    echo "$wall $(echo "$user + $sys" | bc -l) $rss" >> "$OUT/$name.times"
+    timed bash -c "$* > /dev/null"
+    echo "$WALL $CPU $RSS" >> "$OUT/$name.times"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { awk -v c="$2" '{ print $c }' "$OUT/$1.times"; }
 
-# pair JOB OURS_CMD ANCHOR_CMD: PAIRS alternating runs, then the medians and the pairwise ratios.
+# pair JOB OURS ANCHOR OURS_CMD ANCHOR_CMD: PAIRS alternating runs; a table row of the medians
+# (wall and CPU seconds, ours' peak RSS) and of the pairwise ratios, on stdout; commands on stderr.
 pair() {
-    local job=$1 ours=$2 anchor=$3
+    local job=$1 ours_name=$2 anchor_name=$3 ours=$4 anchor=$5
+    say "\$ $ours"
+    say "\$ $anchor"
     rm -f "$OUT/ours.times" "$OUT/anchor.times"
     for _ in $(seq "$PAIRS"); do
         run ours "$ours"
@@ -153,39 +152,50 @@ pair() {
     local wr cr
     wr=$(paste -d' ' <(col ours 1) <(col anchor 1) | awk '{ print $1 / $2 }' | median)
     cr=$(paste -d' ' <(col ours 2) <(col anchor 2) | awk '{ print $1 / $2 }' | median)
-    printf '%-36s ours %6.2f s wall %6.2f s CPU %5d MB peak | anchor %6.2f s wall %6.2f s CPU | ours/anchor: wall %.2f, CPU %.2f\n' \
-        "$job" "$(col ours 1 | median)" "$(col ours 2 | median)" "$(( $(col ours 3 | sort -n | tail -1) / 1024 ))" \
-        "$(col anchor 1 | median)" "$(col anchor 2 | median)" "$wr" "$cr"
-    echo "    ours:   $ours"
-    echo "    anchor: $anchor"
+    printf '%s\t%s\t%.2f s, %.2f s CPU, %d MB\t%s\t%.2f s, %.2f s CPU\t%.2f\t%.2f\n' "$job" "$ours_name" \
+        "$(col ours 1 | median)" "$(col ours 2 | median)" "$(( $(col ours 3 | sort -n | tail -1) / 1024 ))" \
+        "$anchor_name" "$(col anchor 1 | median)" "$(col anchor 2 | median)" "$wr" "$cr"
 }
 
 echo "== $PAIRS pairs each (ours, anchor, alternating); medians"
-pair "window counts, 2 cores" "$BIN/window-agg --minutes 60 $events" "$PY $OUT/duck_window.py $events 2"
-pair "window counts, 1 core" "taskset -c 0 $BIN/window-agg --minutes 60 $events" "taskset -c 0 $PY $OUT/duck_window.py $events 1"
-pair "per-minute stats, 2 cores" "$BIN/minute-stats $metrics" "$PY $OUT/chdb_minutes.py $metrics 2"
-pair "per-minute stats, 1 core" "taskset -c 0 $BIN/minute-stats $metrics" "taskset -c 0 $PY $OUT/chdb_minutes.py $metrics 1"
-pair "per-minute stats vs DuckDB, 2 cores" "$BIN/minute-stats $metrics" "$PY $OUT/duck_minutes.py $metrics 2"
+T=$(basename "$events") M=$(basename "$metrics")
+{
+    pair "window counts, 2 cores" "\`window-agg --minutes 60 $T\`" "DuckDB \`read_ndjson\` + \`GROUP BY ALL\`, threads=2" \
+        "$BIN/window-agg --minutes 60 $events" "$PY $OUT/duck_window.py $events 2"
+    pair "window counts, 1 core" "\`taskset -c 0 window-agg --minutes 60 $T\`" "DuckDB, threads=1, \`taskset -c 0\`" \
+        "taskset -c 0 $BIN/window-agg --minutes 60 $events" "taskset -c 0 $PY $OUT/duck_window.py $events 1"
+    pair "per-minute stats, 2 cores" "\`minute-stats $M\`" "chDB \`file(…, JSONEachRow, …)\`, max_threads=2" \
+        "$BIN/minute-stats $metrics" "$PY $OUT/chdb_minutes.py $metrics 2"
+    pair "per-minute stats, 1 core" "\`taskset -c 0 minute-stats $M\`" "chDB, max_threads=1, \`taskset -c 0\`" \
+        "taskset -c 0 $BIN/minute-stats $metrics" "taskset -c 0 $PY $OUT/chdb_minutes.py $metrics 1"
+    pair "per-minute stats against DuckDB, 2 cores" "\`minute-stats $M\`" "DuckDB \`read_ndjson\`, threads=2" \
+        "$BIN/minute-stats $metrics" "$PY $OUT/duck_minutes.py $metrics 2"
+} | bench_table job ours "ours: wall, CPU, peak RSS" anchor "anchor: wall, CPU" "ours / anchor (wall)" "ours / anchor (CPU)"
+bench_text "$PAIRS alternating pairs per job, medians; ratios are the medians of the pairwise ratios. $(printf '%s\n' "${answers[@]}" | paste -sd';' | sed 's/;/; /g')."
 
 echo
 echo "== allocate --strategy greedy, $PAIRS runs; median"
 rm -f "$OUT/greedy.times"
+say "\$ $BIN/allocate --strategy greedy < $problems"
 for _ in $(seq "$PAIRS"); do run greedy "$BIN/allocate --strategy greedy < $problems"; done
 g=$(col greedy 1 | median)
-printf 'allocate greedy: %.2f s wall, %.0f problems/s, %d MB peak\n    %s\n' "$g" "$(echo "$PROBLEMS / $g" | bc -l)" \
-    "$(( $(col greedy 3 | sort -n | tail -1) / 1024 ))" "$BIN/allocate --strategy greedy < $problems"
+printf '`allocate --strategy greedy < %s`\t%.2f s\t%s\t%d MB\n' "$(basename "$problems")" "$g" "$(ratio "$PROBLEMS" "$g" %.0f)" \
+    "$(( $(col greedy 3 | sort -n | tail -1) / 1024 ))" | bench_table command "wall (median)" "problems/s" "peak RSS"
 
 echo
 echo "== floors, $PAIRS runs; median wall (CPU)"
 floor() {
     local name=$1; shift
+    say "\$ $*"
     rm -f "$OUT/floor.times"
     for _ in $(seq "$PAIRS"); do run floor "$*"; done
-    printf '%-44s %6.2f s (%5.2f s CPU)   %s\n' "$name" "$(col floor 1 | median)" "$(col floor 2 | median)" "$*"
+    printf '%s\t%.2f s\t%.2f s\n' "$name" "$(col floor 1 | median)" "$(col floor 2 | median)"
 }
-floor "cat, tracking file" "cat $events"
-floor "cat, metrics file" "cat $metrics"
-floor "wc -l, tracking file" "wc -l $events"
-floor "window-agg, --clock arrival (no timestamps)" "$BIN/window-agg --minutes 60 --clock arrival $events"
-floor "window-agg, 1 core" "taskset -c 0 $BIN/window-agg --minutes 60 $events"
-echo "targets: window-agg <= 0.6x DuckDB wall on 2 cores and <= 0.8x on 1 core; minute-stats <= 0.35x chDB wall on 2 and 1 cores; allocate greedy >= 800,000 problems/s; peak memory < 50 MB"
+{
+    floor "\`cat\`, tracking file" "cat $events"
+    floor "\`cat\`, metrics file" "cat $metrics"
+    floor "\`wc -l\`, tracking file" "wc -l $events"
+    floor "\`window-agg --minutes 60 --clock arrival\` (no timestamps)" "$BIN/window-agg --minutes 60 --clock arrival $events"
+    floor "\`window-agg\`, 1 core" "taskset -c 0 $BIN/window-agg --minutes 60 $events"
+} | bench_table floor "wall (median)" "CPU (median)"
+bench_text "targets: window-agg <= 0.6x DuckDB wall on 2 cores and <= 0.8x on 1 core; minute-stats <= 0.35x chDB wall on 2 and 1 cores; allocate greedy >= 800,000 problems/s; peak memory < 50 MB"

@@ -3,19 +3,19 @@
 # request, and batched) against wrk's raw request rate on the same route; report latency with
 # 10,000 servers holding a full day; memory per server. Run from the repo root after
 # `cargo build --release`. Every figure is printed with the command that produced it.
+# DURATION= (default 10s) is each wrk and poster run; SERVERS= (default 10000) the report's servers.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 BIN=${BIN:-target/release}
 DURATION=${DURATION:-10s}
-SERVERS=10000
-for b in load-monitor gen-events; do
-  [[ -x $BIN/$b ]] || { echo "missing $BIN/$b: run cargo build --release first" >&2; exit 1; }
-done
-if ! command -v wrk >/dev/null; then
-  echo "# installing wrk (the anchor: raw HTTP request rate)"
-  if [[ $(id -u) == 0 ]]; then SUDO=; else SUDO=sudo; fi
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null
-fi
+SERVERS=${SERVERS:-10000}
+need_bins "$BIN" load-monitor gen-events
+need wrk
+# Table rows: measurement, result, command.
+ROWS=()
+row() { ROWS+=("$(printf '%s\t%s\t%s' "$@")"); }
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -43,7 +43,7 @@ TICK_US=$((1000000 / $(getconf CLK_TCK)))
 # Records/s from the poster's summary line.
 poster_rate() { grep -o '[0-9]* records/s' "$1" | grep -o '^[0-9]*'; }
 
-echo "# machine: $(nproc) cores, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_start load-monitor "wrk's raw request rate on the same route (\`wrk -t2 -c32\`, benches/load-monitor-post.lua)" "DURATION SERVERS BIN" "$@"
 echo "# (a shared machine: other jobs run beside this benchmark; compare the ratios, not the absolute numbers)"
 echo
 
@@ -54,6 +54,7 @@ $cmd 2>"$WORK/post1.err" || { cat "$WORK/post1.err"; exit 1; }
 post1=$(poster_rate "$WORK/post1.err")
 echo "gen-events --post, 1 record/request:   $post1 records/s"
 echo "  \$ $cmd"
+row "ingest, 1 record per request, gen-events" "$post1 records/s" "\`${cmd//$BIN\//}\`"
 stop_monitor
 
 start_monitor
@@ -66,6 +67,7 @@ accepted=$(curl -s "http://127.0.0.1:$PORT/stats" | grep -o '"accepted":[0-9]*' 
 echo "wrk POST /addserver, 1 record/request: $wrk1 requests/s ($accepted records accepted in total)"
 echo "  \$ $cmd"
 echo "  load-monitor's own CPU time: $(( (t1 - t0) * TICK_US / accepted )) us per request (from /proc/PID/stat)"
+row "ingest, 1 record per request, wrk (anchor)" "$wrk1 requests/s; load-monitor's own CPU $(( (t1 - t0) * TICK_US / accepted )) µs per request" "\`$cmd\`"
 stop_monitor
 
 # 2. Ingest, batched: 500 records per POST /records.
@@ -75,6 +77,7 @@ $cmd 2>"$WORK/post2.err" || { cat "$WORK/post2.err"; exit 1; }
 post2=$(poster_rate "$WORK/post2.err")
 echo "gen-events --post --batch 500:          $post2 records/s"
 echo "  \$ $cmd"
+row "ingest, 500 records per request, gen-events" "$post2 records/s" "\`${cmd//$BIN\//}\`"
 stop_monitor
 echo
 awk -v a="$post1" -v b="$wrk1" -v c="$post2" 'BEGIN {
@@ -101,27 +104,35 @@ servers=$(curl -s "http://127.0.0.1:$PORT/stats" | grep -o '"servers":[0-9]*' | 
 rss1=$(rss_kib "$LM_PID")
 rows=$(curl -s "http://127.0.0.1:$PORT/report/server00042" | grep -o '\]' | wc -l)
 echo "loaded $servers servers, $(wc -l <"$WORK/day.jsonl") records (the report of one server has $((rows - 2)) rows)"
-awk -v a="$rss0" -v b="$rss1" -v n="$servers" 'BEGIN {
-  printf "memory: RSS %.1f MiB empty, %.1f MiB with %d servers: %.0f bytes per server (rings: 84 buckets x 48 bytes = 4032)\n", a/1024, b/1024, n, (b - a) * 1024 / n }'
+memory=$(awk -v a="$rss0" -v b="$rss1" -v n="$servers" 'BEGIN {
+  printf "%.0f bytes per server (RSS %.1f MiB empty, %.1f MiB with %d servers)", (b - a) * 1024 / n, a/1024, b/1024, n }')
+echo "memory: $memory (rings: 84 buckets x 48 bytes = 4032)"
 echo "  (RSS read from /proc/PID/status before and after loading)"
 cmd="wrk -t2 -c8 -d$DURATION --latency -s benches/load-monitor-report.lua http://127.0.0.1:$PORT -- $SERVERS"
 t0=$(cpu_ticks "$LM_PID")
 $cmd >"$WORK/wrk2.out"
 t1=$(cpu_ticks "$LM_PID")
-awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {
-  printf "GET /report/<random of 10,000>: %d requests/s, p50 %s, p99 %s\n", rps, p50, p99 }' "$WORK/wrk2.out"
+report=$(awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {
+  printf "%d requests/s, p50 %s, p99 %s", rps, p50, p99 }' "$WORK/wrk2.out")
+echo "GET /report/<random of $SERVERS>: $report"
 echo "  \$ $cmd"
 reports=$(awk '/requests in/ {print $1}' "$WORK/wrk2.out")
 echo "  load-monitor's own CPU time: $(( (t1 - t0) * TICK_US / reports )) us per report (from /proc/PID/stat)"
+row "report, $SERVERS servers with a full day (84 rows each), 8 connections" "$report; load-monitor's own CPU $(( (t1 - t0) * TICK_US / reports )) µs per report" "\`$cmd\`"
 cmd="wrk -t1 -c1 -d$DURATION --latency -s benches/load-monitor-report.lua http://127.0.0.1:$PORT -- $SERVERS"
 $cmd >"$WORK/wrk3.out"
-awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {
-  printf "GET /report/<random of 10,000>, one at a time: %d requests/s, p50 %s, p99 %s\n", rps, p50, p99 }' "$WORK/wrk3.out"
+report=$(awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {
+  printf "%d requests/s, p50 %s, p99 %s", rps, p50, p99 }' "$WORK/wrk3.out")
+echo "GET /report/<random of $SERVERS>, one at a time: $report"
 echo "  \$ $cmd"
+row "report, one request at a time" "$report" "\`$cmd\`"
+row memory "$memory" "RSS from \`/proc/PID/status\` before and after loading $(wc -l <"$WORK/day.jsonl") records"
 start=$(date +%s.%N)
 stop_monitor
 end=$(date +%s.%N)
-awk -v a="$start" -v b="$end" -v s="$(stat -c %s "$WORK/state.jsonl")" 'BEGIN {
-  printf "graceful stop with the snapshot of 10,000 servers: %.2f s, snapshot %.1f MiB\n", b - a, s / 1048576 }'
-echo
-echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+stop=$(awk -v a="$start" -v b="$end" -v s="$(stat -c %s "$WORK/state.jsonl")" 'BEGIN {
+  printf "%.2f s, %.1f MiB file", b - a, s / 1048576 }')
+echo "graceful stop with the snapshot of $SERVERS servers: $stop"
+row "graceful stop with snapshot, $SERVERS servers" "$stop" "\`kill -TERM\`"
+printf '%s\n' "${ROWS[@]}" | bench_table measurement result command
+bench_text "ratio poster/wrk, 1 record per request: $(ratio "$post1" "$wrk1" %.2f); load average at the end: $(bench_load)"

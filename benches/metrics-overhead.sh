@@ -16,6 +16,8 @@
 # Prints each command, every run's JSON line, then the medians and the difference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 REL=target/release
 OUT=bench-out/metrics-overhead
@@ -24,21 +26,12 @@ DURATION=${METRICS_BENCH_DURATION:-30s}
 PAIRS=${METRICS_BENCH_PAIRS:-3}
 WORKERS=${METRICS_BENCH_WORKERS:-2}
 mkdir -p "$OUT"
-say() { printf '%s\n' "$*" >&2; }
 
 for bin in chat-relay chat-bench; do
     [ -x "$REL/$bin" ] || cargo build --release --bin "$bin"
 done
 command -v jq >/dev/null || { say "needs jq"; exit 2; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    say "nothing listens on port $1"; return 1
-}
 RELAY=""; SCRAPER=""
 cleanup() {
     [ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null || true
@@ -70,9 +63,8 @@ run() {
     printf '%s\n' "$line" | jq -r '.server_cpu_us_per_delivery'
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-
-say "uptime: $(uptime)"
+bench_start "metrics-overhead: scraping /metrics during a $CLIENTS-client run" "the same relay and chat-bench step without a scraper, pairs alternating which goes first" \
+    "METRICS_BENCH_CLIENTS METRICS_BENCH_DURATION METRICS_BENCH_PAIRS METRICS_BENCH_WORKERS METRICS_BENCH_SCRAPES" "$@"
 : >"$OUT/runs.jsonl"
 plain=(); scraped=()
 for i in $(seq 1 "$PAIRS"); do
@@ -84,13 +76,13 @@ for i in $(seq 1 "$PAIRS"); do
 done
 p=$(printf '%s\n' "${plain[@]}" | median)
 s=$(printf '%s\n' "${scraped[@]}" | median)
-say "uptime: $(uptime)"
-printf 'relay CPU per delivery, median of %s: without scraping %s us, scraping /metrics every 1 s %s us, difference %s %%\n' \
-    "$PAIRS" "$p" "$s" "$(awk -v p="$p" -v s="$s" 'BEGIN {printf "%.2f", (s - p) / p * 100}')"
+say "load average at the end of the pairs: $(bench_load)"
 for i in $(seq 1 "$PAIRS"); do
-    printf 'pair %s: ratio scrape/plain %s\n' "$i" \
-        "$(awk -v p="${plain[$((i-1))]}" -v s="${scraped[$((i-1))]}" 'BEGIN {printf "%.3f", s / p}')"
-done
+    first=plain; [ $((i % 2)) = 1 ] || first=scrape
+    printf '%s (%s first)\t%s\t%s\t%s\n' "$i" "$first" "${plain[$((i-1))]}" "${scraped[$((i-1))]}" \
+        "$(ratio "${scraped[$((i-1))]}" "${plain[$((i-1))]}" %.3f)"
+done | bench_table pair "relay µs/delivery, no scraper" "with a scrape every 1 s" ratio
+bench_text "relay CPU per delivery ($WORKERS workers, $CLIENTS clients, $DURATION a run), median of $PAIRS: without scraping $p µs, scraping /metrics every 1 s $s µs, difference $(awk -v p="$p" -v s="$s" 'BEGIN { if (p + 0 == 0) print "-"; else printf "%.2f", (s - p) / p * 100 }') %"
 
 # What one scrape costs, measured directly: the relay's CPU (hub and workers, /proc/PID/stat
 # ticks of 10 ms) across SCRAPES scrapes of an idle relay. Paired chat-bench runs drift by more
@@ -121,5 +113,7 @@ say "+ curl http://127.0.0.1:$port/metrics x $SCRAPES  # one kept-alive connecti
 curl -s "${urls[@]}"
 kept=$(( $(ticks) - before ))
 kill -TERM "$RELAY"; wait "$RELAY" 2>/dev/null || true; RELAY=""
-printf 'one scrape costs the relay about %s us of CPU on a new connection, %s us on a kept-alive one (%s and %s ticks of 10 ms over %s scrapes each)\n' \
-    "$(per_scrape "$fresh")" "$(per_scrape "$kept")" "$fresh" "$kept" "$SCRAPES"
+{
+    printf '%s × `curl http://127.0.0.1:PORT/metrics`, a connection each\t%s\t%s\n' "$SCRAPES" "$(per_scrape "$fresh")" "$fresh"
+    printf '`curl http://127.0.0.1:PORT/metrics` × %s, one kept-alive connection\t%s\t%s\n' "$SCRAPES" "$(per_scrape "$kept")" "$kept"
+} | bench_table "scrapes of an idle $WORKERS-worker relay" "relay CPU per scrape (µs)" "ticks of 10 ms (hub and workers)"

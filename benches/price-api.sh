@@ -6,13 +6,16 @@
 #
 # wrk runs on the same 2 cores as the server, so absolute numbers are a floor; read the ratios.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 DURATION=${1:-10s}
 CONNS=${2:-64}
 R=${BIN_DIR:-target/release}
 HERE=$(cd "$(dirname "$0")" && pwd)
-need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
-need wrk wrk
-need nginx nginx-light || need nginx nginx
+need_bins "$R" price-api
+need wrk
+need nginx nginx-light || need nginx
+bench_start "price-api with wrk, against nginx" "nginx answering the same JSON from its config (2 workers, a C server doing no work), same wrk" BIN_DIR "$@"
 TMP=$(mktemp -d)
 cleanup() { kill "${API:-}" "${NGINX:-}" 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
@@ -24,7 +27,7 @@ URL=$(grep -o 'http://[0-9.:]*' "$TMP/api.err" | head -1)
 curl -s -XPOST "$URL/register-request" >/dev/null   # id 1 exists
 curl -s -XPOST "$URL/register-request" >/dev/null   # id 2 exists
 
-NPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+NPORT=$(free_port)
 cat >"$TMP/nginx.conf" <<CONF
 worker_processes 2;
 daemon off;
@@ -59,12 +62,9 @@ for target in price-api nginx; do
   RESULT[$target-post]=$(rps wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$HERE/price-api-post.lua" "$base/register-request")
 done
 RSS=$(awk '/^VmRSS/{print $2}' /proc/$API/status)
-echo
-echo "| endpoint | price-api req/s | nginx (static JSON) req/s | price-api / nginx |"
-echo "|---|---:|---:|---:|"
 for ep in get post; do
   name="GET /request-data/2"; [ $ep = post ] && name="POST /register-request"
   a=${RESULT[price-api-$ep]}; n=${RESULT[nginx-$ep]}
-  echo "| $name | $a | $n | $(python3 -c "print(f'{$a/$n:.2f}')") |"
-done
-echo "price-api RSS after $(curl -s "$URL/health") registrations: ${RSS} kB"
+  printf '%s\t%s\t%s\t%s\n' "$name" "$a" "$n" "$(ratio "$a" "$n")"
+done | bench_table endpoint "price-api req/s" "nginx (static JSON) req/s" "price-api / nginx"
+bench_text "wrk \`-t2 -c$CONNS -d$DURATION\`; price-api RSS after $(curl -s "$URL/health" | grep -o "[0-9]*" | head -1) registrations: ${RSS} kB"

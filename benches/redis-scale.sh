@@ -17,14 +17,14 @@
 # the shell's `time` (wall clock); every command is printed before its figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 ORDERS=${1:-40000}
 BOOKS=${2:-20000}
 TICKS=${3:-3}
 R=${BIN_DIR:-target/release}
-for b in allocate ticker reprice price-api data-manager; do
-  [ -x "$R/$b" ] || { echo "redis-scale.sh: $R/$b is missing; run cargo build --release" >&2; exit 2; }
-done
-command -v redis-server >/dev/null || { echo "redis-scale.sh: needs redis-server" >&2; exit 2; }
+need_bins "$R" allocate ticker reprice price-api data-manager
+need redis-server
 TMP=$(mktemp -d)
 cleanup() {
   for p in ${REDIS:-} ${API:-}; do kill "$p" 2>/dev/null || true; done
@@ -33,14 +33,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 redis-server --bind 127.0.0.1 --port "$PORT" --save '' --appendonly no >/dev/null 2>&1 &
 REDIS=$!
 for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 RURL="redis://127.0.0.1:$PORT"
-echo "machine: $(nproc) cores, $(uptime)"
-echo "redis: $(redis-server --version | cut -d' ' -f3)"
-echo
+bench_start "Through Redis: allocate and reprice with 1, 2, 4 processes" "the single-host forms: allocate with a file inventory, ticker piped into one reprice" BIN_DIR "$@"
 
 # ---- allocate -------------------------------------------------------------------------------
 python3 - "$TMP" "$ORDERS" <<'PY'
@@ -73,22 +71,20 @@ redis_allocate() { # P: run P processes on their shares, together
   for pid in "${pids[@]}"; do wait "$pid"; done
 }
 
-echo "## allocate: $ORDERS orders"
-echo
-echo "| form | processes | wall | orders/s |"
-echo "|---|---:|---:|---:|"
+bench_text "redis-server $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/') on loopback, persistence off." "### allocate: $ORDERS orders"
 rm -f "$TMP/state.json"
+{
 echo "\$ $R/allocate --inventory $TMP/stock.json --state $TMP/state.json < orders.jsonl" >&2
 t=$(wall "$R/allocate" --inventory "$TMP/stock.json" --state "$TMP/state.json" <"$TMP/orders.jsonl")
-echo "| file (one host) | 1 | ${t} s | $(python3 -c "print(round($ORDERS/$t))") |"
+printf 'file (one host)\t1\t%s s\t%s\n' "$t" "$(ratio "$ORDERS" "$t" %.0f)"
 for p in 1 2 4; do
   echo "\$ $p × $R/allocate --inventory $RURL/shop$p --seed-from stock.json < its share" >&2
   t=$(wall redis_allocate "$p")
   answered=$(cat "$TMP"/orders."$p".*.out | wc -l)
   [ "$answered" -eq "$ORDERS" ] || echo "allocate over redis answered $answered of $ORDERS" >&2
-  echo "| redis | $p | ${t} s | $(python3 -c "print(round($ORDERS/$t))") |"
+  printf 'redis\t%s\t%s s\t%s\n' "$p" "$t" "$(ratio "$ORDERS" "$t" %.0f)"
 done
-echo
+} | bench_table form processes wall "orders/s"
 
 # ---- reprice --------------------------------------------------------------------------------
 "$R/price-api" --listen 127.0.0.1:0 --threads 2 2>"$TMP/api.err" &
@@ -118,14 +114,12 @@ for t in sorted(ticks):
     xs = late[t]
     within = sum(1 for x in xs if x < 5.0)
     last = f"{max(xs):.2f} s" if xs else "-"
-    print(f"| {name} | {consumers} | {t} | {within} | {len(xs)} | {last} |")
+    print(f"{name}\t{consumers}\t{t}\t{within}\t{len(xs)}\t{last}")
 PY
 }
 
-echo "## reprice: $BOOKS books per 5 s tick, $TICKS ticks, --poll-after 1s"
-echo
-echo "| form | consumers | tick | priced within the tick | priced | last price after tick |"
-echo "|---|---:|---:|---:|---:|---:|"
+bench_text "### reprice: $BOOKS books per 5 s tick, $TICKS ticks, --poll-after 1s"
+{
 echo "\$ $R/ticker 5s --count $TICKS | $R/reprice --csv books.csv --api $API_URL --poll-after 1s" >&2
 "$R/ticker" 5s --count "$TICKS" | tee "$TMP/ticks.jsonl" |
   "$R/reprice" --csv "$TMP/books.csv" --api "$API_URL" --poll-after 1s \
@@ -144,7 +138,7 @@ for c in 1 2 4; do
     for _ in $(seq 200); do grep -q "of group" "$TMP/r$c.$k.err" && break; sleep 0.05; done
   done
   echo "\$ $R/ticker 5s --count $TICKS --redis $RURL/$stream & $c × $R/reprice --csv books.csv --api $API_URL --poll-after 1s --redis $RURL/$stream --group g$c" >&2
-  "$R/ticker" 5s --count "$TICKS" --redis "$RURL/$stream"
+  "$R/ticker" 5s --count "$TICKS" --redis "$RURL/$stream" >"$TMP/ticker$c.out"
   want=$((BOOKS * TICKS))
   for _ in $(seq 600); do
     have=$(redis-cli -p "$PORT" XLEN "{$stream}:prices:g$c")
@@ -156,3 +150,5 @@ for c in 1 2 4; do
   redis-cli -p "$PORT" --raw XRANGE "$stream" - + >"$TMP/ticks$c.raw"
   report "redis" "$c" "$TMP/ticks$c.raw" "$TMP"/r"$c".*.jsonl
 done
+} | bench_table form consumers tick "priced within the tick" priced "last price after tick"
+bench_text "load average at the end: $(bench_load)"

@@ -9,11 +9,15 @@
 # one was. The anchor is wrk against the same price-api: reprice needs 2 requests per book, so
 # "books/s × 2 ÷ wrk req/s" is the share of the server's measured capacity reprice drives.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 BOOKS=${1:-10000 30000}
 TICKS=${2:-3}
 R=${BIN_DIR:-target/release}
 HERE=$(cd "$(dirname "$0")" && pwd)
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+need_bins "$R" price-api ticker reprice data-manager
+need wrk
+bench_start "reprice: many books per 5 s tick" "wrk against the same price-api (\`wrk -t2 -c64 -d5s\`); reprice needs two requests per book" BIN_DIR "$@"
 TMP=$(mktemp -d)
 cleanup() { kill "${API:-}" 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
@@ -29,9 +33,6 @@ WRK_OUT=$(wrk -t2 -c64 -d5s "$URL/request-data/2")
 echo "$WRK_OUT"
 WRK=$(awk '/Requests\/sec/ {print $2}' <<<"$WRK_OUT")
 
-echo
-echo "| books | tick | priced within the 5 s tick | failed | last price after tick | books/s | share of wrk's req/s |"
-echo "|---:|---:|---:|---:|---:|---:|---:|"
 for n in $BOOKS; do
   python3 "$HERE/gen-prices.py" --books "$n" --steps $((TICKS + 5)) >"$TMP/books.csv"
   CMD="$R/ticker 5s --count $TICKS | $R/reprice --csv $TMP/books.csv --api $URL --poll-after 1s --max-connections 64"
@@ -56,6 +57,7 @@ for t in sorted(ticks):
     failed = sum(1 for l in errs if l.startswith(f"reprice: tick {t} ") or l.startswith(f"reprice: tick {t}:"))
     last = max(xs) if xs else float("nan")
     rate = len(xs) / last if xs else 0
-    print(f"| {books} | {t} | {within} | {failed} | {last:.2f} s | {rate:.0f} | {2 * rate / wrk:.2f} |")
+    print(f"{books}\t{t}\t{within}\t{failed}\t{last:.2f} s\t{rate:.0f}\t{2 * rate / wrk:.2f}")
 PY
-done
+done | bench_table books tick "priced within the 5 s tick" "failed (error line: skipped, still in flight)" "last price after tick" "books/s" "2 × books/s ÷ wrk req/s"
+bench_text "anchor: \`wrk -t2 -c64 -d5s\` against the same price-api, $WRK req/s; reprice needs two requests per book."

@@ -9,12 +9,16 @@
 # in a price line or an error line, and prints the resource curve. Run from the repo root after
 # `cargo build --release`. Files land in $SOAK_DIR (default: a temp dir).
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 SECONDS_TOTAL=${1:-3600}
 PERIOD_MS=${2:-10}
 R=${BIN_DIR:-target/release}
 DIR=${SOAK_DIR:-$(mktemp -d)}
 mkdir -p "$DIR"
 TICKS=$((SECONDS_TOTAL * 1000 / PERIOD_MS))
+need_bins "$R" price-api ticker reprice data-manager
+bench_start "reprice soak" "nothing: every tick must end in a price or an error line, resources must stay flat" "BIN_DIR SOAK_DIR" "$@"
 echo "# soak: $TICKS ticks of ${PERIOD_MS}ms (= $((TICKS * 5 / 3600)) h at 5 s ticks), files in $DIR"
 
 "$R/price-api" --listen 127.0.0.1:0 --latency 0ms..1ms --fail-rate 0.05 --seed 7 2>"$DIR/api.err" &
@@ -44,7 +48,8 @@ while kill -0 "$REPRICE" 2>/dev/null; do
 done
 wait "$REPRICE" || true
 
-python3 - "$DIR" "$TICKS" <<'PY'
+rc=0
+python3 - "$DIR" "$TICKS" > "$DIR/summary.txt" <<'PY' || rc=$?
 import json, re, sys
 d, total = sys.argv[1], int(sys.argv[2])
 emitted, missed = set(), 0
@@ -64,12 +69,15 @@ lost = sorted(t for t in emitted if t not in priced and t not in failed)
 print(f"ticks: {total} due, {len(emitted)} emitted, {missed} reported missed by the ticker")
 print(f"priced: {len(priced)}  failed (error line): {len(failed)}  silently lost: {len(lost)}")
 for why, n in sorted(reasons.items(), key=lambda x: -x[1]):
-    print(f"  {n:8d}  {why}")
+    print(f"- {n} × {why}")
 rows = [l.split() for l in open(f"{d}/samples.txt")][1:]
-print("resource curve (every 30 s; RSS kB / fds / threads):")
-print("  elapsed   reprice            data-manager       price-api")
-for r in rows:
-    print(f"  {r[0]:>6}s  {r[1]:>7} {r[2]:>3} {r[3]:>3}    {r[4]:>7} {r[5]:>3} {r[6]:>3}    {r[7]:>7} {r[8]:>3} {r[9]:>3}")
+with open(f"{d}/curve.tsv", "w") as f:
+    for r in rows:
+        f.write(f"{r[0]} s\t{r[1]} / {r[2]} / {r[3]}\t{r[4]} / {r[5]} / {r[6]}\t{r[7]} / {r[8]} / {r[9]}\n")
 if len(emitted) + missed != total or lost:
     sys.exit(1)
 PY
+while IFS= read -r line; do bench_text "$line"; done < "$DIR/summary.txt"
+bench_text "resources, sampled every 30 s (RSS kB / open fds / threads):"
+bench_table elapsed reprice data-manager price-api < "$DIR/curve.tsv"
+exit "$rc"

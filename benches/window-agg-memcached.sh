@@ -4,6 +4,8 @@
 # the same 4 writers in memory; the shared summary is checked against one in-memory run over all
 # events. Run from the repo root after `cargo build --release`. PER_WRITER=… to change the size.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 BIN=${BIN:-target/release}
 PER_WRITER=${PER_WRITER:-1000000}
 WRITERS=4
@@ -12,12 +14,13 @@ MC_PID=""
 cleanup() { [ -n "$MC_PID" ] && kill "$MC_PID" 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-[ -x "$BIN/window-agg" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-command -v memcached >/dev/null || { apt-get update -qq && apt-get install -y -qq memcached >/dev/null; }
+need_bins "$BIN" window-agg gen-events
+need memcached
+bench_start "window-agg on Memcached" "the same 4 writers in memory; the shared summary must equal one in-memory run over all files" "PER_WRITER BIN" "$@"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 memcached -u nobody -l 127.0.0.1 -p "$PORT" -U 0 -m 256 & MC_PID=$!
-for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.1; done
+wait_port "$PORT"
 MC=127.0.0.1:$PORT
 
 # Each writer gets its own 1 M events over the same 100 s of event time (10,000 events/s each).
@@ -25,7 +28,7 @@ for i in $(seq $WRITERS); do
   "$BIN/gen-events" --simulated --start 2019-12-08T06:00:00Z --rate 10000 --count "$PER_WRITER" --seed "$i" > "$TMP/events$i.jsonl"
 done
 TOTAL=$((WRITERS * PER_WRITER))
-echo "== window-agg --memcached: $WRITERS writers x $PER_WRITER events ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
+echo "== window-agg --memcached: $WRITERS writers x $PER_WRITER events, memcached $(memcached -V | cut -d' ' -f2)"
 
 run_writers() {  # run_writers EXTRA-FLAGS…: the writers concurrently; prints wall seconds
   local start end
@@ -35,7 +38,7 @@ run_writers() {  # run_writers EXTRA-FLAGS…: the writers concurrently; prints 
   done
   wait
   end=$(date +%s%N)
-  echo "($end - $start) / 1000000000" | bc -l
+  awk -v a="$start" -v b="$end" 'BEGIN { print (b - a) / 1e9 }'
 }
 
 MEM=$(run_writers)
@@ -56,9 +59,9 @@ print(f"answers: memcached summary == one in-memory run over all files: {'yes' i
 sys.exit(0 if same else 1)
 PY
 
-printf '\n%-34s %10s %14s %22s\n' "" "seconds" "events/s" "memcached req/event"
-printf '%-34s %10.2f %14.0f %22s\n' "4 writers, in memory" "$MEM" "$(echo "$TOTAL / $MEM" | bc -l)" "-"
-printf '%-34s %10.2f %14.0f %22.5f\n' "4 writers, one memcached" "$SHARED" "$(echo "$TOTAL / $SHARED" | bc -l)" "$(echo "$REQUESTS / $TOTAL" | bc -l)"
-printf '\nmemcached requests: %d for %d events (target < 0.01 per event: %s); memcached / in-memory time: %.2fx\n' \
-  "$REQUESTS" "$TOTAL" "$( (( $(echo "$REQUESTS / $TOTAL < 0.01" | bc -l) )) && echo met || echo NOT met)" \
-  "$(echo "$SHARED / $MEM" | bc -l)"
+{
+  printf '%s × `window-agg events$i.jsonl` (in memory)\t%.2f\t%s\t\n' "$WRITERS" "$MEM" "$(ratio "$TOTAL" "$MEM" %.0f)"
+  printf '%s × `window-agg --memcached 127.0.0.1:PORT events$i.jsonl`\t%.2f\t%s\t%s (%s requests for %s events)\n' "$WRITERS" "$SHARED" \
+    "$(ratio "$TOTAL" "$SHARED" %.0f)" "$(ratio "$REQUESTS" "$TOTAL" %.5f)" "$REQUESTS" "$TOTAL"
+} | bench_table run "seconds (wall)" "events/s (total)" "Memcached requests per event"
+bench_text "target < 0.01 Memcached requests per event: $(awk -v r="$REQUESTS" -v t="$TOTAL" 'BEGIN { print (r / t < 0.01) ? "met" : "NOT met" }'); memcached / in-memory time: $(ratio "$SHARED" "$MEM" %.2fx)"

@@ -2,23 +2,27 @@
 # window-agg (in memory) on 2,000,000 tracking events (~1.4 GB) from a file, against DuckDB
 # (read_ndjson, 1 thread and all cores) and jq computing the same final counts; answers compared.
 # Then peak RSS at 1 M and 10 M events from `gen-events --rate max`.
-# Run from the repo root after `cargo build --release`. COUNT=… to change the size, JQ=0 to skip jq.
+# Run from the repo root after `cargo build --release`. COUNT=… to change the size, JQ=0 to skip jq,
+# RSS_COUNTS="1000000 10000000" and FRESH_COUNTS="300000 3000000" for the memory runs.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 BIN=${BIN:-target/release}
 COUNT=${COUNT:-2000000}
 JQ=${JQ:-1}
+RSS_COUNTS=${RSS_COUNTS:-1000000 10000000}
+FRESH_COUNTS=${FRESH_COUNTS:-300000 3000000}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-[ -x "$BIN/window-agg" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-python3 -c 'import duckdb' 2>/dev/null || pip install -q duckdb >&2
-command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
+need_bins "$BIN" window-agg gen-events
+need_py duckdb
+need jq
+bench_start window-agg "DuckDB \`read_ndjson\` with the three fields declared (1 thread and all cores) and jq \`reduce\`, same answers; \`cat\` as the floor" "COUNT JQ RSS_COUNTS FRESH_COUNTS BIN" "$@"
 
 measure() {
   local label=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$TMP/time" "$@"
-  read -r WALL USER SYS RSS < "$TMP/time"
-  CPU=$(echo "$USER + $SYS" | bc -l)
+  timed "$@"
   printf '%-16s %6.2f s wall %6.2f s CPU  %s\n' "$label" "$WALL" "$CPU" "$*"
 }
 
@@ -26,8 +30,8 @@ measure() {
 # so the final counts are per type and tracking id over the whole file.
 EVENTS=$TMP/events.jsonl
 "$BIN/gen-events" --simulated --start 2019-12-08T06:00:00Z --rate 10000 --count "$COUNT" --seed 1 > "$EVENTS"
-MB=$(echo "$(stat -c %s "$EVENTS") / 1000000" | bc -l)
-echo "== window-agg: $COUNT events, $(printf '%.0f' "$MB") MB ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
+MB=$(awk -v b="$(stat -c %s "$EVENTS")" 'BEGIN { print b / 1000000 }')
+echo "== window-agg: $COUNT events, $(printf '%.0f' "$MB") MB"
 
 measure cat bash -c "cat $EVENTS > /dev/null"
 CAT=$WALL
@@ -53,9 +57,9 @@ print(json.dumps(out, sort_keys=True))
 PY
 START=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["window_start"])' "$TMP/ours.json")
 END=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["window_end"])' "$TMP/ours.json")
-measure duckdb-1thread bash -c "python3 $TMP/duck.py $EVENTS 1 $START $END > $TMP/duck1.json"
+measure duckdb-1thread bash -c "$PY $TMP/duck.py $EVENTS 1 $START $END > $TMP/duck1.json"
 DUCK1=$WALL
-measure duckdb-all bash -c "python3 $TMP/duck.py $EVENTS all $START $END > $TMP/duckall.json"
+measure duckdb-all bash -c "$PY $TMP/duck.py $EVENTS all $START $END > $TMP/duckall.json"
 DUCKALL=$WALL
 
 if [ "$JQ" = 1 ]; then
@@ -77,34 +81,33 @@ for name in others:
         sys.exit(1)
 PY
 
-rate() { echo "$COUNT / $1" | bc -l; }
-printf '\n%-22s %10s %12s %10s\n' "" "seconds" "events/s" "MB/s"
-printf '%-22s %10.2f %12.0f %10.0f\n' "cat (floor)" "$CAT" "$(rate "$CAT")" "$(echo "$MB / $CAT" | bc -l)"
-printf '%-22s %10.2f %12.0f %10.0f\n' "window-agg" "$OURS" "$(rate "$OURS")" "$(echo "$MB / $OURS" | bc -l)"
-printf '%-22s %10.2f %12.0f %10.0f\n' "duckdb, 1 thread" "$DUCK1" "$(rate "$DUCK1")" "$(echo "$MB / $DUCK1" | bc -l)"
-printf '%-22s %10.2f %12.0f %10.0f\n' "duckdb, all cores" "$DUCKALL" "$(rate "$DUCKALL")" "$(echo "$MB / $DUCKALL" | bc -l)"
-[ "$JQ" = 1 ] && printf '%-22s %10.2f %12.0f %10.0f\n' "jq" "$JQT" "$(rate "$JQT")" "$(echo "$MB / $JQT" | bc -l)"
-printf '\nwindow-agg CPU: %.2f s for %d events = %.0f events per CPU-second (reader thread included)\n' \
-  "$OURS_CPU" "$COUNT" "$(rate "$OURS_CPU")"
-printf 'speed-up vs duckdb 1 thread: %.2fx   vs duckdb all cores: %.2fx' \
-  "$(echo "$DUCK1 / $OURS" | bc -l)" "$(echo "$DUCKALL / $OURS" | bc -l)"
-[ "$JQ" = 1 ] && printf '   vs jq: %.1fx' "$(echo "$JQT / $OURS" | bc -l)"
-echo
+row() { # name seconds
+  printf '%s\t%.2f\t%s\t%s\t%s\n' "$1" "$2" "$(ratio "$COUNT" "$2" %.0f)" "$(ratio "$MB" "$2" %.0f)" "$(ratio "$2" "$OURS" %.2f)"
+}
+bench_text "### window-agg against DuckDB and jq: $COUNT events, $(printf '%.0f' "$MB") MB from a file"
+{
+  row "\`cat\` (floor)" "$CAT"
+  row "\`window-agg events.jsonl\`" "$OURS"
+  row "DuckDB \`read_ndjson\`, 1 thread" "$DUCK1"
+  row "DuckDB \`read_ndjson\`, all cores" "$DUCKALL"
+  if [ "$JQ" = 1 ]; then row "\`jq -n 'reduce inputs as \$e (…)'\`" "$JQT"; fi
+} | bench_table command "seconds (wall)" "events/s" "MB/s" "vs window-agg (wall)"
+bench_text "window-agg CPU: $(printf '%.2f' "$OURS_CPU") s, $(ratio "$COUNT" "$OURS_CPU" %.0f) events per CPU-second (reader thread included); answers equal DuckDB's$([ "$JQ" = 1 ] && echo " and jq's")."
 
 echo
-echo "== peak RSS of window-agg against event count"
-for n in 1000000 10000000; do
+bench_text "### peak RSS of window-agg against event count"
+for n in $RSS_COUNTS; do
   CMD="$BIN/gen-events --rate max --count $n | /usr/bin/time -f %M -o $TMP/rss $BIN/window-agg > /dev/null"
+  echo "\$ $CMD" >&2
   START_NS=$(date +%s%N)
   bash -c "$CMD"
-  SECS=$(echo "($(date +%s%N) - $START_NS) / 1000000000" | bc -l)
-  printf '%9d events: peak RSS %6d KB  (%.1f s)  %s\n' "$n" "$(cat "$TMP/rss")" "$SECS" "$CMD"
-done
+  SECS=$(awk -v a="$START_NS" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e9 }')
+  printf '`gen-events --rate max --count %s \\| window-agg`\t%s\t%.1f\n' "$n" "$(cat "$TMP/rss")" "$SECS"
+done | bench_table command "peak RSS (KB)" "seconds"
 
-echo
-echo "== peak RSS of window-agg --minutes 1 when every event brings a new tracking id (1 ms apart)"
+bench_text "### peak RSS of window-agg --minutes 1 when every event brings a new tracking id (1 ms apart)"
 # The window holds 60,000 ids at most, so memory must not grow with the stream's length.
-for n in 300000 3000000; do
+for n in $FRESH_COUNTS; do
   python3 - "$n" > "$TMP/fresh.jsonl" <<'PY'
 import sys, time
 n = int(sys.argv[1])
@@ -114,7 +117,6 @@ for i in range(n):
     s = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch + i // 1000))
     out.write('{"value":{"event":"click","trackingId":"INF-%09d","timestamp":"%s.%03dZ"}}\n' % (i, s, i % 1000))
 PY
-  CMD="$BIN/window-agg --minutes 1 fresh.jsonl"
   /usr/bin/time -f %M -o "$TMP/rss" "$BIN/window-agg" --minutes 1 "$TMP/fresh.jsonl" > /dev/null
-  printf '%9d fresh ids: peak RSS %6d KB  %s\n' "$n" "$(cat "$TMP/rss")" "$CMD"
-done
+  printf '`window-agg --minutes 1 fresh-%s.jsonl`\t%s\t%s\n' "$n" "$n" "$(cat "$TMP/rss")"
+done | bench_table command "fresh ids" "peak RSS (KB)"
