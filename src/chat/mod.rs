@@ -56,7 +56,8 @@ pub struct Limits {
     pub burst: u32,
     /// Messages waiting for one client before it is disconnected as too slow.
     pub queue: usize,
-    /// How long a worker gathers messages before sending them to its clients as one batch.
+    /// A worker closes a batch at most once per window (a message after a quiet window goes out
+    /// at once).
     pub batch_window: std::time::Duration,
 }
 
@@ -67,7 +68,7 @@ impl Default for Limits {
             rate: 20.0,
             burst: 40,
             queue: 4096,
-            batch_window: std::time::Duration::from_millis(50),
+            batch_window: std::time::Duration::from_millis(100),
         }
     }
 }
@@ -210,12 +211,13 @@ Output, one line per message in the room:
         #[arg(help_heading = "Per-client limits", long, default_value_t = Limits::default().queue, value_name = "N")]
         queue: usize,
 
-        /// How long a worker gathers messages before sending them to its clients as one batch (one
-        /// write per client per batch instead of one per message; 0s: no wait).
+        /// A worker sends its clients what they must hear at most once per window, as one batch (one
+        /// write per client per batch instead of one per message); a message after a quiet window
+        /// goes out at once. 0s: no wait.
         #[arg(
             help_heading = "Delivery",
             long,
-            default_value = "50ms",
+            default_value = "100ms",
             value_name = "DURATION"
         )]
         batch_window: Duration,
