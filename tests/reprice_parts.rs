@@ -49,7 +49,7 @@ fn ticker_counts_on_an_absolute_schedule() {
 
 #[test]
 fn ticker_reports_missed_ticks_after_a_stall_instead_of_bursting() {
-    let mut ticker = Proc::start("ticker", &["50ms"], Stdio::null());
+    let mut ticker = start("ticker", &["50ms"], Stdio::null());
     let first = ticker.json();
     ticker.signal(Signal::SIGSTOP);
     // The stall is the fault under test: it has to last several periods.
@@ -94,7 +94,7 @@ fn ticker_keeps_ticking_into_a_fifo_with_no_reader_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("ticks");
     let fifo_s = fifo.to_str().unwrap().to_string();
-    let mut ticker = Proc::start("ticker", &["20ms", "--out", &fifo_s], Stdio::null());
+    let mut ticker = start("ticker", &["20ms", "--out", &fifo_s], Stdio::null());
     ticker.wait_stderr("no reader on", WITHIN);
 
     // A reader attaches: delivery starts, and the first line counts what nobody read.
@@ -280,7 +280,7 @@ fn data_manager_follows_a_growing_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.csv");
     std::fs::write(&path, "Timestamp,Price\n1,10\n").unwrap();
-    let mut dm = Proc::start(
+    let mut dm = start(
         "data-manager",
         &["--csv", path.to_str().unwrap(), "--follow"],
         Stdio::piped(),
@@ -313,7 +313,7 @@ fn data_manager_computes_a_huge_wrapped_tick_and_answers_the_next_request() {
     let csv = example("data.csv");
     let prices = csv_prices(&csv);
     let n = prices.len() as u64;
-    let mut dm = Proc::start(
+    let mut dm = start(
         "data-manager",
         &["--csv", &csv, "--at-end", "wrap"],
         Stdio::piped(),
@@ -348,7 +348,7 @@ fn data_manager_refuses_huge_fields_in_bounded_memory_and_non_positive_prices() 
     }
     file.write_all(b"\n5,11\n6,12\n").unwrap();
     drop(file);
-    let mut dm = Proc::start(
+    let mut dm = start(
         "data-manager",
         &["--csv", path.to_str().unwrap()],
         Stdio::piped(),

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod daemon;
 pub mod procfs;
+
+#[allow(unused_imports)]
+pub use daemon::{Daemon, Start, WITHIN};
 
 /// What a finished command did.
 pub struct Run {
@@ -114,163 +118,6 @@ pub fn wait_for_port(addr: SocketAddr, within: Duration) {
     }
 }
 
-/// A child process killed (and reaped) when the test ends, whatever way it ends.
-pub struct Daemon {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub stderr: Arc<Mutex<String>>,
-    /// Started in a process group of its own ([`Daemon::ours_in_group`]): signals and the final
-    /// kill reach its children too.
-    group: bool,
-}
-
-impl Daemon {
-    /// A real memcached on a free loopback port.
-    pub fn memcached() -> Daemon {
-        Daemon::memcached_on(free_port())
-    }
-
-    /// A real memcached on `port` (tests that restart it need the same port again).
-    pub fn memcached_on(port: u16) -> Daemon {
-        // `-u nobody`: as root, memcached refuses to start without a user to switch to.
-        Daemon::external(
-            "memcached",
-            &[
-                "-u",
-                "nobody",
-                "-l",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "0",
-                "-m",
-                "64",
-            ],
-            port,
-        )
-    }
-
-    /// A real redis-server on a free loopback port, with persistence off.
-    pub fn redis() -> Daemon {
-        Daemon::redis_on(free_port())
-    }
-
-    /// A real redis-server on `port`, with persistence off (restartable on the same port).
-    pub fn redis_on(port: u16) -> Daemon {
-        Daemon::external(
-            "redis-server",
-            &[
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            port,
-        )
-    }
-
-    /// A real redis-server on `port` with `extra` settings after the defaults (say
-    /// `--appendonly yes --appendfsync always --dir D` for one that survives `kill -9`).
-    pub fn redis_with(port: u16, extra: &[&str]) -> Daemon {
-        let port_text = port.to_string();
-        let mut args = vec!["--bind", "127.0.0.1", "--port", &port_text, "--save", ""];
-        args.extend_from_slice(extra);
-        Daemon::external("redis-server", &args, port)
-    }
-
-    fn external(program: &str, args: &[&str], port: u16) -> Daemon {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {program} (is it installed? `make test` installs it): {e}")
-            });
-        let stderr = drain(child.stderr.take().unwrap());
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_for_port(addr, Duration::from_secs(10));
-        Daemon {
-            child,
-            addr,
-            stderr,
-            group: false,
-        }
-    }
-
-    /// Start one of our servers with `--listen 127.0.0.1:0` among `args` and wait for the
-    /// `listening on http://ADDR` line it prints on stderr.
-    pub fn ours(exe: &str, args: &[&str]) -> Daemon {
-        Daemon::start_ours(exe, args, false)
-    }
-
-    /// Like [`Daemon::ours`], in a process group of its own (a forking server such as
-    /// chat-relay: [`Daemon::signal_group`] reaches every worker, and so does the final kill).
-    pub fn ours_in_group(exe: &str, args: &[&str]) -> Daemon {
-        Daemon::start_ours(exe, args, true)
-    }
-
-    fn start_ours(exe: &str, args: &[&str], group: bool) -> Daemon {
-        use std::os::unix::process::CommandExt;
-        let mut command = Command::new(exe);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if group {
-            command.process_group(0);
-        }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
-        let (addr, stderr) = wait_for_listen_line(child.stderr.take().unwrap(), exe);
-        Daemon {
-            child,
-            addr,
-            stderr,
-            group,
-        }
-    }
-
-    /// Signal the daemon's whole process group (started with [`Daemon::ours_in_group`]).
-    pub fn signal_group(&self, sig: nix::sys::signal::Signal) {
-        assert!(self.group, "not started in a group of its own");
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::killpg(pid, sig).unwrap();
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, sig).unwrap();
-    }
-
-    pub fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.group {
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Read stderr until the `listening on http://ADDR` line; keep draining it into a buffer after.
 pub fn wait_for_listen_line(
     stderr: impl Read + Send + 'static,
@@ -302,20 +149,6 @@ pub fn wait_for_listen_line(
             )
         });
     (addr.parse().unwrap(), buf)
-}
-
-fn drain(stderr: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let buf = Arc::new(Mutex::new(String::new()));
-    let keep = buf.clone();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stderr);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            keep.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    buf
 }
 
 /// No arguments, for [`spawn`].
