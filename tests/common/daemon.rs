@@ -55,6 +55,7 @@ pub struct Start {
     listens: bool,
     port: Option<u16>,
     group: bool,
+    read_stdout: bool,
     each_line: Option<mpsc::Sender<()>>,
 }
 
@@ -93,6 +94,13 @@ impl Start {
         self
     }
 
+    /// Leave stdout piped in `child.stdout` for the test to read (or to close, as `| head -1`
+    /// does) itself.
+    pub fn stdout_to_test(mut self) -> Start {
+        self.read_stdout = false;
+        self
+    }
+
     /// Send a message on `tx` for each stdout line as it is read (to wait for lines from several
     /// programs at once).
     pub fn notify_each_line(mut self, tx: mpsc::Sender<()>) -> Start {
@@ -110,13 +118,11 @@ impl Start {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {} (is it installed?): {e}", self.name));
         let output = Arc::new(Output::default());
-        output.lines.lock().unwrap().open = 2;
-        pump(
-            child.stdout.take().unwrap(),
-            output.clone(),
-            true,
-            self.each_line,
-        );
+        output.lines.lock().unwrap().open = 1 + usize::from(self.read_stdout);
+        if self.read_stdout {
+            let stdout = child.stdout.take().unwrap();
+            pump(stdout, output.clone(), true, self.each_line);
+        }
         pump(child.stderr.take().unwrap(), output.clone(), false, None);
         let mut daemon = Daemon {
             child,
@@ -180,6 +186,7 @@ impl Daemon {
             listens: false,
             port: None,
             group: false,
+            read_stdout: true,
             each_line: None,
         }
     }

@@ -118,39 +118,6 @@ pub fn wait_for_port(addr: SocketAddr, within: Duration) {
     }
 }
 
-/// Read stderr until the `listening on http://ADDR` line; keep draining it into a buffer after.
-pub fn wait_for_listen_line(
-    stderr: impl Read + Send + 'static,
-    what: &str,
-) -> (SocketAddr, Arc<Mutex<String>>) {
-    let buf = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let keep = buf.clone();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if !sent {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.trim().to_string());
-                    sent = true;
-                }
-            }
-            keep.lock().unwrap().push_str(&line);
-            keep.lock().unwrap().push('\n');
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| {
-            panic!(
-                "{what} never said where it listens; stderr:\n{}",
-                buf.lock().unwrap()
-            )
-        });
-    (addr.parse().unwrap(), buf)
-}
-
 /// No arguments, for [`spawn`].
 pub const NO_ARGS: [&str; 0] = [];
 
