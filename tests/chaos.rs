@@ -16,11 +16,10 @@ mod common;
 mod raw_http;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -163,137 +162,9 @@ fn sweep() {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A running program with stdout and stderr collected line by line as they come.
-struct Running {
-    child: Child,
-    out: mpsc::Receiver<String>,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-fn collect(
-    stream: impl Read + Send + 'static,
-    lines: Arc<Mutex<Vec<String>>>,
-    tx: Option<mpsc::Sender<String>>,
-) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            lines.lock().unwrap().push(line.clone());
-            if let Some(tx) = &tx {
-                let _ = tx.send(line);
-            }
-        }
-    });
-}
-
-impl Running {
-    fn start(name: &str, args: &[&str], stdin: Stdio) -> Running {
-        let mut child = Command::new(exe(name))
-            .args(args)
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let (tx, out) = mpsc::channel();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stdout.take().unwrap(), stdout.clone(), Some(tx));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let keep = stderr.clone();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                let mut k = keep.lock().unwrap();
-                k.push_str(&line);
-                k.push('\n');
-            }
-        });
-        Running {
-            child,
-            out,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn send(&mut self, text: &str) -> bool {
-        let stdin = self.child.stdin.as_mut().expect("stdin piped");
-        stdin.write_all(text.as_bytes()).is_ok() && stdin.flush().is_ok()
-    }
-
-    fn close_stdin(&mut self) {
-        self.child.stdin.take();
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    /// Wait for a stdout line that `matches`; false if none comes within `within`.
-    fn wait_line(&self, within: Duration, matches: impl Fn(&str) -> bool) -> bool {
-        let deadline = Instant::now() + within;
-        if self.lines().iter().any(|l| matches(l)) {
-            return true;
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.out.recv_timeout(left) {
-                Ok(line) if matches(&line) => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-    }
-
-    fn wait_stderr(&self, needle: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while !self.stderr_text().contains(needle) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
-    }
-
-    /// Wait for the exit (killing it after `within`); its exit code.
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the readers take the last lines.
-                std::thread::sleep(Duration::from_millis(50));
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Start program `name` (stdout and stderr read line by line as they come).
+fn start(name: &str, args: &[&str], stdin: Stdio) -> Daemon {
+    Daemon::program(exe(name)).args(args).stdin(stdin).start()
 }
 
 /// A server of ours on a free port (`--listen 127.0.0.1:0` is added).
@@ -672,13 +543,13 @@ fn hostile_ticks(s: &mut Sweep) {
 }
 
 fn hostile_bot_lines(s: &mut Sweep) {
-    let mut relay = Running::start(
+    let mut relay = start(
         "chat-relay",
         &["--listen", "127.0.0.1:0", "--workers", "2"],
         Stdio::piped(),
     );
     assert!(
-        relay.wait_stderr(" serving", WAIT),
+        relay.stderr_says(" serving", WAIT),
         "{}",
         relay.stderr_text()
     );
@@ -703,7 +574,7 @@ fn hostile_bot_lines(s: &mut Sweep) {
     let heard_last = relay.wait_line(WAIT, |l| l.contains(&format!("\"good {n}\"")));
     let _stdin = writer.join().unwrap();
     let said: Vec<u64> = relay
-        .lines()
+        .stdout_lines()
         .iter()
         .filter_map(|l| {
             let v: Value = serde_json::from_str(l).ok()?;
@@ -714,7 +585,7 @@ fn hostile_bot_lines(s: &mut Sweep) {
     let missing = n - said.iter().collect::<BTreeSet<_>>().len();
     let out_of_order = said.windows(2).filter(|w| w[1] < w[0]).count();
     relay.signal(nix::sys::signal::Signal::SIGTERM);
-    let code = relay.wait_exit(WAIT);
+    let code = relay.exit_code(WAIT);
     let panicked = relay.stderr_text().contains("panicked");
     let skipped = relay
         .stderr_text()
@@ -762,9 +633,9 @@ fn tick_line(t: u64) -> String {
 }
 
 /// Ticks priced and ticks reported failed on stderr.
-fn reprice_outcomes(r: &Running) -> (BTreeSet<u64>, BTreeSet<u64>) {
+fn reprice_outcomes(r: &Daemon) -> (BTreeSet<u64>, BTreeSet<u64>) {
     let priced = r
-        .lines()
+        .stdout_lines()
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["tick"].as_u64())
         .collect();
@@ -785,7 +656,7 @@ fn reprice_outcomes(r: &Running) -> (BTreeSet<u64>, BTreeSet<u64>) {
 fn kill_data_manager(s: &mut Sweep) {
     let api = server("price-api", &[]);
     let url = api.url();
-    let mut r = Running::start(
+    let mut r = start(
         "reprice",
         &[
             "--csv",
@@ -799,7 +670,7 @@ fn kill_data_manager(s: &mut Sweep) {
     );
     let n = 30;
     for t in 1..=n {
-        r.send(&tick_line(t));
+        r.try_send(&tick_line(t));
         if t == 10 {
             assert!(
                 r.wait_line(WAIT, |l| l.contains("\"tick\":10,")),
@@ -812,7 +683,7 @@ fn kill_data_manager(s: &mut Sweep) {
         std::thread::sleep(Duration::from_millis(50));
     }
     r.close_stdin();
-    let code = r.wait_exit(WAIT);
+    let code = r.exit_code(WAIT);
     let (priced, failed) = reprice_outcomes(&r);
     let lost: Vec<u64> = (1..=n).filter(|t| !priced.contains(t)).collect();
     let accounted = lost.iter().all(|t| failed.contains(t));
@@ -839,7 +710,7 @@ fn kill_price_api(s: &mut Sweep) {
     let listen = format!("127.0.0.1:{port}");
     let mut api = Daemon::ours(exe("price-api"), &["--listen", &listen]);
     let url = format!("http://{listen}");
-    let mut r = Running::start(
+    let mut r = start(
         "reprice",
         &[
             "--csv",
@@ -855,7 +726,7 @@ fn kill_price_api(s: &mut Sweep) {
     );
     let n = 30;
     for t in 1..=n {
-        r.send(&tick_line(t));
+        r.try_send(&tick_line(t));
         if t == 10 {
             assert!(r.wait_line(WAIT, |l| l.contains("\"tick\":10,")));
             let _ = api.child.kill();
@@ -867,7 +738,7 @@ fn kill_price_api(s: &mut Sweep) {
         std::thread::sleep(Duration::from_millis(60));
     }
     r.close_stdin();
-    let code = r.wait_exit(WAIT);
+    let code = r.exit_code(WAIT);
     let (priced, failed) = reprice_outcomes(&r);
     let lost: Vec<u64> = (1..=n).filter(|t| !priced.contains(t)).collect();
     let accounted = lost.iter().all(|t| failed.contains(t));
@@ -896,7 +767,7 @@ fn kill_reprice(s: &mut Sweep) {
     let fifo = dir.path().join("ticks");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let fifo = fifo.to_str().unwrap().to_string();
-    let ticker = Running::start("ticker", &["100ms", "--out", &fifo], Stdio::null());
+    let ticker = start("ticker", &["100ms", "--out", &fifo], Stdio::null());
     let url = api.url();
     let args = [
         "--csv",
@@ -907,7 +778,7 @@ fn kill_reprice(s: &mut Sweep) {
         "10ms",
         &fifo,
     ];
-    let first = Running::start("reprice", &args, Stdio::null());
+    let first = start("reprice", &args, Stdio::null());
     assert!(
         first.wait_line(WAIT, |l| l.contains("\"tick\":5,")),
         "{}",
@@ -918,7 +789,7 @@ fn kill_reprice(s: &mut Sweep) {
     let before: BTreeSet<u64> = reprice_outcomes(&first).0;
     drop(first);
     std::thread::sleep(Duration::from_millis(500));
-    let second = Running::start("reprice", &args, Stdio::null());
+    let second = start("reprice", &args, Stdio::null());
     let resumed = second.wait_line(WAIT, |_| true);
     std::thread::sleep(Duration::from_millis(500));
     let after = reprice_outcomes(&second).0;
@@ -957,12 +828,12 @@ fn kill_reprice(s: &mut Sweep) {
 }
 
 fn kill_chat_worker(s: &mut Sweep) {
-    let relay = Running::start(
+    let relay = start(
         "chat-relay",
         &["--listen", "127.0.0.1:0", "--workers", "2"],
         Stdio::piped(),
     );
-    assert!(relay.wait_stderr("worker 1 (pid", WAIT));
+    assert!(relay.stderr_says("worker 1 (pid", WAIT));
     let text = relay.stderr_text();
     let addr: SocketAddr = text
         .split("listening on http://")
@@ -1042,7 +913,7 @@ fn kill_chat_worker(s: &mut Sweep) {
             .await;
             lost += n - got;
         }
-        let replaced = relay.wait_stderr("worker 0 (pid", WAIT)
+        let replaced = relay.stderr_says("worker 0 (pid", WAIT)
             && relay.stderr_text().matches("worker 0 (pid").count() >= 2;
         (lost, dropped, replaced)
     });
@@ -1145,11 +1016,11 @@ fn kill_allocate(s: &mut Sweep) {
         "--partial",
     ];
     let mut printed: Vec<String> = Vec::new();
-    let mut first = Running::start("allocate", &args, Stdio::piped());
+    let mut first = start("allocate", &args, Stdio::piped());
     let mut sent = 0;
     while sent < n {
         sent += 1;
-        if !first.send(&order(sent)) {
+        if !first.try_send(&order(sent)) {
             break;
         }
         if sent == n / 2 {
@@ -1158,17 +1029,17 @@ fn kill_allocate(s: &mut Sweep) {
             break;
         }
     }
-    let _ = first.wait_exit(WAIT);
-    printed.extend(first.lines());
+    let _ = first.exit_code(WAIT);
+    printed.extend(first.stdout_lines());
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     let seq = saved["seq"].as_u64().unwrap();
-    let mut second = Running::start("allocate", &args, Stdio::piped());
+    let mut second = start("allocate", &args, Stdio::piped());
     for i in seq + 1..=n {
-        second.send(&order(i));
+        second.try_send(&order(i));
     }
     second.close_stdin();
-    let code = second.wait_exit(WAIT);
-    printed.extend(second.lines());
+    let code = second.exit_code(WAIT);
+    printed.extend(second.stdout_lines());
     let mut by_seq: BTreeMap<u64, String> = BTreeMap::new();
     let mut conflicting = 0;
     let mut shipped: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -1253,7 +1124,7 @@ fn memcached_restart(s: &mut Sweep) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let agg = Running::start(
+    let agg = start(
         "window-agg",
         &[
             "--minutes",
@@ -1271,17 +1142,13 @@ fn memcached_restart(s: &mut Sweep) {
     std::thread::sleep(Duration::from_secs(2));
     let _ = mc.child.kill();
     let _ = mc.child.wait();
-    let before = agg.lines().len();
+    let before = agg.stdout_lines().len();
     std::thread::sleep(Duration::from_secs(2));
-    let during = agg.lines().len();
+    let during = agg.stdout_lines().len();
     mc = Daemon::memcached_on(port);
-    let resumed = agg.wait_line(Duration::from_secs(8), {
-        let seen = during;
-        let lines = agg.stdout.clone();
-        move |_| lines.lock().unwrap().len() > seen
-    });
+    let resumed = agg.wait_lines(during + 1, Duration::from_secs(8));
     let mut agg = agg;
-    let code = agg.wait_exit(Duration::from_secs(40));
+    let code = agg.exit_code(Duration::from_secs(40));
     let _ = gen.wait();
     let err = agg.stderr_text();
     let reported = err.contains("memcached")
@@ -1312,18 +1179,18 @@ fn redis_restart(s: &mut Sweep) {
     let port = free_port();
     let mut redis = Daemon::redis_on(port);
     let url = format!("redis://127.0.0.1:{port}");
-    let a = Running::start(
+    let a = start(
         "chat-relay",
         &["--listen", "127.0.0.1:0", "--workers", "1", "--redis", &url],
         Stdio::piped(),
     );
-    let b = Running::start(
+    let b = start(
         "chat-relay",
         &["--listen", "127.0.0.1:0", "--workers", "1", "--redis", &url],
         Stdio::piped(),
     );
-    let addr_of = |r: &Running| -> String {
-        assert!(r.wait_stderr(" serving", WAIT));
+    let addr_of = |r: &Daemon| -> String {
+        assert!(r.stderr_says(" serving", WAIT));
         r.stderr_text()
             .split("listening on http://")
             .nth(1)
@@ -1908,12 +1775,12 @@ fn far_future_record(s: &mut Sweep) {
 }
 
 fn spoofed_notice(s: &mut Sweep) {
-    let relay = Running::start(
+    let relay = start(
         "chat-relay",
         &["--listen", "127.0.0.1:0", "--workers", "1"],
         Stdio::piped(),
     );
-    assert!(relay.wait_stderr(" serving", WAIT));
+    assert!(relay.stderr_says(" serving", WAIT));
     let addr = relay
         .stderr_text()
         .split("listening on http://")
@@ -2006,12 +1873,12 @@ fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 fn invalid_frames(s: &mut Sweep) {
-    let relay = Running::start(
+    let relay = start(
         "chat-relay",
         &["--listen", "127.0.0.1:0", "--workers", "1"],
         Stdio::piped(),
     );
-    assert!(relay.wait_stderr(" serving", WAIT));
+    assert!(relay.stderr_says(" serving", WAIT));
     let addr = relay
         .stderr_text()
         .split("listening on http://")
@@ -2035,12 +1902,12 @@ fn invalid_frames(s: &mut Sweep) {
 fn error_bodies(s: &mut Sweep) {
     let api = server("price-api", &[]);
     let lm = server("load-monitor", &[]);
-    let relay = Running::start(
+    let relay = start(
         "chat-relay",
         &["--listen", "127.0.0.1:0", "--workers", "1"],
         Stdio::piped(),
     );
-    assert!(relay.wait_stderr(" serving", WAIT));
+    assert!(relay.stderr_says(" serving", WAIT));
     let relay_addr: SocketAddr = relay
         .stderr_text()
         .split("listening on http://")
@@ -2169,13 +2036,13 @@ fn registry_flood(s: &mut Sweep) {
 }
 
 fn huge_tick(s: &mut Sweep) {
-    let mut dm = Running::start(
+    let mut dm = start(
         "data-manager",
         &["--csv", &example("data.csv"), "--at-end", "wrap"],
         Stdio::piped(),
     );
     let started = Instant::now();
-    dm.send("{\"id\":1,\"tick\":18446744073709551615}\n{\"id\":2,\"tick\":3}\n");
+    dm.try_send("{\"id\":1,\"tick\":18446744073709551615}\n{\"id\":2,\"tick\":3}\n");
     let answered = dm.wait_line(Duration::from_secs(5), |l| l.contains("\"id\":2"));
     let took = started.elapsed();
     s.row(
@@ -2209,19 +2076,19 @@ fn bad_csv(s: &mut Sweep) {
     text.push_str(&format!("2019-01-01 00:00:08,{}\n", "9".repeat(20 << 20)));
     text.push_str("2019-01-01 00:00:09,107.5\n");
     std::fs::write(&csv, text).unwrap();
-    let mut dm = Running::start(
+    let mut dm = start(
         "data-manager",
         &["--csv", csv.to_str().unwrap()],
         Stdio::piped(),
     );
     let peak = watch_peak_rss(dm.pid());
-    dm.send("{\"id\":1,\"tick\":9,\"points\":5}\n");
+    dm.try_send("{\"id\":1,\"tick\":9,\"points\":5}\n");
     let answered = dm.wait_line(Duration::from_secs(20), |l| l.contains("\"id\":1"));
     dm.close_stdin();
-    let _ = dm.wait_exit(WAIT);
+    let _ = dm.exit_code(WAIT);
     let peak_mb = peak.join().unwrap() / 1024;
     let answer: Value = dm
-        .lines()
+        .stdout_lines()
         .first()
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or(Value::Null);
@@ -2334,7 +2201,7 @@ fn poll_as_long_as_tick(s: &mut Sweep) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut r = Running::start(
+    let mut r = start(
         "reprice",
         &[
             "--csv",
@@ -2346,12 +2213,12 @@ fn poll_as_long_as_tick(s: &mut Sweep) {
         ],
         Stdio::from(ticker.stdout.take().unwrap()),
     );
-    let code = r.wait_exit(Duration::from_secs(30));
+    let code = r.exit_code(Duration::from_secs(30));
     let _ = ticker.wait();
     let (priced, _) = reprice_outcomes(&r);
     let ordered = {
         let ticks: Vec<u64> = r
-            .lines()
+            .stdout_lines()
             .iter()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["tick"].as_u64())
             .collect();

@@ -272,7 +272,7 @@ impl Daemon {
         self.signal(Signal::SIGKILL);
     }
 
-    fn lines(&self) -> MutexGuard<'_, Lines> {
+    fn captured(&self) -> MutexGuard<'_, Lines> {
         self.output.lines.lock().unwrap()
     }
 
@@ -283,7 +283,7 @@ impl Daemon {
         deadline: Instant,
         mut ready: impl FnMut(&Lines) -> Option<T>,
     ) -> Option<T> {
-        let mut lines = self.lines();
+        let mut lines = self.captured();
         loop {
             if let Some(answer) = ready(&lines) {
                 return Some(answer);
@@ -297,7 +297,7 @@ impl Daemon {
     }
 
     pub fn stderr_text(&self) -> String {
-        let lines = self.lines();
+        let lines = self.captured();
         let mut text = String::new();
         for line in &lines.stderr {
             text.push_str(line);
@@ -308,7 +308,7 @@ impl Daemon {
 
     /// Every stdout line so far.
     pub fn stdout_lines(&self) -> Vec<String> {
-        self.lines().stdout.clone()
+        self.captured().stdout.clone()
     }
 
     fn context(&self) -> String {
@@ -418,6 +418,14 @@ impl Daemon {
         .is_some()
     }
 
+    /// Whether stdout has at least `count` lines within `within`.
+    pub fn wait_lines(&self, count: usize, within: Duration) -> bool {
+        self.wait_until(Instant::now() + within, |lines| {
+            (lines.stdout.len() >= count).then_some(())
+        })
+        .is_some()
+    }
+
     pub fn stdin(&mut self) -> &mut ChildStdin {
         self.child.stdin.as_mut().expect("stdin is piped")
     }
@@ -476,6 +484,14 @@ impl Daemon {
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         self.finish(within)
             .unwrap_or_else(|| panic!("did not exit within {within:?}: {}", self.context()))
+    }
+}
+
+impl Daemon {
+    /// The exit code: `None` when a signal ended it, or when it had not exited within `within`
+    /// (it is killed then).
+    pub fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        self.finish(within).and_then(|status| status.code())
     }
 }
 
