@@ -118,12 +118,8 @@ fn bad_lines_are_reported_and_the_rest_answered() {
 fn help_version_and_a_closed_stdout() {
     let help = run(EXE, &["--help"], b"");
     help.expect_code(0);
-    assert!(
-        help.stdout.contains("cheapest shipment"),
-        "{}",
-        help.describe()
-    );
-    assert!(help.stdout.contains("| allocate"), "{}", help.describe());
+    help.expect_stdout("cheapest shipment");
+    help.expect_stdout("| allocate");
     let version = run(EXE, &["--version"], b"");
     version.expect_code(0);
     assert!(version.stdout.starts_with("allocate "));
@@ -227,12 +223,7 @@ fn live_inventory_draws_orders_down_and_resumes_from_state() {
         json!({"id":"o-5","seq":4,"shipments":[]}),
     ];
     assert_eq!(out.json_lines(), want, "{}", out.describe());
-    assert!(
-        out.stderr
-            .contains("line 4: item \"apple\": quantity -3 is negative"),
-        "{}",
-        out.describe()
-    );
+    out.expect_stderr("line 4: item \"apple\": quantity -3 is negative");
     let saved = read_json(&state);
     assert_eq!(saved["seq"], json!(4));
     assert_eq!(saved["last_id"], json!("o-5"));
@@ -264,7 +255,7 @@ fn live_inventory_draws_orders_down_and_resumes_from_state() {
         "{}",
         out.describe()
     );
-    assert!(out.stderr.contains("resuming from"), "{}", out.describe());
+    out.expect_stderr("resuming from");
 
     // Without a state to resume, --state needs --inventory to start from.
     let missing = dir.path().join("none.json");

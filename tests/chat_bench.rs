@@ -268,12 +268,7 @@ fn bad_flags_are_usage_errors() {
 fn help_and_version() {
     let r = run(BENCH, &["--help"], b"");
     r.expect_code(0);
-    assert!(
-        r.stdout
-            .contains("every client sends a message every 3 seconds"),
-        "{}",
-        r.describe()
-    );
+    r.expect_stdout("every client sends a message every 3 seconds");
     assert!(r
         .stdout
         .contains("chat-bench --url ws://127.0.0.1:8000/chat"));

@@ -16,12 +16,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_gen-events");
 fn help_and_version() {
     let r = run(EXE, &["--help"], b"");
     r.expect_code(0);
-    assert!(
-        r.stdout
-            .contains("gen-events --rate 100 | window-agg --minutes 5"),
-        "{}",
-        r.describe()
-    );
+    r.expect_stdout("gen-events --rate 100 | window-agg --minutes 5");
     run(EXE, &["--version"], b"").expect_code(0);
     let r = run(EXE, &["--rate", "fast"], b"");
     r.expect_code(2);

@@ -63,22 +63,19 @@ impl Server {
         };
         // chat-relay's parent listens; its worker serves (and holds the connections).
         let pid = if self == Server::ChatRelay {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                let text = daemon.stderr_text();
-                if let Some(pid) = text
-                    .split("(pid ")
-                    .nth(1)
-                    .and_then(|rest| rest.split(')').next())
-                    .filter(|_| text.contains(" serving"))
-                {
-                    break pid.parse().unwrap();
-                }
-                assert!(Instant::now() < deadline, "no worker serves:\n{text}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            assert!(
+                daemon.stderr_says(" serving", Duration::from_secs(15)),
+                "no worker serves:\n{}",
+                daemon.stderr_text()
+            );
+            let text = daemon.stderr_text();
+            let pid = text
+                .split("(pid ")
+                .nth(1)
+                .and_then(|rest| rest.split(')').next());
+            pid.unwrap().parse().unwrap()
         } else {
-            daemon.child.id()
+            daemon.pid()
         };
         Running {
             server: self,
@@ -88,6 +85,7 @@ impl Server {
     }
 }
 
+/// A server under test: its process, and the one that holds the connections.
 struct Running {
     server: Server,
     daemon: Daemon,
@@ -112,16 +110,12 @@ impl Running {
     /// Wait until the server has said `needle` on stderr (it writes before it answers, but our
     /// reader thread may not have read it yet).
     fn wait_stderr(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.daemon.stderr_text().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "{:?} never said {needle:?}:\n{}",
-                self.server,
-                self.daemon.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            self.daemon.stderr_says(needle, Duration::from_secs(10)),
+            "{:?} never said {needle:?}:\n{}",
+            self.server,
+            self.daemon.stderr_text()
+        );
     }
 
     fn open_fds(&self) -> usize {

@@ -875,12 +875,7 @@ fn periodic_snapshot_survives_a_kill() {
     drop(d);
     std::fs::write(&snap, "garbage\n").unwrap();
     let r = run(EXE, &args, b"");
-    r.expect_code(1);
-    assert!(
-        r.stderr.contains("snapshot") && r.stderr.contains("line 1"),
-        "{}",
-        r.describe()
-    );
+    r.expect_failure(1, "snapshot").expect_stderr("line 1");
 }
 
 const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
@@ -917,17 +912,8 @@ fn gen_events_posts_concurrently_and_checks_every_report() {
         "{}",
         r.describe()
     );
-    assert!(
-        r.stderr
-            .contains("posted 3000 records in 3000 requests on 8 connections"),
-        "{}",
-        r.describe()
-    );
-    assert!(
-        r.stderr.contains("3000 accepted, 0 refused"),
-        "{}",
-        r.describe()
-    );
+    r.expect_stderr("posted 3000 records in 3000 requests on 8 connections");
+    r.expect_stderr("3000 accepted, 0 refused");
     let stats = get(&agent(), &format!("{}/stats", d.url())).json();
     assert_eq!(
         (stats["accepted"].clone(), stats["servers"].clone()),
@@ -975,7 +961,7 @@ fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
         "{}",
         r.describe()
     );
-    assert!(r.stderr.contains("in 80 requests"), "{}", r.describe());
+    r.expect_stderr("in 80 requests");
     // Posting the same records again doubles every sum and count, so every average stays; one
     // more record for one server changes that server's last minute and hour, and only those.
     let extra = post(
@@ -1005,7 +991,9 @@ fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
         r.describe()
     );
     assert_eq!(verdict["expected"][0], "2016-04-10T02:46:00.000000Z");
-    assert!(r.stderr.contains("FAILED: server server0007, 1hourdata row 60: expected [\"2016-04-10T02:46:00.000000Z\""), "{}", r.describe());
+    r.expect_stderr(
+        "FAILED: server server0007, 1hourdata row 60: expected [\"2016-04-10T02:46:00.000000Z\"",
+    );
 }
 
 #[test]
@@ -1031,8 +1019,8 @@ fn gen_events_reports_refusals_and_an_unreachable_service() {
         b"",
     );
     r.expect_failure(1, "0 accepted, 30 refused");
-    assert!(r.stderr.contains("HTTP 422"), "{}", r.describe());
-    assert!(r.stderr.contains("nothing to check"), "{}", r.describe());
+    r.expect_stderr("HTTP 422");
+    r.expect_stderr("nothing to check");
     let url = d.url();
     drop(d);
     let r = run(
@@ -1121,11 +1109,7 @@ fn usage_errors_exit_2_and_help_shows_an_example() {
     }
     let help = run(EXE, &["--help"], b"");
     help.expect_code(0);
-    assert!(
-        help.stdout.contains("gen-events --profile load"),
-        "{}",
-        help.describe()
-    );
+    help.expect_stdout("gen-events --profile load");
     run(EXE, &["--version"], b"").expect_code(0);
 }
 

@@ -43,15 +43,9 @@ fn minute_stats_reports_a_far_future_line_and_keeps_the_later_ones() {
     ]
     .join("\n");
     let r = run(MINUTE_STATS, &[], input.as_bytes());
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains("line 3: event time 9999-12-31T23:59:59.000000Z")
-            && r.stderr.contains("--max-future"),
-        "{}",
-        r.describe()
-    );
-    assert!(r.stderr.contains("skipped 1 bad line"), "{}", r.describe());
+    r.expect_failure(1, "line 3: event time 9999-12-31T23:59:59.000000Z")
+        .expect_stderr("--max-future");
+    r.expect_stderr("skipped 1 bad line");
     let lines = r.json_lines();
     assert_eq!(lines.len(), 2, "{}", r.describe());
     assert_eq!(
@@ -73,13 +67,7 @@ fn window_agg_reports_a_far_future_line_and_keeps_the_later_ones() {
     input.push(ev(EVIL));
     input.extend((4..8).map(|i| ev(&format!("2019-12-08T06:42:0{i}Z"))));
     let r = run(WINDOW_AGG, &[], input.join("\n").as_bytes());
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains("line 5: event time 9999-12-31T23:59:59.000000Z"),
-        "{}",
-        r.describe()
-    );
+    r.expect_failure(1, "line 5: event time 9999-12-31T23:59:59.000000Z");
     let lines = r.json_lines();
     assert_eq!(lines.len(), 1, "{}", r.describe());
     assert_eq!(lines[0]["types"]["user-event"]["totalEventsCaptured"], 8);
@@ -99,13 +87,7 @@ fn load_monitor_stdin_refuses_a_far_future_record_and_keeps_the_later_ones() {
     input.push(r#"{"server":"evil","cpu":1,"ram":1,"timestamp":"9999-12-31T23:59:59Z"}"#.into());
     input.push(load_record("a", "2016-04-10T14:54:00Z", 3));
     let r = run(LOAD_MONITOR, &[], input.join("\n").as_bytes());
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains("line 5: event time 9999-12-31T23:59:59.000000Z"),
-        "{}",
-        r.describe()
-    );
+    r.expect_failure(1, "line 5: event time 9999-12-31T23:59:59.000000Z");
     let lines = r.json_lines();
     assert_eq!(
         lines.len(),
@@ -220,12 +202,9 @@ fn load_monitor_snapshot_from_the_future_is_clamped_on_load() {
         &["--snapshot", snapshot],
         load_record("a", "2016-04-10T14:54:00Z", 3).as_bytes(),
     );
-    r.expect_code(0);
-    assert!(
-        r.stderr.contains("snapshot") && r.stderr.contains("--max-future"),
-        "{}",
-        r.describe()
-    );
+    r.expect_code(0)
+        .expect_stderr("snapshot")
+        .expect_stderr("--max-future");
     let lines = r.json_lines();
     assert_eq!(
         lines.len(),
@@ -287,13 +266,8 @@ fn off_accepts_the_future_but_never_a_five_digit_year() {
     ]
     .join("\n");
     let r = run(MINUTE_STATS, &["--max-future", "off"], input.as_bytes());
-    r.expect_code(1);
-    assert!(
-        r.stderr.contains("line 2: ") && r.stderr.contains("line 3: "),
-        "{}",
-        r.describe()
-    );
-    assert!(r.stderr.contains("skipped 2 bad lines"), "{}", r.describe());
+    r.expect_failure(1, "line 2: ").expect_stderr("line 3: ");
+    r.expect_stderr("skipped 2 bad lines");
     let lines = r.json_lines();
     assert_eq!(lines.len(), 1, "{}", r.describe());
     assert_eq!(lines[0]["aggs"][0]["max"], 4);
@@ -350,5 +324,5 @@ fn gen_events_never_stamps_past_the_year_9999() {
     r.expect_code(1);
     assert_eq!(r.stdout.lines().count(), 1, "{}", r.describe());
     assert_four_digit_years(&r.stdout);
-    assert!(r.stderr.contains("after 9999-12-31"), "{}", r.describe());
+    r.expect_stderr("after 9999-12-31");
 }

@@ -139,7 +139,7 @@ fn ticker_refuses_bad_arguments() {
     for name in ["ticker", "data-manager", "price-api", "reprice"] {
         let help = run(&exe(name), &["--help"], b"");
         help.expect_code(0);
-        assert!(help.stdout.contains("Examples:"), "{}", help.describe());
+        help.expect_stdout("Examples:");
         run(&exe(name), &["--version"], b"").expect_code(0);
     }
 }
@@ -225,18 +225,9 @@ fn data_manager_reports_bad_rows_and_requests_and_goes_on() {
     assert_eq!(replies[2]["id"], json!(2));
     assert!(replies[2]["error"].is_string());
     assert_eq!(replies[3]["prices"], json!([10.5, 11.5]));
-    assert!(
-        r.stderr
-            .contains("prices.csv: line 3: Price \"ten\" is not a number"),
-        "{}",
-        r.describe()
-    );
-    assert!(
-        r.stderr.contains("data-manager: line 2:"),
-        "{}",
-        r.describe()
-    );
-    assert!(r.stderr.contains("skipped 1 bad row"), "{}", r.describe());
+    r.expect_stderr("prices.csv: line 3: Price \"ten\" is not a number");
+    r.expect_stderr("data-manager: line 2:");
+    r.expect_stderr("skipped 1 bad row");
 
     let missing = ask("/nonexistent/prices.csv", &[], &[]);
     missing.expect_code(1);

@@ -430,10 +430,7 @@ fn bad_flags_and_an_unreachable_redis_are_clear() {
         ],
         b"",
     );
-    bad_url.expect_code(2);
-    assert!(bad_url
-        .stderr
-        .contains("--redis http://127.0.0.1:6379/t: not a redis:// URL"));
+    bad_url.expect_failure(2, "--redis http://127.0.0.1:6379/t: not a redis:// URL");
     let no_key = run(
         &reprice,
         &[
@@ -446,28 +443,15 @@ fn bad_flags_and_an_unreachable_redis_are_clear() {
         ],
         b"",
     );
-    no_key.expect_code(2);
-    assert!(no_key
-        .stderr
-        .contains("give the key as redis://HOST:PORT/KEY"));
+    no_key.expect_failure(2, "give the key as redis://HOST:PORT/KEY");
     let no_group = run(
         &reprice,
         &["--csv", &csv, "--redis", "redis://127.0.0.1:6379/t"],
         b"",
     );
-    no_group.expect_code(2);
-    assert!(
-        no_group.stderr.contains("--group"),
-        "{}",
-        no_group.describe()
-    );
+    no_group.expect_failure(2, "--group");
     let group_alone = run(&reprice, &["--csv", &csv, "--group", "g"], b"");
-    group_alone.expect_code(2);
-    assert!(
-        group_alone.stderr.contains("--redis"),
-        "{}",
-        group_alone.describe()
-    );
+    group_alone.expect_failure(2, "--redis");
     let files = run(
         &reprice,
         &[
@@ -481,25 +465,16 @@ fn bad_flags_and_an_unreachable_redis_are_clear() {
         ],
         b"",
     );
-    files.expect_code(2);
-    assert!(files.stderr.contains("give no input files"));
+    files.expect_failure(2, "give no input files");
     let down = format!("redis://127.0.0.1:{}/t", free_port());
     let unreachable = run(
         &reprice,
         &["--csv", &csv, "--redis", &down, "--group", "g"],
         b"",
     );
-    unreachable.expect_code(1);
-    assert!(
-        unreachable
-            .stderr
-            .contains(&format!("reprice: redis {down}: cannot connect")),
-        "{}",
-        unreachable.describe()
-    );
+    unreachable.expect_failure(1, &format!("reprice: redis {down}: cannot connect"));
     let ticker = run(&exe("ticker"), &["1s", "--redis", "redis://h:1"], b"");
-    ticker.expect_code(2);
-    assert!(ticker.stderr.contains("give the key"));
+    ticker.expect_failure(2, "give the key");
     let both = run(
         &exe("ticker"),
         &["1s", "--redis", "redis://h:1/t", "--out", "/tmp/x.fifo"],

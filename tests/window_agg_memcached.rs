@@ -179,13 +179,7 @@ fn unreachable_memcached_is_a_clear_error() {
     let port = free_port();
     let server = format!("127.0.0.1:{port}");
     let r = run(EXE, &["--memcached", &server], b"");
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains(&format!("memcached {server}: cannot connect")),
-        "{}",
-        r.describe()
-    );
+    r.expect_failure(1, &format!("memcached {server}: cannot connect"));
     let r = run(EXE, &["--read", "--memcached", &server], b"");
     r.expect_code(1);
     let r = run(EXE, &["--memcached", "nohost"], b"");
@@ -218,24 +212,16 @@ fn a_foreign_value_under_a_summary_key_is_reported_not_trusted() {
     ]);
     let server = mc.addr.to_string();
     let r = run(EXE, &["--memcached", &server], events.as_bytes());
-    r.expect_code(0);
-    assert!(
-        r.stderr.contains(
-            "memcached key pipeworks:signup holds a value that is not a window-agg summary"
-        ),
-        "{}",
-        r.describe()
+    r.expect_code(0).expect_stderr(
+        "memcached key pipeworks:signup holds a value that is not a window-agg summary",
     );
     assert_eq!(read_shared(mc.addr, &[]), in_memory(&events, &[]));
     // Read mode reports a foreign value too, and fails.
     client.set("pipeworks:review", "not json", 0).unwrap();
     let r = run(EXE, &["--read", "--memcached", &server], b"");
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains("pipeworks:review holds a value that is not a window-agg summary"),
-        "{}",
-        r.describe()
+    r.expect_failure(
+        1,
+        "pipeworks:review holds a value that is not a window-agg summary",
     );
     assert!(r.json_lines()[0]["types"].get("review").is_none());
 }
@@ -465,11 +451,7 @@ fn a_name_that_cannot_be_a_key_holds_up_no_other_summary() {
         "the type and the id, once each\n{}",
         r.describe()
     );
-    assert!(
-        r.stderr.contains("2 events were counted here only"),
-        "{}",
-        r.describe()
-    );
+    r.expect_stderr("2 events were counted here only");
     // A shared summary at each of the three boundaries crossed, and at the end.
     let out = r.json_lines();
     assert_eq!(out.len(), 4, "{}", r.describe());
@@ -527,7 +509,7 @@ fn sixty_thousand_types_stay_within_one_item() {
         "took {took:?}\n{}",
         r.describe()
     );
-    assert!(r.stderr.contains("--max-types"), "{}", r.describe());
+    r.expect_stderr("--max-types");
     assert!(!r.stderr.contains("gave up"), "{}", r.describe());
     let out = r.json_lines();
     assert_eq!(

@@ -50,10 +50,24 @@ impl Run {
     /// Assert the exit code and that stderr says `message` (a usage error is `expect_failure(2,
     /// "…")`), showing everything on failure.
     pub fn expect_failure(&self, code: i32, message: &str) -> &Self {
-        self.expect_code(code);
+        self.expect_code(code).expect_stderr(message)
+    }
+
+    /// Assert that stderr says `message`, showing everything on failure.
+    pub fn expect_stderr(&self, message: &str) -> &Self {
         assert!(
             self.stderr.contains(message),
             "stderr does not say {message:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+
+    /// Assert that stdout holds `text`, showing everything on failure.
+    pub fn expect_stdout(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "stdout does not hold {text:?}\n{}",
             self.describe()
         );
         self
