@@ -1549,18 +1549,7 @@ fn health(name: &str) -> &'static str {
 fn idle_connections(s: &mut Sweep, name: &str) {
     let (d, pid) = limited_server(name);
     let before = raw_http::open_fds(pid);
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let sampling = sampling.clone();
-        std::thread::spawn(move || {
-            let mut peak = 0;
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(raw_http::open_fds(pid));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            peak
-        })
-    };
+    let peak_fds = common::procfs::PeakFds::watch(pid);
     let during = Arc::new(Mutex::new(None));
     let addr = d.addr;
     let outcomes = raw_http::idle_clients(addr, 2000, Duration::from_secs(30), {
@@ -1569,8 +1558,7 @@ fn idle_connections(s: &mut Sweep, name: &str) {
             *during.lock().unwrap() = try_exchange(addr, &get(health(name))).map(|a| a.status);
         }
     });
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    let peak = sampler.join().unwrap();
+    let peak = peak_fds.stop();
     let refused = outcomes
         .iter()
         .filter(|(said, _)| {

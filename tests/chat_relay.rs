@@ -45,12 +45,7 @@ fn ws_url(relay: &Daemon) -> String {
 
 /// Wait until stderr holds `needle` on at least `count` lines; all of stderr then.
 fn said(relay: &Daemon, needle: &str, count: usize) -> String {
-    assert!(
-        relay.find_stderr(needle, count, WAIT).is_some(),
-        "stderr never showed {needle:?} {count} times:\n{}",
-        relay.stderr_text()
-    );
-    relay.stderr_text()
+    relay.wait_stderr_count(needle, count, WAIT)
 }
 
 /// The pid of worker `slot` as it last announced itself.

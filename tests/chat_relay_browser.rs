@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::browser::{artifact, wait_until_with, Driver, WAIT};
 use common::Daemon;
 use fantoccini::{Client, Locator};
@@ -40,17 +38,16 @@ async fn shown(browser: &Client) -> Vec<(String, String)> {
     serde_json::from_value(value).unwrap()
 }
 
+async fn click(browser: &Client, css: &str) {
+    let button = browser.find(Locator::Css(css)).await.unwrap();
+    button.click().await.unwrap();
+}
+
 async fn say(browser: &Client, text: &str) {
     let input = browser.find(Locator::Css("#text")).await.unwrap();
     input.clear().await.unwrap();
     input.send_keys(text).await.unwrap();
-    browser
-        .find(Locator::Css("#go"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(browser, "#go").await;
 }
 
 async fn wait_for_message(browser: &Client, text: &str) {
@@ -64,15 +61,7 @@ async fn wait_for_message(browser: &Client, text: &str) {
 }
 
 fn wait_for_workers(relay: &Daemon, count: usize) {
-    let deadline = Instant::now() + WAIT;
-    while relay.stderr_text().matches(" serving").count() < count {
-        assert!(
-            Instant::now() < deadline,
-            "workers never served:\n{}",
-            relay.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    relay.wait_stderr_count(" serving", count, WAIT);
 }
 
 fn worker_pids(relay: &Daemon) -> Vec<i32> {
@@ -125,12 +114,7 @@ async fn two_browsers_chat_through_the_relay() {
         .send_keys("hi alice")
         .await
         .unwrap();
-    bob.find(Locator::Css("#go"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&bob, "#go").await;
     wait_for_message(&alice, "hi alice").await;
     // Phone width: nothing sticks out sideways.
     wait_until_with(
@@ -209,13 +193,7 @@ async fn a_page_in_the_original_style_works_unchanged() {
         .send_keys("hello from the original page")
         .await
         .unwrap();
-    browser
-        .find(Locator::Css("#send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#send").await;
     let heard: Value = loop {
         let frame = tokio::time::timeout(WAIT, rust.next())
             .await

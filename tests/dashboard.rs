@@ -4,23 +4,13 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::browser::{artifact, wait_until, Driver};
-use common::Daemon;
+use common::{agent, Daemon};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_load-monitor");
 /// 2016-04-10T00:00:00Z: the known day starts here.
 const DAY: i64 = 1_460_246_400;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
-}
 
 /// A day of records every 10 minutes for `server`, with loads that differ minute to minute.
 fn day_of_load(server: &str, scale: f64) -> String {

@@ -340,22 +340,9 @@ fn two_thousand_idle_connections_cannot_exhaust_a_server() {
         let running = server.start_with_fd_limit(&["--header-timeout", "2s"], Some(FD_LIMIT));
         let before = running.open_fds();
         let addr = running.addr();
-        // The server's fds, sampled while the clients come and go.
-        let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let sampler = {
-            let (sampling, pid) = (sampling.clone(), running.pid);
-            std::thread::spawn(move || {
-                let mut peak = 0;
-                while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                    peak = peak.max(raw_http::open_fds(pid));
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                peak
-            })
-        };
+        let peak_fds = common::procfs::PeakFds::watch(running.pid);
         let outcomes = raw_http::idle_clients(addr, CONNECTIONS, Duration::from_secs(20), || {});
-        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-        let peak = sampler.join().unwrap();
+        let peak = peak_fds.stop();
         let mut refused = 0;
         for (said, ended) in &outcomes {
             let after = ended.unwrap_or_else(|| panic!("{server:?}: a socket is still open"));

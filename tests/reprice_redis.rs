@@ -418,38 +418,22 @@ fn ticker_counts_the_ticks_redis_missed_on_the_next_one() {
 fn bad_flags_and_an_unreachable_redis_are_clear() {
     let csv = reprice_support::example("books.csv");
     let reprice = exe("reprice");
-    let bad_url = run(
-        &reprice,
-        &[
-            "--csv",
-            &csv,
-            "--redis",
-            "http://127.0.0.1:6379/t",
-            "--group",
-            "g",
-        ],
-        b"",
-    );
-    bad_url.expect_failure(2, "--redis http://127.0.0.1:6379/t: not a redis:// URL");
-    let no_key = run(
-        &reprice,
-        &[
-            "--csv",
-            &csv,
-            "--redis",
-            "redis://127.0.0.1:6379",
-            "--group",
-            "g",
-        ],
-        b"",
-    );
-    no_key.expect_failure(2, "give the key as redis://HOST:PORT/KEY");
-    let no_group = run(
-        &reprice,
-        &["--csv", &csv, "--redis", "redis://127.0.0.1:6379/t"],
-        b"",
-    );
-    no_group.expect_failure(2, "--group");
+    let usage_errors: [(&[&str], &str); 3] = [
+        (
+            &["--redis", "http://127.0.0.1:6379/t", "--group", "g"],
+            "--redis http://127.0.0.1:6379/t: not a redis:// URL",
+        ),
+        (
+            &["--redis", "redis://127.0.0.1:6379", "--group", "g"],
+            "give the key as redis://HOST:PORT/KEY",
+        ),
+        (&["--redis", "redis://127.0.0.1:6379/t"], "--group"),
+    ];
+    for (flags, message) in usage_errors {
+        let mut args = vec!["--csv", csv.as_str()];
+        args.extend_from_slice(flags);
+        run(&reprice, &args, b"").expect_failure(2, message);
+    }
     let group_alone = run(&reprice, &["--csv", &csv, "--group", "g"], b"");
     group_alone.expect_failure(2, "--redis");
     let files = run(

@@ -9,18 +9,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::run;
+use common::{generate, run, total_events};
 use pipeworks::time::{format_timestamp, parse_timestamp};
 use serde_json::{json, Value};
 
 const EXE: &str = env!("CARGO_BIN_EXE_window-agg");
 const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
-
-fn generate(args: &[&str]) -> String {
-    let r = run(GEN, args, b"");
-    r.expect_code(0);
-    r.stdout
-}
 
 fn type_name(event: &str) -> String {
     match event {
@@ -155,12 +149,7 @@ fn the_config_file_sets_the_window() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["window_start"], "2019-12-31T23:55:10.000000Z");
     assert_eq!(lines[0]["window_end"], "2020-01-01T00:00:10.000000Z");
-    let total: u64 = lines[0]["types"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
-        .sum();
+    let total = total_events(&lines[0]);
     assert_eq!(total, 100);
     // Flags override the file.
     let r = run(
@@ -325,10 +314,7 @@ fn other_event_shapes_with_configured_fields_and_names() {
         types.contains_key("signups") && types.contains_key("request_duration"),
         "{line}"
     );
-    let total: u64 = types
-        .values()
-        .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
-        .sum();
+    let total = total_events(line);
     assert_eq!(total, 200);
 }
 
@@ -351,12 +337,7 @@ fn arrival_clock_counts_old_events_now() {
     let line = &r.json_lines()[0];
     let (start, end) = window_of(line);
     assert!(start <= before && end > before, "{line}");
-    let total: u64 = line["types"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
-        .sum();
+    let total = total_events(line);
     assert_eq!(total, 50);
 }
 

@@ -10,17 +10,10 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, run, Daemon};
+use common::{free_port, generate, run, total_events, Daemon};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_window-agg");
-const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
-
-fn generate(args: &[&str]) -> String {
-    let r = run(GEN, args, b"");
-    r.expect_code(0);
-    r.stdout
-}
 
 /// The in-memory window-agg's last line for `events`.
 fn in_memory(events: &str, flags: &[&str]) -> Value {
@@ -110,12 +103,7 @@ fn four_concurrent_writers_lose_nothing() {
             shared, alone,
             "seed {seed}, bucket {bucket}: memcached differs from one in-memory process"
         );
-        let total: u64 = alone["types"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
-            .sum();
+        let total = total_events(&alone);
         assert!(total > 0);
     }
 }

@@ -331,6 +331,17 @@ impl Daemon {
         })
     }
 
+    /// Wait until `needle` stands on `count` stderr lines (panics if not within `within`); all of
+    /// stderr then.
+    pub fn wait_stderr_count(&self, needle: &str, count: usize, within: Duration) -> String {
+        assert!(
+            self.find_stderr(needle, count, within).is_some(),
+            "stderr never showed {needle:?} {count} times: {}",
+            self.context()
+        );
+        self.stderr_text()
+    }
+
     /// Whether stderr holds `needle` (anywhere since the start) within `within`.
     pub fn stderr_says(&self, needle: &str, within: Duration) -> bool {
         self.find_stderr(needle, 1, within).is_some()

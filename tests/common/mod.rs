@@ -55,19 +55,18 @@ impl Run {
 
     /// Assert that stderr says `message`, showing everything on failure.
     pub fn expect_stderr(&self, message: &str) -> &Self {
-        assert!(
-            self.stderr.contains(message),
-            "stderr does not say {message:?}\n{}",
-            self.describe()
-        );
-        self
+        self.expect_in("stderr", &self.stderr, message)
     }
 
     /// Assert that stdout holds `text`, showing everything on failure.
     pub fn expect_stdout(&self, text: &str) -> &Self {
+        self.expect_in("stdout", &self.stdout, text)
+    }
+
+    fn expect_in(&self, stream: &str, got: &str, text: &str) -> &Self {
         assert!(
-            self.stdout.contains(text),
-            "stdout does not hold {text:?}\n{}",
+            got.contains(text),
+            "{stream} does not hold {text:?}\n{}",
             self.describe()
         );
         self
@@ -108,6 +107,25 @@ pub fn run(exe: &str, args: &[&str], stdin: &[u8]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// What gen-events prints with `args` (it must succeed).
+pub fn generate(args: &[&str]) -> String {
+    // `option_env!`: the library's unit tests share this file and have no binaries.
+    let gen = option_env!("CARGO_BIN_EXE_gen-events").expect("an integration test");
+    let r = run(gen, args, b"");
+    r.expect_code(0);
+    r.stdout
+}
+
+/// The events a window-agg summary line counts, over all its types.
+pub fn total_events(summary: &Value) -> u64 {
+    summary["types"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
+        .sum()
 }
 
 /// A port that was free a moment ago, for servers that cannot bind port 0 themselves.
