@@ -167,13 +167,18 @@ fn finish(procs: Vec<Daemon>) -> (Vec<String>, Vec<String>) {
     (answers, errs)
 }
 
+/// The seed file in `dir` and the inventory URL of a shop in `redis`.
+fn seeded_shop(redis: &Daemon, dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let seed = dir.join("seed.json");
+    std::fs::write(&seed, SEED).unwrap();
+    (seed, format!("redis://{}/shop", redis.addr))
+}
+
 #[test]
 fn eight_processes_share_one_stock() {
     let redis = Daemon::redis();
     let dir = tempfile::tempdir().unwrap();
-    let seed = dir.path().join("seed.json");
-    std::fs::write(&seed, SEED).unwrap();
-    let url = format!("redis://{}/shop", redis.addr);
+    let (seed, url) = seeded_shop(&redis, dir.path());
     let orders = orders();
     let (tx, _rx) = mpsc::channel();
     let (answers, _) = finish(start(&url, &seed, &orders, tx));
@@ -195,9 +200,7 @@ fn redis_killed_and_restarted_mid_run_loses_nothing_with_appendfsync_always() {
         data.to_str().unwrap(),
     ];
     let redis = Daemon::redis_with(port, &settings);
-    let seed = dir.path().join("seed.json");
-    std::fs::write(&seed, SEED).unwrap();
-    let url = format!("redis://{}/shop", redis.addr);
+    let (seed, url) = seeded_shop(&redis, dir.path());
     let orders = orders();
     let (tx, rx) = mpsc::channel();
     let procs = start(&url, &seed, &orders, tx);
@@ -220,9 +223,7 @@ fn redis_killed_and_restarted_mid_run_loses_nothing_with_appendfsync_always() {
 fn idempotency_records_are_kept_by_day_and_expire() {
     let redis = Daemon::redis();
     let dir = tempfile::tempdir().unwrap();
-    let seed = dir.path().join("seed.json");
-    std::fs::write(&seed, SEED).unwrap();
-    let url = format!("redis://{}/shop", redis.addr);
+    let (seed, url) = seeded_shop(&redis, dir.path());
     let order = b"{\"id\":\"o-1\",\"items\":{\"apple\":2}}\n";
     let args = [
         "--inventory",

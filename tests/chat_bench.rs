@@ -122,7 +122,11 @@ fn a_relay_stalled_for_two_seconds_is_not_ok() {
     let lost = line["lost"].as_u64().unwrap();
     assert!(late + lost > 0, "{line}");
     assert!(line["max_ms"].as_f64().unwrap() > 1000.0, "{line}");
-    assert_eq!(status.code(), Some(1), "a run that is not ok exits 1: {line}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a run that is not ok exits 1: {line}"
+    );
 }
 
 #[test]
@@ -167,7 +171,15 @@ fn a_search_grows_and_ends_with_max_clients() {
 fn a_closed_stdout_ends_a_search_quietly() {
     let relay = start_relay(1);
     let mut bench = bench_on(&relay)
-        .args(["--search", "--start", "2", "--max", "64", "--duration", "500ms"])
+        .args([
+            "--search",
+            "--start",
+            "2",
+            "--max",
+            "64",
+            "--duration",
+            "500ms",
+        ])
         .args(["--interval", "250ms", "--pause", "10ms"])
         .stdout_to_test()
         .start();

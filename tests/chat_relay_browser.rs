@@ -25,17 +25,20 @@ async fn wait_connected(browser: &Client) {
     .await;
 }
 
+/// What `script` returns in the page, read as a `T`.
+async fn evaluate<T: serde::de::DeserializeOwned>(browser: &Client, script: &str) -> T {
+    let value = browser.execute(script, vec![]).await.unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
 /// Messages shown in our page's log, as (user, text) pairs.
 async fn shown(browser: &Client) -> Vec<(String, String)> {
-    let value = browser
-        .execute(
-            "return [...document.querySelectorAll('#log li:not(.notice)')]
-                .map(li => [li.querySelector('.user').title, li.querySelector('.message').textContent]);",
-            vec![],
-        )
-        .await
-        .unwrap();
-    serde_json::from_value(value).unwrap()
+    evaluate(
+        browser,
+        "return [...document.querySelectorAll('#log li:not(.notice)')]
+            .map(li => [li.querySelector('.user').title, li.querySelector('.message').textContent]);",
+    )
+    .await
 }
 
 async fn click(browser: &Client, css: &str) {
@@ -220,16 +223,11 @@ async fn a_page_in_the_original_style_works_unchanged() {
         vec![],
     )
     .await;
-    let lines: Vec<String> = serde_json::from_value(
-        browser
-            .execute(
-                "return [...document.querySelectorAll('#chat p')].map(p => p.innerText);",
-                vec![],
-            )
-            .await
-            .unwrap(),
+    let lines: Vec<String> = evaluate(
+        &browser,
+        "return [...document.querySelectorAll('#chat p')].map(p => p.innerText);",
     )
-    .unwrap();
+    .await;
     assert_eq!(
         lines[0],
         format!("{page_user}: hello from the original page")
@@ -267,16 +265,11 @@ async fn a_client_cannot_make_the_page_show_a_server_notice() {
     // The relay handles a connection's frames in order: once the second is on the page, the
     // first has been dealt with.
     wait_for_message(&browser, "after the spoof").await;
-    let notices: Vec<String> = serde_json::from_value(
-        browser
-            .execute(
-                "return [...document.querySelectorAll('#log li.notice')].map(li => li.textContent);",
-                vec![],
-            )
-            .await
-            .unwrap(),
+    let notices: Vec<String> = evaluate(
+        &browser,
+        "return [...document.querySelectorAll('#log li.notice')].map(li => li.textContent);",
     )
-    .unwrap();
+    .await;
     assert!(
         notices.iter().all(|n| !n.contains("SPOOFED")),
         "the page shows a spoofed notice: {notices:?}"

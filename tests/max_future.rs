@@ -7,7 +7,7 @@
 mod common;
 use common::agent;
 
-use common::{run, Daemon};
+use common::{run, Daemon, Run};
 use pipeworks::time::{format_timestamp, now, parse_timestamp};
 use serde_json::{json, Value};
 
@@ -29,6 +29,14 @@ fn assert_four_digit_years(text: &str) {
             "a timestamp with the year {token:?} in:\n{text}"
         );
     }
+}
+
+/// load-monitor's report lines, which must be server a's alone (`why` says why on failure).
+fn only_server_a(r: &Run, why: &str) -> Vec<Value> {
+    let lines = r.json_lines();
+    assert_eq!(lines.len(), 1, "{why}\n{}", r.describe());
+    assert_eq!(lines[0]["servername"], "a");
+    lines
 }
 
 #[test]
@@ -88,14 +96,7 @@ fn load_monitor_stdin_refuses_a_far_future_record_and_keeps_the_later_ones() {
     input.push(load_record("a", "2016-04-10T14:54:00Z", 3));
     let r = run(LOAD_MONITOR, &[], input.join("\n").as_bytes());
     r.expect_failure(1, "line 5: event time 9999-12-31T23:59:59.000000Z");
-    let lines = r.json_lines();
-    assert_eq!(
-        lines.len(),
-        1,
-        "only server a has a report\n{}",
-        r.describe()
-    );
-    assert_eq!(lines[0]["servername"], "a");
+    let lines = only_server_a(&r, "only server a has a report");
     assert_eq!(
         lines[0]["1hourdata"].as_array().unwrap().len(),
         5,
@@ -205,14 +206,7 @@ fn load_monitor_snapshot_from_the_future_is_clamped_on_load() {
     r.expect_code(0)
         .expect_stderr("snapshot")
         .expect_stderr("--max-future");
-    let lines = r.json_lines();
-    assert_eq!(
-        lines.len(),
-        1,
-        "evil's future record is dropped\n{}",
-        r.describe()
-    );
-    assert_eq!(lines[0]["servername"], "a");
+    let lines = only_server_a(&r, "evil's future record is dropped");
     assert_eq!(lines[0]["1hourdata"].as_array().unwrap().len(), 5);
     assert_four_digit_years(&r.stdout);
     // The saved snapshot no longer holds the future clock.

@@ -482,6 +482,16 @@ fn price_api_answers_every_error_with_json() {
     );
 }
 
+/// POST /register-request with no body.
+fn register(agent: &ureq::Agent, api: &Daemon) -> (u16, Value) {
+    call(
+        agent,
+        "POST",
+        &format!("{}/register-request", api.url()),
+        None,
+    )
+}
+
 #[test]
 fn price_api_plays_the_overloaded_server() {
     let failing = Daemon::ours(
@@ -489,12 +499,7 @@ fn price_api_plays_the_overloaded_server() {
         &["--listen", "127.0.0.1:0", "--fail-rate", "1"],
     );
     let agent = agent();
-    let (status, body) = call(
-        &agent,
-        "POST",
-        &format!("{}/register-request", failing.url()),
-        None,
-    );
+    let (status, body) = register(&agent, &failing);
     assert_eq!(status, 503);
     assert!(body["error"].is_string());
     let (_, health) = call(&agent, "GET", &format!("{}/health", failing.url()), None);
@@ -509,12 +514,7 @@ fn price_api_plays_the_overloaded_server() {
         &["--listen", "127.0.0.1:0", "--latency", "150ms..200ms"],
     );
     let started = Instant::now();
-    let (status, _) = call(
-        &agent,
-        "POST",
-        &format!("{}/register-request", slow.url()),
-        None,
-    );
+    let (status, _) = register(&agent, &slow);
     assert_eq!(status, 200);
     assert!(
         started.elapsed() >= Duration::from_millis(150),

@@ -9,12 +9,20 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{generate, run, total_events};
+use common::{generate, run, total_events, Run};
 use pipeworks::time::{format_timestamp, parse_timestamp};
 use serde_json::{json, Value};
 
 const EXE: &str = env!("CARGO_BIN_EXE_window-agg");
 const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
+
+/// window-agg over the events in `file` (it must succeed).
+fn run_on_file(minutes: &str, bucket: &str, file: &std::path::Path) -> Run {
+    let file = file.to_str().unwrap();
+    let r = run(EXE, &["--minutes", minutes, "--bucket", bucket, file], b"");
+    r.expect_code(0);
+    r
+}
 
 fn type_name(event: &str) -> String {
     match event {
@@ -94,12 +102,7 @@ fn every_line_is_the_exact_count_of_its_window() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     std::fs::write(&path, &events).unwrap();
-    let r = run(
-        EXE,
-        &["--minutes", "2", "--bucket", "15s", path.to_str().unwrap()],
-        b"",
-    );
-    r.expect_code(0);
+    let r = run_on_file("2", "15s", &path);
     let lines = r.json_lines();
     // 3000 events at 7/s span 428.6 s: one line per 15 s boundary crossed, plus the final one.
     let first = parse_timestamp("2019-12-08T06:42:57.289Z").unwrap();
@@ -447,13 +450,7 @@ fn live_pipeline_from_gen_events_matches_the_file_run() {
             "{gap:?}"
         );
     }
-    let r = run(
-        EXE,
-        &["--minutes", "1", "--bucket", "2s", file.to_str().unwrap()],
-        b"",
-    );
-    r.expect_code(0);
-    let from_file = r.json_lines();
+    let from_file = run_on_file("1", "2s", &file).json_lines();
     let live: Vec<Value> = live.into_iter().map(|(_, l)| l).collect();
     assert_eq!(live, from_file);
 }
