@@ -183,28 +183,6 @@ fn kill9(pid: u32) {
     );
 }
 
-/// The peak resident memory (kB) of a process, sampled until it ends.
-fn watch_peak_rss(pid: u32) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let mut peak = 0;
-        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            if status.contains("State:\tZ") {
-                break;
-            }
-            if let Some(kb) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-            {
-                peak = kb;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        peak
-    })
-}
-
 fn post_json(addr: SocketAddr, path: &str, body: &str) -> Answer {
     exchange(addr, &request("POST", path, body.as_bytes()))
 }
@@ -653,22 +631,29 @@ fn reprice_outcomes(r: &Daemon) -> (BTreeSet<u64>, BTreeSet<u64>) {
     (priced, failed)
 }
 
-fn kill_data_manager(s: &mut Sweep) {
-    let api = server("price-api", &[]);
-    let url = api.url();
-    let mut r = start(
-        "reprice",
-        &[
-            "--csv",
-            &example("data.csv"),
-            "--api",
-            &url,
-            "--poll-after",
-            "20ms",
-        ],
-        Stdio::piped(),
-    );
-    let n = 30;
+/// What reprice did with ticks 1..=n.
+struct TickRun {
+    code: Option<i32>,
+    priced: BTreeSet<u64>,
+    lost: Vec<u64>,
+    /// Every lost tick was reported on stderr.
+    accounted: bool,
+    stderr: String,
+}
+
+/// reprice against `url` (with `extra` flags), fed ticks 1..=`n` one every `period`; once tick 10
+/// is priced (the loop runs), `fault(t, &reprice)` runs after each tick `t` from 10 on.
+fn feed_ticks(
+    url: &str,
+    extra: &[&str],
+    n: u64,
+    period: Duration,
+    mut fault: impl FnMut(u64, &Daemon),
+) -> TickRun {
+    let csv = example("data.csv");
+    let mut args = vec!["--csv", csv.as_str(), "--api", url, "--poll-after", "20ms"];
+    args.extend_from_slice(extra);
+    let mut r = start("reprice", &args, Stdio::piped());
     for t in 1..=n {
         r.try_send(&tick_line(t));
         if t == 10 {
@@ -677,17 +662,43 @@ fn kill_data_manager(s: &mut Sweep) {
                 "{}",
                 r.stderr_text()
             );
-            let child = children(r.pid());
-            kill9(*child.first().expect("a data-manager child"));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if t >= 10 {
+            fault(t, &r);
+        }
+        std::thread::sleep(period);
     }
     r.close_stdin();
     let code = r.exit_code(WAIT);
     let (priced, failed) = reprice_outcomes(&r);
     let lost: Vec<u64> = (1..=n).filter(|t| !priced.contains(t)).collect();
     let accounted = lost.iter().all(|t| failed.contains(t));
-    let restarted = r.stderr_text().contains("restarting");
+    TickRun {
+        code,
+        priced,
+        lost,
+        accounted,
+        stderr: r.stderr_text(),
+    }
+}
+
+fn kill_data_manager(s: &mut Sweep) {
+    let api = server("price-api", &[]);
+    let n = 30;
+    let run = feed_ticks(&api.url(), &[], n, Duration::from_millis(50), |t, r| {
+        if t == 10 {
+            let child = children(r.pid());
+            kill9(*child.first().expect("a data-manager child"));
+        }
+    });
+    let TickRun {
+        code,
+        priced,
+        lost,
+        accounted,
+        ..
+    } = &run;
+    let restarted = run.stderr.contains("restarting");
     s.row(
         "kill -9",
         "data-manager (under reprice)",
@@ -701,7 +712,7 @@ fn kill_data_manager(s: &mut Sweep) {
         } else {
             format!("ticks {lost:?}, each reported (docs: the requests in flight)")
         },
-        restarted && accounted && lost.len() <= 2,
+        restarted && *accounted && lost.len() <= 2,
     );
 }
 
@@ -710,38 +721,24 @@ fn kill_price_api(s: &mut Sweep) {
     let listen = format!("127.0.0.1:{port}");
     let mut api = Daemon::ours(exe("price-api"), &["--listen", &listen]);
     let url = format!("http://{listen}");
-    let mut r = start(
-        "reprice",
-        &[
-            "--csv",
-            &example("data.csv"),
-            "--api",
-            &url,
-            "--poll-after",
-            "20ms",
-            "--http-timeout",
-            "500ms",
-        ],
-        Stdio::piped(),
-    );
     let n = 30;
-    for t in 1..=n {
-        r.try_send(&tick_line(t));
+    let extra = ["--http-timeout", "500ms"];
+    let run = feed_ticks(&url, &extra, n, Duration::from_millis(60), |t, _| {
         if t == 10 {
-            assert!(r.wait_line(WAIT, |l| l.contains("\"tick\":10,")));
             let _ = api.child.kill();
             let _ = api.child.wait();
         }
         if t == 15 {
             api = Daemon::ours(exe("price-api"), &["--listen", &listen]);
         }
-        std::thread::sleep(Duration::from_millis(60));
-    }
-    r.close_stdin();
-    let code = r.exit_code(WAIT);
-    let (priced, failed) = reprice_outcomes(&r);
-    let lost: Vec<u64> = (1..=n).filter(|t| !priced.contains(t)).collect();
-    let accounted = lost.iter().all(|t| failed.contains(t));
+    });
+    let TickRun {
+        code,
+        priced,
+        lost,
+        accounted,
+        ..
+    } = &run;
     let back = (16..=n).all(|t| priced.contains(&t));
     drop(api);
     s.row(
@@ -755,9 +752,9 @@ fn kill_price_api(s: &mut Sweep) {
         ),
         format!(
             "ticks {lost:?} while it was down, each reported{}",
-            if accounted { "" } else { " (SOME SILENTLY)" }
+            if *accounted { "" } else { " (SOME SILENTLY)" }
         ),
-        accounted && back && lost.iter().all(|t| (10..=16).contains(t)),
+        *accounted && back && lost.iter().all(|t| (10..=16).contains(t)),
     );
 }
 
@@ -2069,7 +2066,7 @@ fn bad_csv(s: &mut Sweep) {
         &["--csv", csv.to_str().unwrap()],
         Stdio::piped(),
     );
-    let peak = watch_peak_rss(dm.pid());
+    let peak = common::procfs::watch_peak_rss(dm.pid());
     dm.try_send("{\"id\":1,\"tick\":9,\"points\":5}\n");
     let answered = dm.wait_line(Duration::from_secs(20), |l| l.contains("\"id\":1"));
     dm.close_stdin();
@@ -2127,7 +2124,7 @@ fn window_agg_peak(count: usize) -> u64 {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let peak = watch_peak_rss(child.id());
+    let peak = common::procfs::watch_peak_rss(child.id());
     let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
     for line in clicks_with_new_ids(count) {
         if stdin.write_all(line.as_bytes()).is_err() {

@@ -112,7 +112,9 @@ pub fn run(exe: &str, args: &[&str], stdin: &[u8]) -> Run {
 /// What gen-events prints with `args` (it must succeed).
 pub fn generate(args: &[&str]) -> String {
     // `option_env!`: the library's unit tests share this file and have no binaries.
-    let gen = option_env!("CARGO_BIN_EXE_gen-events").expect("an integration test");
+    let Some(gen) = option_env!("CARGO_BIN_EXE_gen-events") else {
+        panic!("generate() is for the integration tests, which have the binaries")
+    };
     let r = run(gen, args, b"");
     r.expect_code(0);
     r.stdout

@@ -114,3 +114,15 @@ impl PeakFds {
         self.sampler.join().unwrap()
     }
 }
+
+/// The peak resident memory (kB) of a process, sampled every 10 ms until it ends.
+pub fn watch_peak_rss(pid: u32) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while alive(pid) {
+            peak = peak.max(peak_rss_kb(pid));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    })
+}
