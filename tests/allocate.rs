@@ -186,6 +186,19 @@ fn answers_stream_while_input_is_still_open() {
     assert!(child.wait().unwrap().success());
 }
 
+/// A temporary folder with `w.json`, one warehouse holding five apples, and the path of a state
+/// file `s.json` not written yet.
+fn five_apples_and_a_state() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("w.json");
+    write_json(
+        &inventory,
+        &json!([{"name": "owd", "inventory": {"apple": 5}}]),
+    );
+    let state = dir.path().join("s.json");
+    (dir, inventory, state)
+}
+
 fn write_json(path: &Path, value: &Value) {
     std::fs::write(path, value.to_string()).unwrap();
 }
@@ -309,13 +322,7 @@ fn inventory_files_in_both_shapes_and_their_errors() {
 
 #[test]
 fn a_state_file_is_used_by_one_allocate_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = dir.path().join("w.json");
-    let state = dir.path().join("s.json");
-    write_json(
-        &inventory,
-        &json!([{"name": "owd", "inventory": {"apple": 5}}]),
-    );
+    let (_dir, inventory, state) = five_apples_and_a_state();
     let (inv, st) = (inventory.to_str().unwrap(), state.to_str().unwrap());
     run(
         EXE,
@@ -343,13 +350,7 @@ fn a_state_file_is_used_by_one_allocate_at_a_time() {
 fn committed_but_unprinted_lines_are_printed_on_restart() {
     // stdout's reader is gone before anything is printed: the batch is committed, the print fails
     // (a quiet exit 0), and nothing reached a reader — the moment a kill between the two leaves.
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = dir.path().join("w.json");
-    let state = dir.path().join("s.json");
-    write_json(
-        &inventory,
-        &json!([{"name": "owd", "inventory": {"apple": 5}}]),
-    );
+    let (_dir, inventory, state) = five_apples_and_a_state();
     let args = [
         "--inventory",
         inventory.to_str().unwrap(),

@@ -457,22 +457,25 @@ async fn a_client_that_stops_reading_is_dropped_and_the_room_keeps_up() {
     );
 }
 
-#[tokio::test]
-async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
-    let relay = start_relay(&["--workers", "2"]);
-    let url = ws_url(&relay);
-    // Connect until both workers hold clients.
+/// Connect until each of two workers holds at least two clients: those of worker 0, of worker 1.
+async fn clients_of_two_workers(url: &str) -> (Vec<Client>, Vec<Client>) {
     let mut on: BTreeMap<usize, Vec<Client>> = BTreeMap::new();
     for _ in 0..200 {
-        let client = connect(&url).await;
+        let client = connect(url).await;
         on.entry(client.worker).or_default().push(client);
         if on.len() == 2 && on.values().all(|v| v.len() >= 2) {
             break;
         }
     }
     assert_eq!(on.len(), 2, "only one worker took connections");
-    let mut survivors = on.remove(&0).unwrap();
-    let mut victims = on.remove(&1).unwrap();
+    (on.remove(&0).unwrap(), on.remove(&1).unwrap())
+}
+
+#[tokio::test]
+async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
+    let relay = start_relay(&["--workers", "2"]);
+    let url = ws_url(&relay);
+    let (mut survivors, mut victims) = clients_of_two_workers(&url).await;
     let victim = worker_pid(&relay, 1);
 
     // Messages flow on worker 0 while worker 1 dies.
@@ -525,17 +528,7 @@ async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
 async fn a_stopped_worker_stalls_nobody_and_catches_up_when_it_resumes() {
     let relay = start_relay(&["--workers", "2"]);
     let url = ws_url(&relay);
-    let mut on: BTreeMap<usize, Vec<Client>> = BTreeMap::new();
-    for _ in 0..200 {
-        let client = connect(&url).await;
-        on.entry(client.worker).or_default().push(client);
-        if on.len() == 2 && on.values().all(|v| v.len() >= 2) {
-            break;
-        }
-    }
-    assert_eq!(on.len(), 2, "only one worker took connections");
-    let mut awake = on.remove(&0).unwrap();
-    let mut frozen = on.remove(&1).unwrap();
+    let (mut awake, mut frozen) = clients_of_two_workers(&url).await;
     let frozen_pid = nix::unistd::Pid::from_raw(worker_pid(&relay, 1));
     nix::sys::signal::kill(frozen_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let n = 30;
