@@ -761,6 +761,13 @@ fn concurrent_posters_every_report_exact() {
     }
 }
 
+/// A temporary folder and the path of a snapshot file in it.
+fn snapshot_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.jsonl");
+    (dir, snap)
+}
+
 /// Wait until `check` holds, polling a file the server writes on its own schedule.
 fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -772,8 +779,7 @@ fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
 
 #[test]
 fn restart_with_snapshot_keeps_the_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("state.jsonl");
+    let (_dir, snap) = snapshot_file();
     let snap_arg = snap.to_str().unwrap();
     let args = [
         "--listen",
@@ -814,11 +820,9 @@ fn restart_with_snapshot_keeps_the_reports() {
         assert_eq!(reports.len(), 20);
         d.signal(nix::sys::signal::Signal::SIGTERM);
         let mut d = d;
-        let status = d.child.wait().unwrap();
+        let status = d.wait_exit(Duration::from_secs(20));
         assert_eq!(status.code(), Some(0), "{}", d.stderr_text());
-        wait_until("the stop message", Duration::from_secs(5), || {
-            d.stderr_text().contains("saved 20 servers")
-        });
+        d.wait_stderr("saved 20 servers", Duration::from_secs(5));
     }
     let d = Daemon::ours(EXE, &args);
     assert!(
@@ -843,8 +847,7 @@ fn restart_with_snapshot_keeps_the_reports() {
 
 #[test]
 fn periodic_snapshot_survives_a_kill() {
-    let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("state.jsonl");
+    let (_dir, snap) = snapshot_file();
     let snap_arg = snap.to_str().unwrap();
     let args = [
         "--listen",
