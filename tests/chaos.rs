@@ -167,6 +167,16 @@ fn start(name: &str, args: &[&str], stdin: Stdio) -> Daemon {
     Daemon::program(exe(name)).args(args).stdin(stdin).start()
 }
 
+/// chat-relay on a free port with `args` (stdin piped), once it says where it listens.
+fn listening_relay(args: &[&str]) -> Daemon {
+    Daemon::program(exe("chat-relay"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .listening()
+        .start()
+}
+
 /// A server of ours on a free port (`--listen 127.0.0.1:0` is added).
 fn server(name: &str, args: &[&str]) -> Daemon {
     let mut all = vec!["--listen", "127.0.0.1:0"];
@@ -825,22 +835,10 @@ fn kill_reprice(s: &mut Sweep) {
 }
 
 fn kill_chat_worker(s: &mut Sweep) {
-    let relay = start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "2"],
-        Stdio::piped(),
-    );
+    let relay = listening_relay(&["--workers", "2"]);
     assert!(relay.stderr_says("worker 1 (pid", WAIT));
     let text = relay.stderr_text();
-    let addr: SocketAddr = text
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = relay.addr;
     let pid_of = |slot: usize| -> u32 {
         let prefix = format!("worker {slot} (pid ");
         let at = text.find(&prefix).unwrap() + prefix.len();
@@ -1176,26 +1174,11 @@ fn redis_restart(s: &mut Sweep) {
     let port = free_port();
     let mut redis = Daemon::redis_on(port);
     let url = format!("redis://127.0.0.1:{port}");
-    let a = start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "1", "--redis", &url],
-        Stdio::piped(),
-    );
-    let b = start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "1", "--redis", &url],
-        Stdio::piped(),
-    );
+    let a = listening_relay(&["--workers", "1", "--redis", &url]);
+    let b = listening_relay(&["--workers", "1", "--redis", &url]);
     let addr_of = |r: &Daemon| -> String {
         assert!(r.stderr_says(" serving", WAIT));
-        r.stderr_text()
-            .split("listening on http://")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
+        r.addr.to_string()
     };
     let (addr_a, addr_b) = (addr_of(&a), addr_of(&b));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1760,21 +1743,9 @@ fn far_future_record(s: &mut Sweep) {
 }
 
 fn spoofed_notice(s: &mut Sweep) {
-    let relay = start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "1"],
-        Stdio::piped(),
-    );
+    let relay = listening_relay(&["--workers", "1"]);
     assert!(relay.stderr_says(" serving", WAIT));
-    let addr = relay
-        .stderr_text()
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = relay.addr.to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let heard: Vec<String> = rt.block_on(async {
         use futures_util::{SinkExt, StreamExt};
@@ -1858,21 +1829,9 @@ fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 fn invalid_frames(s: &mut Sweep) {
-    let relay = start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "1"],
-        Stdio::piped(),
-    );
+    let relay = listening_relay(&["--workers", "1"]);
     assert!(relay.stderr_says(" serving", WAIT));
-    let addr = relay
-        .stderr_text()
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = relay.addr.to_string();
     let utf8 = close_code_after(&addr, &masked(0x81, b"{\"message\":\"\xff\"}"));
     let rsv = close_code_after(&addr, &masked(0xC1, b"{\"message\":\"x\"}"));
     s.row(
@@ -1887,22 +1846,9 @@ fn invalid_frames(s: &mut Sweep) {
 fn error_bodies(s: &mut Sweep) {
     let api = server("price-api", &[]);
     let lm = server("load-monitor", &[]);
-    let relay = start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "1"],
-        Stdio::piped(),
-    );
+    let relay = listening_relay(&["--workers", "1"]);
     assert!(relay.stderr_says(" serving", WAIT));
-    let relay_addr: SocketAddr = relay
-        .stderr_text()
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let relay_addr = relay.addr;
     let huge = vec![b' '; 3 << 20];
     let cases: Vec<(&str, SocketAddr, Vec<u8>)> = vec![
         ("price-api 404", api.addr, get("/nope")),
