@@ -238,7 +238,7 @@ fn stdin_every_prints_reports_while_input_goes_on() {
 
 #[test]
 fn http_routes_answer_like_the_original_service_and_ours() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--clock", "records"]);
+    let d = load_monitor(&["--clock", "records"]);
     let a = agent();
     let url = d.url();
     let ok = post(
@@ -445,7 +445,7 @@ fn http_routes_answer_like_the_original_service_and_ours() {
 
 #[test]
 fn http_caps_the_number_of_servers() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--max-servers", "2"]);
+    let d = load_monitor(&["--max-servers", "2"]);
     let a = agent();
     let url = format!("{}/addserver", d.url());
     for name in ["a", "b"] {
@@ -513,17 +513,7 @@ fn clear_of_a_minute_boundary(needed: Duration) {
 /// and then every new server got 507. Now one address adds at most --max-new-servers a minute.
 #[test]
 fn one_client_cannot_fill_the_registry() {
-    let d = Daemon::ours(
-        EXE,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--clock",
-            "records",
-            "--max-new-servers",
-            "20",
-        ],
-    );
+    let d = load_monitor(&["--clock", "records", "--max-new-servers", "20"]);
     let a = agent();
     clear_of_a_minute_boundary(Duration::from_secs(5));
     // 30 invented names in one batch: 20 are taken, the rest refused line by line.
@@ -595,17 +585,7 @@ fn one_client_cannot_fill_the_registry() {
 /// The other half of the fault: servers with nothing left in the day kept their place for ever.
 #[test]
 fn servers_with_nothing_left_in_the_day_are_forgotten() {
-    let d = Daemon::ours(
-        EXE,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--clock",
-            "records",
-            "--max-servers",
-            "2",
-        ],
-    );
+    let d = load_monitor(&["--clock", "records", "--max-servers", "2"]);
     let a = agent();
     let url = format!("{}/addserver", d.url());
     let day = 86_400;
@@ -681,7 +661,7 @@ impl Rng {
 
 #[test]
 fn concurrent_posters_every_report_exact() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let d = load_monitor(&[]);
     let url = d.url();
     const POSTERS: u64 = 16;
     const EACH: u64 = 400;
@@ -766,6 +746,15 @@ fn snapshot_file() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("state.jsonl");
     (dir, snap)
+}
+
+/// load-monitor on a free port with `extra` flags, once it says where it listens.
+fn load_monitor(extra: &[&str]) -> Daemon {
+    Daemon::program(EXE)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .listening()
+        .start()
 }
 
 /// Wait until `check` holds, polling a file the server writes on its own schedule.
@@ -885,7 +874,7 @@ const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
 
 #[test]
 fn gen_events_posts_concurrently_and_checks_every_report() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let d = load_monitor(&[]);
     let url = format!("{}/addserver", d.url());
     let r = run(
         GEN,
@@ -926,7 +915,7 @@ fn gen_events_posts_concurrently_and_checks_every_report() {
 
 #[test]
 fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--clock", "records"]);
+    let d = load_monitor(&["--clock", "records"]);
     let url = format!("{}/records", d.url());
     let replay = |url: &str| {
         run(
@@ -1001,7 +990,7 @@ fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
 
 #[test]
 fn gen_events_reports_refusals_and_an_unreachable_service() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let d = load_monitor(&[]);
     // Wall clock: a replay of 2016 is refused record by record.
     let r = run(
         GEN,
@@ -1048,7 +1037,7 @@ fn gen_events_reports_refusals_and_an_unreachable_service() {
 #[test]
 fn a_stalled_client_and_a_dropped_one_do_not_stop_the_others() {
     use std::net::TcpStream;
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let d = load_monitor(&[]);
     let a = agent();
     // Half a request, then silence: the connection stays open for the whole test.
     let mut stalled = TcpStream::connect(d.addr).unwrap();
@@ -1080,20 +1069,12 @@ fn a_stalled_client_and_a_dropped_one_do_not_stop_the_others() {
 fn sigterm_right_after_the_listening_line_is_a_graceful_stop() {
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("state.jsonl");
-    let mut d = Daemon::ours(
-        EXE,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--snapshot",
-            snap.to_str().unwrap(),
-        ],
-    );
+    let mut d = load_monitor(&["--snapshot", snap.to_str().unwrap()]);
     d.signal(nix::sys::signal::Signal::SIGTERM);
     let status = d.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(snap.exists(), "the snapshot is written on the way out");
-    let mut d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let mut d = load_monitor(&[]);
     d.signal(nix::sys::signal::Signal::SIGINT);
     assert_eq!(d.child.wait().unwrap().code(), Some(130));
 }
