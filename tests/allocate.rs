@@ -118,12 +118,8 @@ fn bad_lines_are_reported_and_the_rest_answered() {
 fn help_version_and_a_closed_stdout() {
     let help = run(EXE, &["--help"], b"");
     help.expect_code(0);
-    assert!(
-        help.stdout.contains("cheapest shipment"),
-        "{}",
-        help.describe()
-    );
-    assert!(help.stdout.contains("| allocate"), "{}", help.describe());
+    help.expect_stdout("cheapest shipment");
+    help.expect_stdout("| allocate");
     let version = run(EXE, &["--version"], b"");
     version.expect_code(0);
     assert!(version.stdout.starts_with("allocate "));
@@ -190,6 +186,19 @@ fn answers_stream_while_input_is_still_open() {
     assert!(child.wait().unwrap().success());
 }
 
+/// A temporary folder with `w.json`, one warehouse holding five apples, and the path of a state
+/// file `s.json` not written yet.
+fn five_apples_and_a_state() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("w.json");
+    write_json(
+        &inventory,
+        &json!([{"name": "owd", "inventory": {"apple": 5}}]),
+    );
+    let state = dir.path().join("s.json");
+    (dir, inventory, state)
+}
+
 fn write_json(path: &Path, value: &Value) {
     std::fs::write(path, value.to_string()).unwrap();
 }
@@ -227,12 +236,7 @@ fn live_inventory_draws_orders_down_and_resumes_from_state() {
         json!({"id":"o-5","seq":4,"shipments":[]}),
     ];
     assert_eq!(out.json_lines(), want, "{}", out.describe());
-    assert!(
-        out.stderr
-            .contains("line 4: item \"apple\": quantity -3 is negative"),
-        "{}",
-        out.describe()
-    );
+    out.expect_stderr("line 4: item \"apple\": quantity -3 is negative");
     let saved = read_json(&state);
     assert_eq!(saved["seq"], json!(4));
     assert_eq!(saved["last_id"], json!("o-5"));
@@ -264,7 +268,7 @@ fn live_inventory_draws_orders_down_and_resumes_from_state() {
         "{}",
         out.describe()
     );
-    assert!(out.stderr.contains("resuming from"), "{}", out.describe());
+    out.expect_stderr("resuming from");
 
     // Without a state to resume, --state needs --inventory to start from.
     let missing = dir.path().join("none.json");
@@ -318,13 +322,7 @@ fn inventory_files_in_both_shapes_and_their_errors() {
 
 #[test]
 fn a_state_file_is_used_by_one_allocate_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = dir.path().join("w.json");
-    let state = dir.path().join("s.json");
-    write_json(
-        &inventory,
-        &json!([{"name": "owd", "inventory": {"apple": 5}}]),
-    );
+    let (_dir, inventory, state) = five_apples_and_a_state();
     let (inv, st) = (inventory.to_str().unwrap(), state.to_str().unwrap());
     run(
         EXE,
@@ -352,13 +350,7 @@ fn a_state_file_is_used_by_one_allocate_at_a_time() {
 fn committed_but_unprinted_lines_are_printed_on_restart() {
     // stdout's reader is gone before anything is printed: the batch is committed, the print fails
     // (a quiet exit 0), and nothing reached a reader — the moment a kill between the two leaves.
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = dir.path().join("w.json");
-    let state = dir.path().join("s.json");
-    write_json(
-        &inventory,
-        &json!([{"name": "owd", "inventory": {"apple": 5}}]),
-    );
+    let (_dir, inventory, state) = five_apples_and_a_state();
     let args = [
         "--inventory",
         inventory.to_str().unwrap(),

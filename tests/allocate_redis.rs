@@ -3,10 +3,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
 use std::sync::mpsc;
+use std::time::Duration;
 
-use common::{free_port, run, spawn, Daemon};
+use common::{free_port, run, Daemon};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -127,79 +128,57 @@ fn check(answers: &[String], orders: &[String], url: &str, dir: &std::path::Path
         .any(|v| v["shipments"] == Value::Array(vec![])));
 }
 
-struct Proc {
-    child: std::process::Child,
-    lines: std::thread::JoinHandle<Vec<String>>,
-    stderr: std::thread::JoinHandle<String>,
-}
-
 /// Start the processes, each with its share of the orders; `progress` gets a message per line.
 fn start(
     url: &str,
     seed: &std::path::Path,
     orders: &[String],
     progress: mpsc::Sender<()>,
-) -> Vec<Proc> {
+) -> Vec<Daemon> {
     (0..PROCESSES)
         .map(|p| {
-            let mut child = spawn(
-                EXE,
-                ["--inventory", url, "--seed-from", seed.to_str().unwrap()],
-            );
-            let mut stdin = child.stdin.take().unwrap();
+            let mut process = Daemon::program(EXE)
+                .args(["--inventory", url, "--seed-from", seed.to_str().unwrap()])
+                .stdin(Stdio::piped())
+                .notify_each_line(progress.clone())
+                .start();
             let share: String = orders
                 .iter()
                 .skip(p)
                 .step_by(PROCESSES)
                 .map(|o| format!("{o}\n"))
                 .collect();
-            std::thread::spawn(move || stdin.write_all(share.as_bytes()));
-            let stdout = child.stdout.take().unwrap();
-            let tx = progress.clone();
-            let lines = std::thread::spawn(move || {
-                let mut out = Vec::new();
-                for line in BufReader::new(stdout).lines() {
-                    out.push(line.unwrap());
-                    let _ = tx.send(());
-                }
-                out
-            });
-            let mut err = child.stderr.take().unwrap();
-            let stderr = std::thread::spawn(move || {
-                let mut s = String::new();
-                std::io::Read::read_to_string(&mut err, &mut s).unwrap();
-                s
-            });
-            Proc {
-                child,
-                lines,
-                stderr,
-            }
+            process.feed(share);
+            process
         })
         .collect()
 }
 
-fn finish(procs: Vec<Proc>) -> (Vec<String>, Vec<String>) {
+fn finish(procs: Vec<Daemon>) -> (Vec<String>, Vec<String>) {
     let mut answers = Vec::new();
     let mut errs = Vec::new();
     for mut p in procs {
-        let status = p.child.wait().unwrap();
-        let lines = p.lines.join().unwrap();
-        let err = p.stderr.join().unwrap();
+        let status = p.wait_exit(Duration::from_secs(600));
+        let err = p.stderr_text();
         assert!(status.success(), "allocate failed: {status:?}\n{err}");
-        answers.extend(lines);
+        answers.extend(p.stdout_lines());
         errs.push(err);
     }
     (answers, errs)
+}
+
+/// The seed file in `dir` and the inventory URL of a shop in `redis`.
+fn seeded_shop(redis: &Daemon, dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let seed = dir.join("seed.json");
+    std::fs::write(&seed, SEED).unwrap();
+    (seed, format!("redis://{}/shop", redis.addr))
 }
 
 #[test]
 fn eight_processes_share_one_stock() {
     let redis = Daemon::redis();
     let dir = tempfile::tempdir().unwrap();
-    let seed = dir.path().join("seed.json");
-    std::fs::write(&seed, SEED).unwrap();
-    let url = format!("redis://{}/shop", redis.addr);
+    let (seed, url) = seeded_shop(&redis, dir.path());
     let orders = orders();
     let (tx, _rx) = mpsc::channel();
     let (answers, _) = finish(start(&url, &seed, &orders, tx));
@@ -221,9 +200,7 @@ fn redis_killed_and_restarted_mid_run_loses_nothing_with_appendfsync_always() {
         data.to_str().unwrap(),
     ];
     let redis = Daemon::redis_with(port, &settings);
-    let seed = dir.path().join("seed.json");
-    std::fs::write(&seed, SEED).unwrap();
-    let url = format!("redis://{}/shop", redis.addr);
+    let (seed, url) = seeded_shop(&redis, dir.path());
     let orders = orders();
     let (tx, rx) = mpsc::channel();
     let procs = start(&url, &seed, &orders, tx);
@@ -246,9 +223,7 @@ fn redis_killed_and_restarted_mid_run_loses_nothing_with_appendfsync_always() {
 fn idempotency_records_are_kept_by_day_and_expire() {
     let redis = Daemon::redis();
     let dir = tempfile::tempdir().unwrap();
-    let seed = dir.path().join("seed.json");
-    std::fs::write(&seed, SEED).unwrap();
-    let url = format!("redis://{}/shop", redis.addr);
+    let (seed, url) = seeded_shop(&redis, dir.path());
     let order = b"{\"id\":\"o-1\",\"items\":{\"apple\":2}}\n";
     let args = [
         "--inventory",
@@ -265,11 +240,7 @@ fn idempotency_records_are_kept_by_day_and_expire() {
         again.json_lines(),
         "the same id, the same answer"
     );
-    assert!(
-        again.stderr.contains("was applied already"),
-        "{}",
-        again.describe()
-    );
+    again.expect_stderr("was applied already");
     let mut con = redis::Client::open(format!("redis://{}/", redis.addr))
         .unwrap()
         .get_connection()

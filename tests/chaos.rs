@@ -16,11 +16,10 @@ mod common;
 mod raw_http;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -163,137 +162,19 @@ fn sweep() {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A running program with stdout and stderr collected line by line as they come.
-struct Running {
-    child: Child,
-    out: mpsc::Receiver<String>,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
+/// Start program `name` (stdout and stderr read line by line as they come).
+fn start(name: &str, args: &[&str], stdin: Stdio) -> Daemon {
+    Daemon::program(exe(name)).args(args).stdin(stdin).start()
 }
 
-fn collect(
-    stream: impl Read + Send + 'static,
-    lines: Arc<Mutex<Vec<String>>>,
-    tx: Option<mpsc::Sender<String>>,
-) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            lines.lock().unwrap().push(line.clone());
-            if let Some(tx) = &tx {
-                let _ = tx.send(line);
-            }
-        }
-    });
-}
-
-impl Running {
-    fn start(name: &str, args: &[&str], stdin: Stdio) -> Running {
-        let mut child = Command::new(exe(name))
-            .args(args)
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let (tx, out) = mpsc::channel();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stdout.take().unwrap(), stdout.clone(), Some(tx));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let keep = stderr.clone();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                let mut k = keep.lock().unwrap();
-                k.push_str(&line);
-                k.push('\n');
-            }
-        });
-        Running {
-            child,
-            out,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn send(&mut self, text: &str) -> bool {
-        let stdin = self.child.stdin.as_mut().expect("stdin piped");
-        stdin.write_all(text.as_bytes()).is_ok() && stdin.flush().is_ok()
-    }
-
-    fn close_stdin(&mut self) {
-        self.child.stdin.take();
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    /// Wait for a stdout line that `matches`; false if none comes within `within`.
-    fn wait_line(&self, within: Duration, matches: impl Fn(&str) -> bool) -> bool {
-        let deadline = Instant::now() + within;
-        if self.lines().iter().any(|l| matches(l)) {
-            return true;
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.out.recv_timeout(left) {
-                Ok(line) if matches(&line) => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-    }
-
-    fn wait_stderr(&self, needle: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while !self.stderr_text().contains(needle) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
-    }
-
-    /// Wait for the exit (killing it after `within`); its exit code.
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the readers take the last lines.
-                std::thread::sleep(Duration::from_millis(50));
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// chat-relay on a free port with `args` (stdin piped), once it says where it listens.
+fn listening_relay(args: &[&str]) -> Daemon {
+    Daemon::program(exe("chat-relay"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .listening()
+        .start()
 }
 
 /// A server of ours on a free port (`--listen 127.0.0.1:0` is added).
@@ -310,28 +191,6 @@ fn kill9(pid: u32) {
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     );
-}
-
-/// The peak resident memory (kB) of a process, sampled until it ends.
-fn watch_peak_rss(pid: u32) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let mut peak = 0;
-        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            if status.contains("State:\tZ") {
-                break;
-            }
-            if let Some(kb) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-            {
-                peak = kb;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        peak
-    })
 }
 
 fn post_json(addr: SocketAddr, path: &str, body: &str) -> Answer {
@@ -672,13 +531,13 @@ fn hostile_ticks(s: &mut Sweep) {
 }
 
 fn hostile_bot_lines(s: &mut Sweep) {
-    let mut relay = Running::start(
+    let mut relay = start(
         "chat-relay",
         &["--listen", "127.0.0.1:0", "--workers", "2"],
         Stdio::piped(),
     );
     assert!(
-        relay.wait_stderr(" serving", WAIT),
+        relay.stderr_says(" serving", WAIT),
         "{}",
         relay.stderr_text()
     );
@@ -703,7 +562,7 @@ fn hostile_bot_lines(s: &mut Sweep) {
     let heard_last = relay.wait_line(WAIT, |l| l.contains(&format!("\"good {n}\"")));
     let _stdin = writer.join().unwrap();
     let said: Vec<u64> = relay
-        .lines()
+        .stdout_lines()
         .iter()
         .filter_map(|l| {
             let v: Value = serde_json::from_str(l).ok()?;
@@ -714,7 +573,7 @@ fn hostile_bot_lines(s: &mut Sweep) {
     let missing = n - said.iter().collect::<BTreeSet<_>>().len();
     let out_of_order = said.windows(2).filter(|w| w[1] < w[0]).count();
     relay.signal(nix::sys::signal::Signal::SIGTERM);
-    let code = relay.wait_exit(WAIT);
+    let code = relay.exit_code(WAIT);
     let panicked = relay.stderr_text().contains("panicked");
     let skipped = relay
         .stderr_text()
@@ -762,9 +621,9 @@ fn tick_line(t: u64) -> String {
 }
 
 /// Ticks priced and ticks reported failed on stderr.
-fn reprice_outcomes(r: &Running) -> (BTreeSet<u64>, BTreeSet<u64>) {
+fn reprice_outcomes(r: &Daemon) -> (BTreeSet<u64>, BTreeSet<u64>) {
     let priced = r
-        .lines()
+        .stdout_lines()
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["tick"].as_u64())
         .collect();
@@ -782,41 +641,74 @@ fn reprice_outcomes(r: &Running) -> (BTreeSet<u64>, BTreeSet<u64>) {
     (priced, failed)
 }
 
-fn kill_data_manager(s: &mut Sweep) {
-    let api = server("price-api", &[]);
-    let url = api.url();
-    let mut r = Running::start(
-        "reprice",
-        &[
-            "--csv",
-            &example("data.csv"),
-            "--api",
-            &url,
-            "--poll-after",
-            "20ms",
-        ],
-        Stdio::piped(),
-    );
-    let n = 30;
+/// What reprice did with ticks 1..=n.
+struct TickRun {
+    code: Option<i32>,
+    priced: BTreeSet<u64>,
+    lost: Vec<u64>,
+    /// Every lost tick was reported on stderr.
+    accounted: bool,
+    stderr: String,
+}
+
+/// reprice against `url` (with `extra` flags), fed ticks 1..=`n` one every `period`; once tick 10
+/// is priced (the loop runs), `fault(t, &reprice)` runs after each tick `t` from 10 on.
+fn feed_ticks(
+    url: &str,
+    extra: &[&str],
+    n: u64,
+    period: Duration,
+    mut fault: impl FnMut(u64, &Daemon),
+) -> TickRun {
+    let csv = example("data.csv");
+    let mut args = vec!["--csv", csv.as_str(), "--api", url, "--poll-after", "20ms"];
+    args.extend_from_slice(extra);
+    let mut r = start("reprice", &args, Stdio::piped());
     for t in 1..=n {
-        r.send(&tick_line(t));
+        r.try_send(&tick_line(t));
         if t == 10 {
             assert!(
                 r.wait_line(WAIT, |l| l.contains("\"tick\":10,")),
                 "{}",
                 r.stderr_text()
             );
-            let child = children(r.pid());
-            kill9(*child.first().expect("a data-manager child"));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if t >= 10 {
+            fault(t, &r);
+        }
+        std::thread::sleep(period);
     }
     r.close_stdin();
-    let code = r.wait_exit(WAIT);
+    let code = r.exit_code(WAIT);
     let (priced, failed) = reprice_outcomes(&r);
     let lost: Vec<u64> = (1..=n).filter(|t| !priced.contains(t)).collect();
     let accounted = lost.iter().all(|t| failed.contains(t));
-    let restarted = r.stderr_text().contains("restarting");
+    TickRun {
+        code,
+        priced,
+        lost,
+        accounted,
+        stderr: r.stderr_text(),
+    }
+}
+
+fn kill_data_manager(s: &mut Sweep) {
+    let api = server("price-api", &[]);
+    let n = 30;
+    let run = feed_ticks(&api.url(), &[], n, Duration::from_millis(50), |t, r| {
+        if t == 10 {
+            let child = children(r.pid());
+            kill9(*child.first().expect("a data-manager child"));
+        }
+    });
+    let TickRun {
+        code,
+        priced,
+        lost,
+        accounted,
+        ..
+    } = &run;
+    let restarted = run.stderr.contains("restarting");
     s.row(
         "kill -9",
         "data-manager (under reprice)",
@@ -830,7 +722,7 @@ fn kill_data_manager(s: &mut Sweep) {
         } else {
             format!("ticks {lost:?}, each reported (docs: the requests in flight)")
         },
-        restarted && accounted && lost.len() <= 2,
+        restarted && *accounted && lost.len() <= 2,
     );
 }
 
@@ -839,38 +731,24 @@ fn kill_price_api(s: &mut Sweep) {
     let listen = format!("127.0.0.1:{port}");
     let mut api = Daemon::ours(exe("price-api"), &["--listen", &listen]);
     let url = format!("http://{listen}");
-    let mut r = Running::start(
-        "reprice",
-        &[
-            "--csv",
-            &example("data.csv"),
-            "--api",
-            &url,
-            "--poll-after",
-            "20ms",
-            "--http-timeout",
-            "500ms",
-        ],
-        Stdio::piped(),
-    );
     let n = 30;
-    for t in 1..=n {
-        r.send(&tick_line(t));
+    let extra = ["--http-timeout", "500ms"];
+    let run = feed_ticks(&url, &extra, n, Duration::from_millis(60), |t, _| {
         if t == 10 {
-            assert!(r.wait_line(WAIT, |l| l.contains("\"tick\":10,")));
             let _ = api.child.kill();
             let _ = api.child.wait();
         }
         if t == 15 {
             api = Daemon::ours(exe("price-api"), &["--listen", &listen]);
         }
-        std::thread::sleep(Duration::from_millis(60));
-    }
-    r.close_stdin();
-    let code = r.wait_exit(WAIT);
-    let (priced, failed) = reprice_outcomes(&r);
-    let lost: Vec<u64> = (1..=n).filter(|t| !priced.contains(t)).collect();
-    let accounted = lost.iter().all(|t| failed.contains(t));
+    });
+    let TickRun {
+        code,
+        priced,
+        lost,
+        accounted,
+        ..
+    } = &run;
     let back = (16..=n).all(|t| priced.contains(&t));
     drop(api);
     s.row(
@@ -884,9 +762,9 @@ fn kill_price_api(s: &mut Sweep) {
         ),
         format!(
             "ticks {lost:?} while it was down, each reported{}",
-            if accounted { "" } else { " (SOME SILENTLY)" }
+            if *accounted { "" } else { " (SOME SILENTLY)" }
         ),
-        accounted && back && lost.iter().all(|t| (10..=16).contains(t)),
+        *accounted && back && lost.iter().all(|t| (10..=16).contains(t)),
     );
 }
 
@@ -896,7 +774,7 @@ fn kill_reprice(s: &mut Sweep) {
     let fifo = dir.path().join("ticks");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let fifo = fifo.to_str().unwrap().to_string();
-    let ticker = Running::start("ticker", &["100ms", "--out", &fifo], Stdio::null());
+    let ticker = start("ticker", &["100ms", "--out", &fifo], Stdio::null());
     let url = api.url();
     let args = [
         "--csv",
@@ -907,7 +785,7 @@ fn kill_reprice(s: &mut Sweep) {
         "10ms",
         &fifo,
     ];
-    let first = Running::start("reprice", &args, Stdio::null());
+    let first = start("reprice", &args, Stdio::null());
     assert!(
         first.wait_line(WAIT, |l| l.contains("\"tick\":5,")),
         "{}",
@@ -918,7 +796,7 @@ fn kill_reprice(s: &mut Sweep) {
     let before: BTreeSet<u64> = reprice_outcomes(&first).0;
     drop(first);
     std::thread::sleep(Duration::from_millis(500));
-    let second = Running::start("reprice", &args, Stdio::null());
+    let second = start("reprice", &args, Stdio::null());
     let resumed = second.wait_line(WAIT, |_| true);
     std::thread::sleep(Duration::from_millis(500));
     let after = reprice_outcomes(&second).0;
@@ -957,22 +835,10 @@ fn kill_reprice(s: &mut Sweep) {
 }
 
 fn kill_chat_worker(s: &mut Sweep) {
-    let relay = Running::start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "2"],
-        Stdio::piped(),
-    );
-    assert!(relay.wait_stderr("worker 1 (pid", WAIT));
+    let relay = listening_relay(&["--workers", "2"]);
+    assert!(relay.stderr_says("worker 1 (pid", WAIT));
     let text = relay.stderr_text();
-    let addr: SocketAddr = text
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = relay.addr;
     let pid_of = |slot: usize| -> u32 {
         let prefix = format!("worker {slot} (pid ");
         let at = text.find(&prefix).unwrap() + prefix.len();
@@ -1042,7 +908,7 @@ fn kill_chat_worker(s: &mut Sweep) {
             .await;
             lost += n - got;
         }
-        let replaced = relay.wait_stderr("worker 0 (pid", WAIT)
+        let replaced = relay.stderr_says("worker 0 (pid", WAIT)
             && relay.stderr_text().matches("worker 0 (pid").count() >= 2;
         (lost, dropped, replaced)
     });
@@ -1145,11 +1011,11 @@ fn kill_allocate(s: &mut Sweep) {
         "--partial",
     ];
     let mut printed: Vec<String> = Vec::new();
-    let mut first = Running::start("allocate", &args, Stdio::piped());
+    let mut first = start("allocate", &args, Stdio::piped());
     let mut sent = 0;
     while sent < n {
         sent += 1;
-        if !first.send(&order(sent)) {
+        if !first.try_send(&order(sent)) {
             break;
         }
         if sent == n / 2 {
@@ -1158,17 +1024,17 @@ fn kill_allocate(s: &mut Sweep) {
             break;
         }
     }
-    let _ = first.wait_exit(WAIT);
-    printed.extend(first.lines());
+    let _ = first.exit_code(WAIT);
+    printed.extend(first.stdout_lines());
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     let seq = saved["seq"].as_u64().unwrap();
-    let mut second = Running::start("allocate", &args, Stdio::piped());
+    let mut second = start("allocate", &args, Stdio::piped());
     for i in seq + 1..=n {
-        second.send(&order(i));
+        second.try_send(&order(i));
     }
     second.close_stdin();
-    let code = second.wait_exit(WAIT);
-    printed.extend(second.lines());
+    let code = second.exit_code(WAIT);
+    printed.extend(second.stdout_lines());
     let mut by_seq: BTreeMap<u64, String> = BTreeMap::new();
     let mut conflicting = 0;
     let mut shipped: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -1253,7 +1119,7 @@ fn memcached_restart(s: &mut Sweep) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let agg = Running::start(
+    let agg = start(
         "window-agg",
         &[
             "--minutes",
@@ -1271,17 +1137,13 @@ fn memcached_restart(s: &mut Sweep) {
     std::thread::sleep(Duration::from_secs(2));
     let _ = mc.child.kill();
     let _ = mc.child.wait();
-    let before = agg.lines().len();
+    let before = agg.stdout_lines().len();
     std::thread::sleep(Duration::from_secs(2));
-    let during = agg.lines().len();
+    let during = agg.stdout_lines().len();
     mc = Daemon::memcached_on(port);
-    let resumed = agg.wait_line(Duration::from_secs(8), {
-        let seen = during;
-        let lines = agg.stdout.clone();
-        move |_| lines.lock().unwrap().len() > seen
-    });
+    let resumed = agg.wait_lines(during + 1, Duration::from_secs(8));
     let mut agg = agg;
-    let code = agg.wait_exit(Duration::from_secs(40));
+    let code = agg.exit_code(Duration::from_secs(40));
     let _ = gen.wait();
     let err = agg.stderr_text();
     let reported = err.contains("memcached")
@@ -1312,26 +1174,11 @@ fn redis_restart(s: &mut Sweep) {
     let port = free_port();
     let mut redis = Daemon::redis_on(port);
     let url = format!("redis://127.0.0.1:{port}");
-    let a = Running::start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "1", "--redis", &url],
-        Stdio::piped(),
-    );
-    let b = Running::start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "1", "--redis", &url],
-        Stdio::piped(),
-    );
-    let addr_of = |r: &Running| -> String {
-        assert!(r.wait_stderr(" serving", WAIT));
-        r.stderr_text()
-            .split("listening on http://")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
+    let a = listening_relay(&["--workers", "1", "--redis", &url]);
+    let b = listening_relay(&["--workers", "1", "--redis", &url]);
+    let addr_of = |r: &Daemon| -> String {
+        assert!(r.stderr_says(" serving", WAIT));
+        r.addr.to_string()
     };
     let (addr_a, addr_b) = (addr_of(&a), addr_of(&b));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1682,18 +1529,7 @@ fn health(name: &str) -> &'static str {
 fn idle_connections(s: &mut Sweep, name: &str) {
     let (d, pid) = limited_server(name);
     let before = raw_http::open_fds(pid);
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let sampling = sampling.clone();
-        std::thread::spawn(move || {
-            let mut peak = 0;
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(raw_http::open_fds(pid));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            peak
-        })
-    };
+    let peak_fds = common::procfs::PeakFds::watch(pid);
     let during = Arc::new(Mutex::new(None));
     let addr = d.addr;
     let outcomes = raw_http::idle_clients(addr, 2000, Duration::from_secs(30), {
@@ -1702,8 +1538,7 @@ fn idle_connections(s: &mut Sweep, name: &str) {
             *during.lock().unwrap() = try_exchange(addr, &get(health(name))).map(|a| a.status);
         }
     });
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    let peak = sampler.join().unwrap();
+    let peak = peak_fds.stop();
     let refused = outcomes
         .iter()
         .filter(|(said, _)| {
@@ -1908,21 +1743,9 @@ fn far_future_record(s: &mut Sweep) {
 }
 
 fn spoofed_notice(s: &mut Sweep) {
-    let relay = Running::start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "1"],
-        Stdio::piped(),
-    );
-    assert!(relay.wait_stderr(" serving", WAIT));
-    let addr = relay
-        .stderr_text()
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let relay = listening_relay(&["--workers", "1"]);
+    assert!(relay.stderr_says(" serving", WAIT));
+    let addr = relay.addr.to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let heard: Vec<String> = rt.block_on(async {
         use futures_util::{SinkExt, StreamExt};
@@ -2006,21 +1829,9 @@ fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 fn invalid_frames(s: &mut Sweep) {
-    let relay = Running::start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "1"],
-        Stdio::piped(),
-    );
-    assert!(relay.wait_stderr(" serving", WAIT));
-    let addr = relay
-        .stderr_text()
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let relay = listening_relay(&["--workers", "1"]);
+    assert!(relay.stderr_says(" serving", WAIT));
+    let addr = relay.addr.to_string();
     let utf8 = close_code_after(&addr, &masked(0x81, b"{\"message\":\"\xff\"}"));
     let rsv = close_code_after(&addr, &masked(0xC1, b"{\"message\":\"x\"}"));
     s.row(
@@ -2035,22 +1846,9 @@ fn invalid_frames(s: &mut Sweep) {
 fn error_bodies(s: &mut Sweep) {
     let api = server("price-api", &[]);
     let lm = server("load-monitor", &[]);
-    let relay = Running::start(
-        "chat-relay",
-        &["--listen", "127.0.0.1:0", "--workers", "1"],
-        Stdio::piped(),
-    );
-    assert!(relay.wait_stderr(" serving", WAIT));
-    let relay_addr: SocketAddr = relay
-        .stderr_text()
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let relay = listening_relay(&["--workers", "1"]);
+    assert!(relay.stderr_says(" serving", WAIT));
+    let relay_addr = relay.addr;
     let huge = vec![b' '; 3 << 20];
     let cases: Vec<(&str, SocketAddr, Vec<u8>)> = vec![
         ("price-api 404", api.addr, get("/nope")),
@@ -2169,13 +1967,13 @@ fn registry_flood(s: &mut Sweep) {
 }
 
 fn huge_tick(s: &mut Sweep) {
-    let mut dm = Running::start(
+    let mut dm = start(
         "data-manager",
         &["--csv", &example("data.csv"), "--at-end", "wrap"],
         Stdio::piped(),
     );
     let started = Instant::now();
-    dm.send("{\"id\":1,\"tick\":18446744073709551615}\n{\"id\":2,\"tick\":3}\n");
+    dm.try_send("{\"id\":1,\"tick\":18446744073709551615}\n{\"id\":2,\"tick\":3}\n");
     let answered = dm.wait_line(Duration::from_secs(5), |l| l.contains("\"id\":2"));
     let took = started.elapsed();
     s.row(
@@ -2209,19 +2007,19 @@ fn bad_csv(s: &mut Sweep) {
     text.push_str(&format!("2019-01-01 00:00:08,{}\n", "9".repeat(20 << 20)));
     text.push_str("2019-01-01 00:00:09,107.5\n");
     std::fs::write(&csv, text).unwrap();
-    let mut dm = Running::start(
+    let mut dm = start(
         "data-manager",
         &["--csv", csv.to_str().unwrap()],
         Stdio::piped(),
     );
-    let peak = watch_peak_rss(dm.pid());
-    dm.send("{\"id\":1,\"tick\":9,\"points\":5}\n");
+    let peak = common::procfs::watch_peak_rss(dm.pid());
+    dm.try_send("{\"id\":1,\"tick\":9,\"points\":5}\n");
     let answered = dm.wait_line(Duration::from_secs(20), |l| l.contains("\"id\":1"));
     dm.close_stdin();
-    let _ = dm.wait_exit(WAIT);
+    let _ = dm.exit_code(WAIT);
     let peak_mb = peak.join().unwrap() / 1024;
     let answer: Value = dm
-        .lines()
+        .stdout_lines()
         .first()
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or(Value::Null);
@@ -2272,7 +2070,7 @@ fn window_agg_peak(count: usize) -> u64 {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let peak = watch_peak_rss(child.id());
+    let peak = common::procfs::watch_peak_rss(child.id());
     let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
     for line in clicks_with_new_ids(count) {
         if stdin.write_all(line.as_bytes()).is_err() {
@@ -2334,7 +2132,7 @@ fn poll_as_long_as_tick(s: &mut Sweep) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut r = Running::start(
+    let mut r = start(
         "reprice",
         &[
             "--csv",
@@ -2346,12 +2144,12 @@ fn poll_as_long_as_tick(s: &mut Sweep) {
         ],
         Stdio::from(ticker.stdout.take().unwrap()),
     );
-    let code = r.wait_exit(Duration::from_secs(30));
+    let code = r.exit_code(Duration::from_secs(30));
     let _ = ticker.wait();
     let (priced, _) = reprice_outcomes(&r);
     let ordered = {
         let ticks: Vec<u64> = r
-            .lines()
+            .stdout_lines()
             .iter()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["tick"].as_u64())
             .collect();

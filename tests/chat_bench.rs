@@ -6,10 +6,9 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, run, Daemon};
+use common::{free_port, run, Daemon, Start, WITHIN};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -27,6 +26,11 @@ fn relay_exe() -> PathBuf {
 }
 
 /// A chat-relay in its own process group, so a signal reaches the parent and every worker.
+/// chat-bench against `relay`'s chat URL.
+fn bench_on(relay: &Daemon) -> Start {
+    Daemon::program(BENCH).args(["--url", &ws_url(relay)])
+}
+
 fn start_relay(workers: u32) -> Daemon {
     let exe = relay_exe();
     let workers = workers.to_string();
@@ -99,47 +103,19 @@ fn a_small_room_on_chat_relay_holds_and_every_delivery_is_counted() {
 #[test]
 fn a_relay_stalled_for_two_seconds_is_not_ok() {
     let relay = start_relay(1);
-    let url = ws_url(&relay);
-    let mut bench = Command::new(BENCH)
-        .args([
-            "--url",
-            &url,
-            "--clients",
-            "10",
-            "--duration",
-            "4s",
-            "--interval",
-            "250ms",
-            "--budget",
-            "1s",
-            "--grace",
-            "1s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut bench = bench_on(&relay)
+        .args(["--clients", "10", "--duration", "4s", "--interval", "250ms"])
+        .args(["--budget", "1s", "--grace", "1s"])
+        .start();
     // Stall the relay as soon as the clients are chatting.
-    let mut stderr = BufReader::new(bench.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "chat-bench ended early:\n{seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("chatting") {
-            break;
-        }
-    }
+    bench.wait_stderr("chatting", WITHIN);
     relay.signal_group(Signal::SIGSTOP);
     let stalled = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     relay.signal_group(Signal::SIGCONT);
     assert!(stalled.elapsed() < Duration::from_secs(3));
-    let out = bench.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let status = bench.wait_exit(Duration::from_secs(60));
+    let stdout = bench.stdout_lines().join("\n");
     let line: Value = serde_json::from_str(stdout.trim()).expect(&stdout);
     assert_eq!(line["ok"], false, "{line}");
     let late = line["late"].as_u64().unwrap();
@@ -147,7 +123,7 @@ fn a_relay_stalled_for_two_seconds_is_not_ok() {
     assert!(late + lost > 0, "{line}");
     assert!(line["max_ms"].as_f64().unwrap() > 1000.0, "{line}");
     assert_eq!(
-        out.status.code(),
+        status.code(),
         Some(1),
         "a run that is not ok exits 1: {line}"
     );
@@ -194,11 +170,8 @@ fn a_search_grows_and_ends_with_max_clients() {
 #[test]
 fn a_closed_stdout_ends_a_search_quietly() {
     let relay = start_relay(1);
-    let url = ws_url(&relay);
-    let mut bench = Command::new(BENCH)
+    let mut bench = bench_on(&relay)
         .args([
-            "--url",
-            &url,
             "--search",
             "--start",
             "2",
@@ -206,30 +179,21 @@ fn a_closed_stdout_ends_a_search_quietly() {
             "64",
             "--duration",
             "500ms",
-            "--interval",
-            "250ms",
-            "--pause",
-            "10ms",
         ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .args(["--interval", "250ms", "--pause", "10ms"])
+        .stdout_to_test()
+        .start();
     let mut first = String::new();
-    BufReader::new(bench.stdout.take().unwrap())
+    BufReader::new(bench.child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
     let line: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(line["clients"], 2);
     // The reader is gone (as with `| head -1`): the next line fails to write and chat-bench stops.
-    let out = bench.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("panick"));
+    let status = bench.wait_exit(Duration::from_secs(60));
+    let stderr = bench.stderr_text();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panick"), "{stderr}");
 }
 
 #[test]
@@ -268,12 +232,7 @@ fn bad_flags_are_usage_errors() {
 fn help_and_version() {
     let r = run(BENCH, &["--help"], b"");
     r.expect_code(0);
-    assert!(
-        r.stdout
-            .contains("every client sends a message every 3 seconds"),
-        "{}",
-        r.describe()
-    );
+    r.expect_stdout("every client sends a message every 3 seconds");
     assert!(r
         .stdout
         .contains("chat-bench --url ws://127.0.0.1:8000/chat"));

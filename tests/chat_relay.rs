@@ -7,9 +7,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+use common::Daemon;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -21,128 +22,48 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 const EXE: &str = env!("CARGO_BIN_EXE_chat-relay");
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A running chat-relay with piped stdin/stdout; killed when dropped.
-struct Relay {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-    stdin: Option<ChildStdin>,
-    stdout: mpsc::Receiver<String>,
+/// Start chat-relay with `args` (plus `--listen 127.0.0.1:0`, stdin piped) and wait until every
+/// worker serves.
+fn start_relay(args: &[&str]) -> Daemon {
+    let relay = Daemon::program(EXE)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .listening()
+        .start();
+    let workers = args
+        .iter()
+        .position(|a| *a == "--workers")
+        .map_or(1, |i| args[i + 1].parse().unwrap());
+    said(&relay, " serving", workers);
+    relay
 }
 
-impl Relay {
-    /// Start with `args` (plus `--listen 127.0.0.1:0`) and wait until every worker serves.
-    fn start(args: &[&str]) -> Relay {
-        let mut child = Command::new(EXE)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting chat-relay");
-        let (addr, stderr) = common::wait_for_listen_line(child.stderr.take().unwrap(), EXE);
-        let (tx, stdout) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        let relay = Relay {
-            child,
-            addr,
-            stderr,
-            stdin,
-            stdout,
-        };
-        let workers = args
-            .iter()
-            .position(|a| *a == "--workers")
-            .map_or(1, |i| args[i + 1].parse().unwrap());
-        relay.wait_stderr(" serving", workers);
-        relay
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}/chat", self.addr)
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Wait until stderr holds `needle` at least `count` times (the event we wait for is a line).
-    fn wait_stderr(&self, needle: &str, count: usize) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let text = self.stderr_text();
-            if text.matches(needle).count() >= count {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stderr never showed {needle:?} {count} times:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The pid of worker `slot` as it last announced itself.
-    fn worker_pid(&self, slot: usize) -> i32 {
-        let prefix = format!("worker {slot} (pid ");
-        let text = self.stderr_text();
-        let at = text.rfind(&prefix).expect("worker announced") + prefix.len();
-        text[at..].split(')').next().unwrap().parse().unwrap()
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
-    }
-
-    fn stats(&self) -> Value {
-        let body = ureq::get(&format!("http://{}/stats", self.addr))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_string()
-            .unwrap();
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// The next stdout line as JSON.
-    fn next_stdout(&self) -> Value {
-        let line = self
-            .stdout
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no stdout line; stderr:\n{}", self.stderr_text()));
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout {line:?}: {e}"))
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "chat-relay did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+fn ws_url(relay: &Daemon) -> String {
+    format!("ws://{}/chat", relay.addr)
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- chat-relay stderr ---\n{}", self.stderr_text());
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Wait until stderr holds `needle` on at least `count` lines; all of stderr then.
+fn said(relay: &Daemon, needle: &str, count: usize) -> String {
+    relay.wait_stderr_count(needle, count, WAIT)
+}
+
+/// The pid of worker `slot` as it last announced itself.
+fn worker_pid(relay: &Daemon, slot: usize) -> i32 {
+    let prefix = format!("worker {slot} (pid ");
+    let text = relay.stderr_text();
+    let at = text.rfind(&prefix).expect("worker announced") + prefix.len();
+    text[at..].split(')').next().unwrap().parse().unwrap()
+}
+
+fn stats(relay: &Daemon) -> Value {
+    let body = ureq::get(&format!("http://{}/stats", relay.addr))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -217,8 +138,8 @@ fn is_user_id(v: &Value) -> bool {
 
 #[tokio::test]
 async fn broadcast_reaches_every_client_across_workers() {
-    let relay = Relay::start(&["--workers", "4"]);
-    let url = relay.url();
+    let relay = start_relay(&["--workers", "4"]);
+    let url = ws_url(&relay);
     let mut clients: Vec<Client> =
         futures_util::future::join_all((0..24).map(|_| connect(&url))).await;
     let mut per_worker: BTreeMap<usize, usize> = BTreeMap::new();
@@ -260,7 +181,7 @@ async fn broadcast_reaches_every_client_across_workers() {
     // Every message the room heard is on stdout, once.
     let mut logged = BTreeSet::new();
     for _ in 0..24 {
-        logged.insert(relay.next_stdout()["message"].as_str().unwrap().to_string());
+        logged.insert(relay.json()["message"].as_str().unwrap().to_string());
     }
     assert_eq!(logged.len(), 24);
 }
@@ -268,9 +189,9 @@ async fn broadcast_reaches_every_client_across_workers() {
 #[tokio::test]
 async fn stdin_lines_are_bot_messages_and_stdout_is_the_room() {
     let bot = "0123456789abcdef0123456789abcdef";
-    let mut relay = Relay::start(&["--workers", "2", "--bot-user", bot]);
-    let mut alice = connect(&relay.url()).await;
-    let stdin = relay.stdin.as_mut().unwrap();
+    let mut relay = start_relay(&["--workers", "2", "--bot-user", bot]);
+    let mut alice = connect(&ws_url(&relay)).await;
+    let stdin = relay.stdin();
     stdin
         .write_all(b"good morning\n\xff\xfe\n{\"message\":\"tick\",\"at\":1}\n")
         .unwrap();
@@ -283,14 +204,15 @@ async fn stdin_lines_are_bot_messages_and_stdout_is_the_room() {
         alice.next_json().await,
         json!({"message": "tick", "user": bot, "at": 1})
     );
-    relay.wait_stderr("line 2: not valid UTF-8", 1);
+    said(&relay, "line 2: not valid UTF-8", 1);
     // A line longer than one read of stdin (and than --max-message) is skipped as it streams by.
-    let stdin = relay.stdin.as_mut().unwrap();
+    let stdin = relay.stdin();
     stdin.write_all(&[b'x'; 100_000]).unwrap();
     stdin.write_all(b"\nafter the long one\n").unwrap();
     stdin.flush().unwrap();
     assert_eq!(alice.next_json().await["message"], "after the long one");
-    let stderr = relay.wait_stderr(
+    let stderr = said(
+        &relay,
         "line 4: line is 100000 bytes long, over the limit of 4096 bytes; skipped",
         1,
     );
@@ -299,18 +221,18 @@ async fn stdin_lines_are_bot_messages_and_stdout_is_the_room() {
     let echoed = alice.next_json().await;
     assert_eq!(echoed["message"], "hi bot");
     assert_eq!(
-        relay.next_stdout(),
+        relay.json(),
         json!({"message": "good morning", "user": bot})
     );
-    assert_eq!(relay.next_stdout()["at"], 1);
-    assert_eq!(relay.next_stdout()["message"], "after the long one");
-    assert_eq!(relay.next_stdout(), echoed);
+    assert_eq!(relay.json()["at"], 1);
+    assert_eq!(relay.json()["message"], "after the long one");
+    assert_eq!(relay.json(), echoed);
 }
 
 #[tokio::test]
 async fn bad_frames_get_errors_or_closes_and_leave_no_dead_socket() {
-    let relay = Relay::start(&["--workers", "1", "--max-message", "100"]);
-    let url = relay.url();
+    let relay = start_relay(&["--workers", "1", "--max-message", "100"]);
+    let url = ws_url(&relay);
     let mut bystander = connect(&url).await;
     let mut client = connect(&url).await;
 
@@ -348,8 +270,8 @@ async fn bad_frames_get_errors_or_closes_and_leave_no_dead_socket() {
 
     // The closed ones left the room: the worker counts only the two good connections.
     let deadline = Instant::now() + WAIT;
-    while relay.stats()["connections"] != 2 {
-        assert!(Instant::now() < deadline, "stats: {}", relay.stats());
+    while stats(&relay)["connections"] != 2 {
+        assert!(Instant::now() < deadline, "stats: {}", stats(&relay));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bystander.send(json!({"message": "after the abuse"})).await;
@@ -359,9 +281,9 @@ async fn bad_frames_get_errors_or_closes_and_leave_no_dead_socket() {
 
 #[tokio::test]
 async fn a_client_cannot_post_a_server_notice_to_the_room() {
-    let relay = Relay::start(&["--workers", "2"]);
-    let mut mallory = connect(&relay.url()).await;
-    let mut alice = connect(&relay.url()).await;
+    let relay = start_relay(&["--workers", "2"]);
+    let mut mallory = connect(&ws_url(&relay)).await;
+    let mut alice = connect(&ws_url(&relay)).await;
     mallory
         .send(json!({"message": "hi", "error": "SPOOFED"}))
         .await;
@@ -378,13 +300,13 @@ async fn a_client_cannot_post_a_server_notice_to_the_room() {
     assert!(heard.get("error").is_none(), "{heard}");
     assert_eq!(mallory.next_json().await["message"], "after the spoof");
     // stdout is every message the room hears: the spoof is not among them.
-    assert_eq!(relay.next_stdout()["message"], "after the spoof");
+    assert_eq!(relay.json()["message"], "after the spoof");
 }
 
 #[tokio::test]
 async fn rate_limit_refuses_then_disconnects() {
-    let relay = Relay::start(&["--workers", "1", "--rate", "1", "--burst", "2"]);
-    let mut client = connect(&relay.url()).await;
+    let relay = start_relay(&["--workers", "1", "--rate", "1", "--burst", "2"]);
+    let mut client = connect(&ws_url(&relay)).await;
     for i in 0..3 {
         client.send(json!({"message": format!("m{i}")})).await;
     }
@@ -418,10 +340,10 @@ async fn rate_limit_refuses_then_disconnects() {
 
 #[tokio::test]
 async fn connections_over_the_worker_limit_get_503() {
-    let relay = Relay::start(&["--workers", "1", "--max-connections", "2"]);
-    let _a = connect(&relay.url()).await;
-    let _b = connect(&relay.url()).await;
-    match tokio_tungstenite::connect_async(relay.url()).await {
+    let relay = start_relay(&["--workers", "1", "--max-connections", "2"]);
+    let _a = connect(&ws_url(&relay)).await;
+    let _b = connect(&ws_url(&relay)).await;
+    match tokio_tungstenite::connect_async(ws_url(&relay)).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), 503);
         }
@@ -431,7 +353,7 @@ async fn connections_over_the_worker_limit_get_503() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped_and_the_room_keeps_up() {
-    let relay = Relay::start(&[
+    let relay = start_relay(&[
         "--workers",
         "1",
         "--queue",
@@ -447,12 +369,13 @@ async fn a_client_that_stops_reading_is_dropped_and_the_room_keeps_up() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(relay.addr).await.unwrap();
-    let (mut slow, _) = tokio_tungstenite::client_async(relay.url(), MaybeTlsStream::Plain(stream))
-        .await
-        .unwrap();
-    let talker = connect(&relay.url()).await;
-    let mut listener = connect(&relay.url()).await;
-    assert_eq!(relay.stats()["connections"], 3);
+    let (mut slow, _) =
+        tokio_tungstenite::client_async(ws_url(&relay), MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+    let talker = connect(&ws_url(&relay)).await;
+    let mut listener = connect(&ws_url(&relay)).await;
+    assert_eq!(stats(&relay)["connections"], 3);
 
     // 3000 messages of 4 kB: 12 MB, more than the slow client's socket buffers can hide.
     let n = 3000;
@@ -504,11 +427,11 @@ async fn a_client_that_stops_reading_is_dropped_and_the_room_keeps_up() {
     );
     // The slow client was cut off: its connection no longer counts…
     let deadline = Instant::now() + WAIT;
-    while relay.stats()["connections"] != 2 {
+    while stats(&relay)["connections"] != 2 {
         assert!(
             Instant::now() < deadline,
             "slow client still connected: {}",
-            relay.stats()
+            stats(&relay)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -534,23 +457,26 @@ async fn a_client_that_stops_reading_is_dropped_and_the_room_keeps_up() {
     );
 }
 
-#[tokio::test]
-async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
-    let relay = Relay::start(&["--workers", "2"]);
-    let url = relay.url();
-    // Connect until both workers hold clients.
+/// Connect until each of two workers holds at least two clients: those of worker 0, of worker 1.
+async fn clients_of_two_workers(url: &str) -> (Vec<Client>, Vec<Client>) {
     let mut on: BTreeMap<usize, Vec<Client>> = BTreeMap::new();
     for _ in 0..200 {
-        let client = connect(&url).await;
+        let client = connect(url).await;
         on.entry(client.worker).or_default().push(client);
         if on.len() == 2 && on.values().all(|v| v.len() >= 2) {
             break;
         }
     }
     assert_eq!(on.len(), 2, "only one worker took connections");
-    let mut survivors = on.remove(&0).unwrap();
-    let mut victims = on.remove(&1).unwrap();
-    let victim = relay.worker_pid(1);
+    (on.remove(&0).unwrap(), on.remove(&1).unwrap())
+}
+
+#[tokio::test]
+async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
+    let relay = start_relay(&["--workers", "2"]);
+    let url = ws_url(&relay);
+    let (mut survivors, mut victims) = clients_of_two_workers(&url).await;
+    let victim = worker_pid(&relay, 1);
 
     // Messages flow on worker 0 while worker 1 dies.
     let mut talker = survivors.pop().unwrap();
@@ -579,12 +505,12 @@ async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
                 .expect("victim client hangs")
         {}
     }
-    let stderr = relay.wait_stderr(" serving", 3);
+    let stderr = said(&relay, " serving", 3);
     assert!(
         stderr.contains(&format!("worker 1 (pid {victim}) was killed by SIGKILL")),
         "{stderr}"
     );
-    let replacement = relay.worker_pid(1);
+    let replacement = worker_pid(&relay, 1);
     assert_ne!(replacement, victim);
     // The new worker is part of the room.
     let newcomer = loop {
@@ -600,20 +526,10 @@ async fn kill_9_of_a_worker_replaces_it_and_the_others_lose_nothing() {
 
 #[tokio::test]
 async fn a_stopped_worker_stalls_nobody_and_catches_up_when_it_resumes() {
-    let relay = Relay::start(&["--workers", "2"]);
-    let url = relay.url();
-    let mut on: BTreeMap<usize, Vec<Client>> = BTreeMap::new();
-    for _ in 0..200 {
-        let client = connect(&url).await;
-        on.entry(client.worker).or_default().push(client);
-        if on.len() == 2 && on.values().all(|v| v.len() >= 2) {
-            break;
-        }
-    }
-    assert_eq!(on.len(), 2, "only one worker took connections");
-    let mut awake = on.remove(&0).unwrap();
-    let mut frozen = on.remove(&1).unwrap();
-    let frozen_pid = nix::unistd::Pid::from_raw(relay.worker_pid(1));
+    let relay = start_relay(&["--workers", "2"]);
+    let url = ws_url(&relay);
+    let (mut awake, mut frozen) = clients_of_two_workers(&url).await;
+    let frozen_pid = nix::unistd::Pid::from_raw(worker_pid(&relay, 1));
     nix::sys::signal::kill(frozen_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let n = 30;
     for i in 0..n {
@@ -635,15 +551,15 @@ async fn a_stopped_worker_stalls_nobody_and_catches_up_when_it_resumes() {
 
 #[tokio::test]
 async fn a_worker_that_stays_stuck_is_killed_and_replaced() {
-    let relay = Relay::start(&["--workers", "2", "--rate", "100000", "--burst", "100000"]);
-    let url = relay.url();
+    let relay = start_relay(&["--workers", "2", "--rate", "100000", "--burst", "100000"]);
+    let url = ws_url(&relay);
     let talker = loop {
         let client = connect(&url).await;
         if client.worker == 0 {
             break client;
         }
     };
-    let stuck = nix::unistd::Pid::from_raw(relay.worker_pid(1));
+    let stuck = nix::unistd::Pid::from_raw(worker_pid(&relay, 1));
     nix::sys::signal::kill(stuck, nix::sys::signal::Signal::SIGSTOP).unwrap();
     // 6 MB for the stopped worker: more than the hub keeps for it (4 MiB) plus the socket buffer.
     let (mut talk, mut echoes) = talker.ws.split();
@@ -653,23 +569,30 @@ async fn a_worker_that_stays_stuck_is_killed_and_replaced() {
         let frame = json!({"message": text, "i": i}).to_string();
         talk.send(Message::text(frame)).await.unwrap();
     }
-    let stderr = relay.wait_stderr("has not read its messages", 1);
+    let stderr = said(&relay, "has not read its messages", 1);
     assert!(
         stderr.contains(&format!("worker 1 (pid {stuck}) has not read")),
         "{stderr}"
     );
-    relay.wait_stderr(&format!("worker 1 (pid {stuck}) was killed by SIGKILL"), 1);
-    relay.wait_stderr(" serving", 3);
-    assert_ne!(relay.worker_pid(1), stuck.as_raw());
+    said(
+        &relay,
+        &format!("worker 1 (pid {stuck}) was killed by SIGKILL"),
+        1,
+    );
+    said(&relay, " serving", 3);
+    assert_ne!(worker_pid(&relay, 1), stuck.as_raw());
 }
 
 #[test]
 fn stdout_reader_going_away_ends_quietly_with_0() {
-    let mut child = common::spawn(EXE, ["--listen", "127.0.0.1:0", "--workers", "1"]);
-    let (_, stderr) = common::wait_for_listen_line(child.stderr.take().unwrap(), EXE);
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdin.write_all(b"first\n").unwrap();
+    let mut relay = Daemon::program(EXE)
+        .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+        .stdin(Stdio::piped())
+        .stdout_to_test()
+        .listening()
+        .start();
+    let mut stdout = BufReader::new(relay.child.stdout.take().unwrap());
+    relay.send("first\n");
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(
@@ -677,65 +600,46 @@ fn stdout_reader_going_away_ends_quietly_with_0() {
         "first"
     );
     drop(stdout); // as `| head -1` does
-    stdin.write_all(b"second\n").unwrap();
-    stdin.flush().unwrap();
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running after its stdout went away"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stderr = stderr.lock().unwrap().clone();
+    relay.send("second\n");
+    let status = relay.wait_exit(WAIT);
+    let stderr = relay.stderr_text();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!stderr.to_lowercase().contains("pipe"), "{stderr}");
 }
 
 #[tokio::test]
 async fn sigterm_closes_every_client_and_exits_0() {
-    let mut relay = Relay::start(&["--workers", "2"]);
+    let mut relay = start_relay(&["--workers", "2"]);
     let mut clients = Vec::new();
     for _ in 0..6 {
-        clients.push(connect(&relay.url()).await);
+        clients.push(connect(&ws_url(&relay)).await);
     }
     relay.signal(nix::sys::signal::Signal::SIGTERM);
     for client in &mut clients {
         assert_eq!(client.close_code().await, CloseCode::Away);
     }
-    let status = relay.wait_exit();
+    let status = relay.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "stderr:\n{}", relay.stderr_text());
 }
 
 #[test]
 fn sigterm_the_moment_it_listens_is_still_a_graceful_stop() {
-    let mut child = Command::new(EXE)
+    let mut relay = Daemon::program(EXE)
         .args(["--listen", "127.0.0.1:0", "--workers", "3"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (_, stderr) = common::wait_for_listen_line(child.stderr.take().unwrap(), EXE);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{}", stderr.lock().unwrap());
+        .listening()
+        .start();
+    relay.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = relay.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", relay.stderr_text());
 }
 
 #[tokio::test]
 async fn sigint_exits_130() {
-    let mut relay = Relay::start(&["--workers", "1"]);
-    let mut client = connect(&relay.url()).await;
+    let mut relay = start_relay(&["--workers", "1"]);
+    let mut client = connect(&ws_url(&relay)).await;
     relay.signal(nix::sys::signal::Signal::SIGINT);
     assert_eq!(client.close_code().await, CloseCode::Away);
-    assert_eq!(relay.wait_exit().code(), Some(130));
+    assert_eq!(relay.wait_exit(WAIT).code(), Some(130));
 }
 
 #[tokio::test]
@@ -745,11 +649,11 @@ async fn redis_joins_two_relays_into_one_room_and_survives_an_outage() {
     let url = format!("redis://127.0.0.1:{port}");
     let channel = format!("test-{port}");
     let args = ["--workers", "1", "--redis", &url, "--channel", &channel];
-    let east = Relay::start(&args);
-    let west = Relay::start(&args);
-    let mut a = connect(&east.url()).await;
-    let mut a2 = connect(&east.url()).await;
-    let mut b = connect(&west.url()).await;
+    let east = start_relay(&args);
+    let west = start_relay(&args);
+    let mut a = connect(&ws_url(&east)).await;
+    let mut a2 = connect(&ws_url(&east)).await;
+    let mut b = connect(&ws_url(&west)).await;
 
     // Subscriptions are made as each worker starts; wait until a message crosses.
     let deadline = Instant::now() + WAIT;
@@ -776,14 +680,14 @@ async fn redis_joins_two_relays_into_one_room_and_survives_an_outage() {
     assert_eq!(a2.next_json().await, heard);
     // East's stdout shows the west's message too (after its own pings).
     loop {
-        if east.next_stdout() == heard {
+        if east.json() == heard {
             break;
         }
     }
 
     // A stdin line of the east relay is a bot message for the whole room.
     let mut east = east;
-    let stdin = east.stdin.as_mut().unwrap();
+    let stdin = east.stdin();
     stdin.write_all(b"from the east bot\n").unwrap();
     stdin.flush().unwrap();
     assert_eq!(b.next_json().await["message"], "from the east bot");
@@ -792,15 +696,15 @@ async fn redis_joins_two_relays_into_one_room_and_survives_an_outage() {
 
     // Redis goes away: each relay still serves its own clients, and says so.
     drop(redis);
-    east.wait_stderr("redis: ", 1);
+    said(&east, "redis: ", 1);
     a.send(json!({"message": "local only"})).await;
     assert_eq!(a.next_json().await["message"], "local only");
     assert_eq!(a2.next_json().await["message"], "local only");
 
     // Redis is back: both relays reconnect on their own.
     let _redis = common::Daemon::redis_on(port);
-    east.wait_stderr("redis: connected again", 1);
-    west.wait_stderr("redis: connected again", 1);
+    said(&east, "redis: connected again", 1);
+    said(&west, "redis: connected again", 1);
     b.send(json!({"message": "back together"})).await;
     assert_eq!(a.next_json().await["message"], "back together");
     assert_eq!(b.next_json().await["message"], "back together");
@@ -834,8 +738,8 @@ fn capacity_soak() {
     let seconds: u64 = std::env::var("SECONDS").map_or(30, |v| v.parse().unwrap());
     let workers = std::env::var("WORKERS").unwrap_or_else(|_| "2".into());
     let window = std::env::var("BATCH_WINDOW").unwrap_or_else(|_| "50ms".into());
-    let relay = Relay::start(&["--workers", &workers, "--batch-window", &window]);
-    let url = relay.url();
+    let relay = start_relay(&["--workers", &workers, "--batch-window", &window]);
+    let url = ws_url(&relay);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -915,7 +819,7 @@ fn capacity_soak() {
     let (sent, got, late, worst) = report;
     let workers: usize = workers.parse().unwrap();
     let relay_cpu: f64 = (0..workers)
-        .map(|w| common::procfs::cpu_seconds(relay.worker_pid(w)))
+        .map(|w| common::procfs::cpu_seconds(worker_pid(&relay, w)))
         .sum();
     eprintln!(
         "cpu: relay workers {relay_cpu:.1} s, this test's clients {:.1} s",
@@ -1051,7 +955,7 @@ fn frame_len(b: &[u8]) -> Option<usize> {
 
 #[tokio::test]
 async fn clients_of_different_workers_receive_byte_identical_frames() {
-    let relay = Relay::start(&["--workers", "2"]);
+    let relay = start_relay(&["--workers", "2"]);
     // Clients until the two workers both have some (the accept balance decides who takes whom).
     let mut clients: Vec<RawClient> = Vec::new();
     for _ in 0..40 {
@@ -1069,7 +973,7 @@ async fn clients_of_different_workers_receive_byte_identical_frames() {
         clients.len()
     );
 
-    let mut sender = connect(&relay.url()).await;
+    let mut sender = connect(&ws_url(&relay)).await;
     // Short and long (a 16-bit length) messages.
     let texts = ["hello, byte for byte".to_string(), "é".repeat(300)];
     for text in &texts {
@@ -1099,8 +1003,8 @@ async fn clients_of_different_workers_receive_byte_identical_frames() {
 
 #[tokio::test]
 async fn protocol_errors_close_with_1002_and_invalid_utf8_with_1007() {
-    let relay = Relay::start(&["--workers", "1"]);
-    let url = relay.url();
+    let relay = start_relay(&["--workers", "1"]);
+    let url = ws_url(&relay);
     let mut bystander = connect(&url).await;
 
     let mut rsv = RawClient::connect(relay.addr).await;
@@ -1142,8 +1046,8 @@ async fn protocol_errors_close_with_1002_and_invalid_utf8_with_1007() {
 
     // The bad clients alone were closed: the bystander is the only one left, and still chatting.
     let deadline = Instant::now() + WAIT;
-    while relay.stats()["connections"] != 1 {
-        assert!(Instant::now() < deadline, "stats: {}", relay.stats());
+    while stats(&relay)["connections"] != 1 {
+        assert!(Instant::now() < deadline, "stats: {}", stats(&relay));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     bystander
@@ -1156,7 +1060,7 @@ async fn protocol_errors_close_with_1002_and_invalid_utf8_with_1007() {
 }
 
 /// Clients until both workers of a two-worker relay have one (the accept balance decides).
-async fn clients_on_both_workers(relay: &Relay) -> Vec<RawClient> {
+async fn clients_on_both_workers(relay: &Daemon) -> Vec<RawClient> {
     let mut clients: Vec<RawClient> = Vec::new();
     for _ in 0..40 {
         clients.push(RawClient::connect(relay.addr).await);
@@ -1183,14 +1087,14 @@ fn frame_json(frame: &[u8]) -> Value {
 async fn bot_lines_arrive_in_order(extra: &[&str]) {
     let mut args = vec!["--workers", "2"];
     args.extend_from_slice(extra);
-    let mut relay = Relay::start(&args);
+    let mut relay = start_relay(&args);
     let mut clients = clients_on_both_workers(&relay).await;
     // Through Redis, a worker hears the room once it has subscribed: probe until both do.
     let deadline = Instant::now() + WAIT;
     let mut heard = vec![false; clients.len()];
     while heard.contains(&false) {
         assert!(Instant::now() < deadline, "a worker never heard the bot");
-        let stdin = relay.stdin.as_mut().unwrap();
+        let stdin = relay.stdin();
         stdin.write_all(b"probe\n").unwrap();
         stdin.flush().unwrap();
         for (client, heard) in clients.iter_mut().zip(&mut heard) {
@@ -1203,7 +1107,7 @@ async fn bot_lines_arrive_in_order(extra: &[&str]) {
     }
     const LINES: usize = 400;
     let text: String = (0..LINES).map(|i| format!("bot line {i}\n")).collect();
-    let stdin = relay.stdin.as_mut().unwrap();
+    let stdin = relay.stdin();
     // Several writes, so lines straddle the hub's reads.
     for piece in text.as_bytes().chunks(1000) {
         stdin.write_all(piece).unwrap();
@@ -1224,9 +1128,9 @@ async fn bot_lines_arrive_in_order(extra: &[&str]) {
         }
     }
     for i in 0..LINES {
-        let mut said = relay.next_stdout();
+        let mut said = relay.json();
         while said["message"] == "probe" {
-            said = relay.next_stdout();
+            said = relay.json();
         }
         assert_eq!(said["message"], json!(format!("bot line {i}")));
     }

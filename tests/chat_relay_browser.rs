@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::browser::{artifact, wait_until_with, Driver, WAIT};
 use common::Daemon;
 use fantoccini::{Client, Locator};
@@ -27,30 +25,32 @@ async fn wait_connected(browser: &Client) {
     .await;
 }
 
+/// What `script` returns in the page, read as a `T`.
+async fn evaluate<T: serde::de::DeserializeOwned>(browser: &Client, script: &str) -> T {
+    let value = browser.execute(script, vec![]).await.unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
 /// Messages shown in our page's log, as (user, text) pairs.
 async fn shown(browser: &Client) -> Vec<(String, String)> {
-    let value = browser
-        .execute(
-            "return [...document.querySelectorAll('#log li:not(.notice)')]
-                .map(li => [li.querySelector('.user').title, li.querySelector('.message').textContent]);",
-            vec![],
-        )
-        .await
-        .unwrap();
-    serde_json::from_value(value).unwrap()
+    evaluate(
+        browser,
+        "return [...document.querySelectorAll('#log li:not(.notice)')]
+            .map(li => [li.querySelector('.user').title, li.querySelector('.message').textContent]);",
+    )
+    .await
+}
+
+async fn click(browser: &Client, css: &str) {
+    let button = browser.find(Locator::Css(css)).await.unwrap();
+    button.click().await.unwrap();
 }
 
 async fn say(browser: &Client, text: &str) {
     let input = browser.find(Locator::Css("#text")).await.unwrap();
     input.clear().await.unwrap();
     input.send_keys(text).await.unwrap();
-    browser
-        .find(Locator::Css("#go"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(browser, "#go").await;
 }
 
 async fn wait_for_message(browser: &Client, text: &str) {
@@ -64,15 +64,7 @@ async fn wait_for_message(browser: &Client, text: &str) {
 }
 
 fn wait_for_workers(relay: &Daemon, count: usize) {
-    let deadline = Instant::now() + WAIT;
-    while relay.stderr_text().matches(" serving").count() < count {
-        assert!(
-            Instant::now() < deadline,
-            "workers never served:\n{}",
-            relay.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    relay.wait_stderr_count(" serving", count, WAIT);
 }
 
 fn worker_pids(relay: &Daemon) -> Vec<i32> {
@@ -125,12 +117,7 @@ async fn two_browsers_chat_through_the_relay() {
         .send_keys("hi alice")
         .await
         .unwrap();
-    bob.find(Locator::Css("#go"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&bob, "#go").await;
     wait_for_message(&alice, "hi alice").await;
     // Phone width: nothing sticks out sideways.
     wait_until_with(
@@ -209,13 +196,7 @@ async fn a_page_in_the_original_style_works_unchanged() {
         .send_keys("hello from the original page")
         .await
         .unwrap();
-    browser
-        .find(Locator::Css("#send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "#send").await;
     let heard: Value = loop {
         let frame = tokio::time::timeout(WAIT, rust.next())
             .await
@@ -242,16 +223,11 @@ async fn a_page_in_the_original_style_works_unchanged() {
         vec![],
     )
     .await;
-    let lines: Vec<String> = serde_json::from_value(
-        browser
-            .execute(
-                "return [...document.querySelectorAll('#chat p')].map(p => p.innerText);",
-                vec![],
-            )
-            .await
-            .unwrap(),
+    let lines: Vec<String> = evaluate(
+        &browser,
+        "return [...document.querySelectorAll('#chat p')].map(p => p.innerText);",
     )
-    .unwrap();
+    .await;
     assert_eq!(
         lines[0],
         format!("{page_user}: hello from the original page")
@@ -289,16 +265,11 @@ async fn a_client_cannot_make_the_page_show_a_server_notice() {
     // The relay handles a connection's frames in order: once the second is on the page, the
     // first has been dealt with.
     wait_for_message(&browser, "after the spoof").await;
-    let notices: Vec<String> = serde_json::from_value(
-        browser
-            .execute(
-                "return [...document.querySelectorAll('#log li.notice')].map(li => li.textContent);",
-                vec![],
-            )
-            .await
-            .unwrap(),
+    let notices: Vec<String> = evaluate(
+        &browser,
+        "return [...document.querySelectorAll('#log li.notice')].map(li => li.textContent);",
     )
-    .unwrap();
+    .await;
     assert!(
         notices.iter().all(|n| !n.contains("SPOOFED")),
         "the page shows a spoofed notice: {notices:?}"

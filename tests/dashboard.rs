@@ -4,23 +4,13 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::browser::{artifact, wait_until, Driver};
-use common::Daemon;
+use common::{agent, Daemon};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_load-monitor");
 /// 2016-04-10T00:00:00Z: the known day starts here.
 const DAY: i64 = 1_460_246_400;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
-}
 
 /// A day of records every 10 minutes for `server`, with loads that differ minute to minute.
 fn day_of_load(server: &str, scale: f64) -> String {
@@ -65,6 +55,13 @@ fn rows(v: &Value) -> Vec<(String, f64, f64)> {
         .collect()
 }
 
+/// Open `url` and wait until the page says it is in `state` (`drawn`, `error`).
+async fn open_until(browser: &fantoccini::Client, url: &str, what: &str, state: &str) {
+    browser.goto(url).await.unwrap();
+    let script = format!("document.body.dataset.state === '{state}'");
+    wait_until(browser, what, &script).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_draws_the_report_and_escapes_names() {
     let monitor = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--clock", "records"]);
@@ -92,14 +89,11 @@ async fn the_dashboard_draws_the_report_and_escapes_names() {
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
     let browser = driver.phone(&profile).await;
-    browser
-        .goto(&format!("{url}/dashboard/web-1"))
-        .await
-        .unwrap();
-    wait_until(
+    open_until(
         &browser,
+        &format!("{url}/dashboard/web-1"),
         "charts drawn",
-        "document.body.dataset.state === 'drawn'",
+        "drawn",
     )
     .await;
     assert_eq!(
@@ -174,14 +168,11 @@ async fn the_dashboard_draws_the_report_and_escapes_names() {
             }
         })
         .collect();
-    browser
-        .goto(&format!("{url}/dashboard/{path}"))
-        .await
-        .unwrap();
-    wait_until(
+    open_until(
         &browser,
+        &format!("{url}/dashboard/{path}"),
         "the report's refusal",
-        "document.body.dataset.state === 'error'",
+        "error",
     )
     .await;
     let seen = browser

@@ -16,12 +16,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_gen-events");
 fn help_and_version() {
     let r = run(EXE, &["--help"], b"");
     r.expect_code(0);
-    assert!(
-        r.stdout
-            .contains("gen-events --rate 100 | window-agg --minutes 5"),
-        "{}",
-        r.describe()
-    );
+    r.expect_stdout("gen-events --rate 100 | window-agg --minutes 5");
     run(EXE, &["--version"], b"").expect_code(0);
     let r = run(EXE, &["--rate", "fast"], b"");
     r.expect_code(2);
@@ -101,6 +96,15 @@ fn tracking_events_use_ten_ids_and_three_kinds() {
     );
 }
 
+/// Forty events of simulated time from 2020-01-01.
+const SIMULATED_40: [&str; 5] = [
+    "--simulated",
+    "--start",
+    "2020-01-01T00:00:00Z",
+    "--count",
+    "40",
+];
+
 #[test]
 fn config_file_sets_ids_weights_and_rate_and_flags_override_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,15 +117,7 @@ fn config_file_sets_ids_weights_and_rate_and_flags_override_it() {
     let config = path.to_str().unwrap();
     let r = run(
         EXE,
-        &[
-            "--config",
-            config,
-            "--simulated",
-            "--start",
-            "2020-01-01T00:00:00Z",
-            "--count",
-            "40",
-        ],
+        &[["--config", config].as_slice(), &SIMULATED_40].concat(),
         b"",
     );
     r.expect_code(0);
@@ -135,16 +131,10 @@ fn config_file_sets_ids_weights_and_rate_and_flags_override_it() {
     let r = run(
         EXE,
         &[
-            "--config",
-            config,
-            "--rate",
-            "40",
-            "--simulated",
-            "--start",
-            "2020-01-01T00:00:00Z",
-            "--count",
-            "40",
-        ],
+            ["--config", config, "--rate", "40"].as_slice(),
+            &SIMULATED_40,
+        ]
+        .concat(),
         b"",
     );
     assert_eq!(

@@ -63,22 +63,19 @@ impl Server {
         };
         // chat-relay's parent listens; its worker serves (and holds the connections).
         let pid = if self == Server::ChatRelay {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                let text = daemon.stderr_text();
-                if let Some(pid) = text
-                    .split("(pid ")
-                    .nth(1)
-                    .and_then(|rest| rest.split(')').next())
-                    .filter(|_| text.contains(" serving"))
-                {
-                    break pid.parse().unwrap();
-                }
-                assert!(Instant::now() < deadline, "no worker serves:\n{text}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            assert!(
+                daemon.stderr_says(" serving", Duration::from_secs(15)),
+                "no worker serves:\n{}",
+                daemon.stderr_text()
+            );
+            let text = daemon.stderr_text();
+            let pid = text
+                .split("(pid ")
+                .nth(1)
+                .and_then(|rest| rest.split(')').next());
+            pid.unwrap().parse().unwrap()
         } else {
-            daemon.child.id()
+            daemon.pid()
         };
         Running {
             server: self,
@@ -88,6 +85,7 @@ impl Server {
     }
 }
 
+/// A server under test: its process, and the one that holds the connections.
 struct Running {
     server: Server,
     daemon: Daemon,
@@ -112,16 +110,12 @@ impl Running {
     /// Wait until the server has said `needle` on stderr (it writes before it answers, but our
     /// reader thread may not have read it yet).
     fn wait_stderr(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.daemon.stderr_text().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "{:?} never said {needle:?}:\n{}",
-                self.server,
-                self.daemon.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            self.daemon.stderr_says(needle, Duration::from_secs(10)),
+            "{:?} never said {needle:?}:\n{}",
+            self.server,
+            self.daemon.stderr_text()
+        );
     }
 
     fn open_fds(&self) -> usize {
@@ -346,22 +340,9 @@ fn two_thousand_idle_connections_cannot_exhaust_a_server() {
         let running = server.start_with_fd_limit(&["--header-timeout", "2s"], Some(FD_LIMIT));
         let before = running.open_fds();
         let addr = running.addr();
-        // The server's fds, sampled while the clients come and go.
-        let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let sampler = {
-            let (sampling, pid) = (sampling.clone(), running.pid);
-            std::thread::spawn(move || {
-                let mut peak = 0;
-                while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                    peak = peak.max(raw_http::open_fds(pid));
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                peak
-            })
-        };
+        let peak_fds = common::procfs::PeakFds::watch(running.pid);
         let outcomes = raw_http::idle_clients(addr, CONNECTIONS, Duration::from_secs(20), || {});
-        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-        let peak = sampler.join().unwrap();
+        let peak = peak_fds.stop();
         let mut refused = 0;
         for (said, ended) in &outcomes {
             let after = ended.unwrap_or_else(|| panic!("{server:?}: a socket is still open"));

@@ -238,7 +238,7 @@ fn stdin_every_prints_reports_while_input_goes_on() {
 
 #[test]
 fn http_routes_answer_like_the_original_service_and_ours() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--clock", "records"]);
+    let d = load_monitor(&["--clock", "records"]);
     let a = agent();
     let url = d.url();
     let ok = post(
@@ -445,7 +445,7 @@ fn http_routes_answer_like_the_original_service_and_ours() {
 
 #[test]
 fn http_caps_the_number_of_servers() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--max-servers", "2"]);
+    let d = load_monitor(&["--max-servers", "2"]);
     let a = agent();
     let url = format!("{}/addserver", d.url());
     for name in ["a", "b"] {
@@ -513,17 +513,7 @@ fn clear_of_a_minute_boundary(needed: Duration) {
 /// and then every new server got 507. Now one address adds at most --max-new-servers a minute.
 #[test]
 fn one_client_cannot_fill_the_registry() {
-    let d = Daemon::ours(
-        EXE,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--clock",
-            "records",
-            "--max-new-servers",
-            "20",
-        ],
-    );
+    let d = load_monitor(&["--clock", "records", "--max-new-servers", "20"]);
     let a = agent();
     clear_of_a_minute_boundary(Duration::from_secs(5));
     // 30 invented names in one batch: 20 are taken, the rest refused line by line.
@@ -595,17 +585,7 @@ fn one_client_cannot_fill_the_registry() {
 /// The other half of the fault: servers with nothing left in the day kept their place for ever.
 #[test]
 fn servers_with_nothing_left_in_the_day_are_forgotten() {
-    let d = Daemon::ours(
-        EXE,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--clock",
-            "records",
-            "--max-servers",
-            "2",
-        ],
-    );
+    let d = load_monitor(&["--clock", "records", "--max-servers", "2"]);
     let a = agent();
     let url = format!("{}/addserver", d.url());
     let day = 86_400;
@@ -681,7 +661,7 @@ impl Rng {
 
 #[test]
 fn concurrent_posters_every_report_exact() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let d = load_monitor(&[]);
     let url = d.url();
     const POSTERS: u64 = 16;
     const EACH: u64 = 400;
@@ -761,6 +741,22 @@ fn concurrent_posters_every_report_exact() {
     }
 }
 
+/// A temporary folder and the path of a snapshot file in it.
+fn snapshot_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.jsonl");
+    (dir, snap)
+}
+
+/// load-monitor on a free port with `extra` flags, once it says where it listens.
+fn load_monitor(extra: &[&str]) -> Daemon {
+    Daemon::program(EXE)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .listening()
+        .start()
+}
+
 /// Wait until `check` holds, polling a file the server writes on its own schedule.
 fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -772,8 +768,7 @@ fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
 
 #[test]
 fn restart_with_snapshot_keeps_the_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("state.jsonl");
+    let (_dir, snap) = snapshot_file();
     let snap_arg = snap.to_str().unwrap();
     let args = [
         "--listen",
@@ -814,11 +809,9 @@ fn restart_with_snapshot_keeps_the_reports() {
         assert_eq!(reports.len(), 20);
         d.signal(nix::sys::signal::Signal::SIGTERM);
         let mut d = d;
-        let status = d.child.wait().unwrap();
+        let status = d.wait_exit(Duration::from_secs(20));
         assert_eq!(status.code(), Some(0), "{}", d.stderr_text());
-        wait_until("the stop message", Duration::from_secs(5), || {
-            d.stderr_text().contains("saved 20 servers")
-        });
+        d.wait_stderr("saved 20 servers", Duration::from_secs(5));
     }
     let d = Daemon::ours(EXE, &args);
     assert!(
@@ -843,8 +836,7 @@ fn restart_with_snapshot_keeps_the_reports() {
 
 #[test]
 fn periodic_snapshot_survives_a_kill() {
-    let dir = tempfile::tempdir().unwrap();
-    let snap = dir.path().join("state.jsonl");
+    let (_dir, snap) = snapshot_file();
     let snap_arg = snap.to_str().unwrap();
     let args = [
         "--listen",
@@ -875,19 +867,14 @@ fn periodic_snapshot_survives_a_kill() {
     drop(d);
     std::fs::write(&snap, "garbage\n").unwrap();
     let r = run(EXE, &args, b"");
-    r.expect_code(1);
-    assert!(
-        r.stderr.contains("snapshot") && r.stderr.contains("line 1"),
-        "{}",
-        r.describe()
-    );
+    r.expect_failure(1, "snapshot").expect_stderr("line 1");
 }
 
 const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
 
 #[test]
 fn gen_events_posts_concurrently_and_checks_every_report() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let d = load_monitor(&[]);
     let url = format!("{}/addserver", d.url());
     let r = run(
         GEN,
@@ -917,17 +904,8 @@ fn gen_events_posts_concurrently_and_checks_every_report() {
         "{}",
         r.describe()
     );
-    assert!(
-        r.stderr
-            .contains("posted 3000 records in 3000 requests on 8 connections"),
-        "{}",
-        r.describe()
-    );
-    assert!(
-        r.stderr.contains("3000 accepted, 0 refused"),
-        "{}",
-        r.describe()
-    );
+    r.expect_stderr("posted 3000 records in 3000 requests on 8 connections");
+    r.expect_stderr("3000 accepted, 0 refused");
     let stats = get(&agent(), &format!("{}/stats", d.url())).json();
     assert_eq!(
         (stats["accepted"].clone(), stats["servers"].clone()),
@@ -937,7 +915,7 @@ fn gen_events_posts_concurrently_and_checks_every_report() {
 
 #[test]
 fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0", "--clock", "records"]);
+    let d = load_monitor(&["--clock", "records"]);
     let url = format!("{}/records", d.url());
     let replay = |url: &str| {
         run(
@@ -975,7 +953,7 @@ fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
         "{}",
         r.describe()
     );
-    assert!(r.stderr.contains("in 80 requests"), "{}", r.describe());
+    r.expect_stderr("in 80 requests");
     // Posting the same records again doubles every sum and count, so every average stays; one
     // more record for one server changes that server's last minute and hour, and only those.
     let extra = post(
@@ -1005,12 +983,14 @@ fn gen_events_batches_a_replay_and_the_check_catches_foreign_records() {
         r.describe()
     );
     assert_eq!(verdict["expected"][0], "2016-04-10T02:46:00.000000Z");
-    assert!(r.stderr.contains("FAILED: server server0007, 1hourdata row 60: expected [\"2016-04-10T02:46:00.000000Z\""), "{}", r.describe());
+    r.expect_stderr(
+        "FAILED: server server0007, 1hourdata row 60: expected [\"2016-04-10T02:46:00.000000Z\"",
+    );
 }
 
 #[test]
 fn gen_events_reports_refusals_and_an_unreachable_service() {
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let d = load_monitor(&[]);
     // Wall clock: a replay of 2016 is refused record by record.
     let r = run(
         GEN,
@@ -1031,8 +1011,8 @@ fn gen_events_reports_refusals_and_an_unreachable_service() {
         b"",
     );
     r.expect_failure(1, "0 accepted, 30 refused");
-    assert!(r.stderr.contains("HTTP 422"), "{}", r.describe());
-    assert!(r.stderr.contains("nothing to check"), "{}", r.describe());
+    r.expect_stderr("HTTP 422");
+    r.expect_stderr("nothing to check");
     let url = d.url();
     drop(d);
     let r = run(
@@ -1057,7 +1037,7 @@ fn gen_events_reports_refusals_and_an_unreachable_service() {
 #[test]
 fn a_stalled_client_and_a_dropped_one_do_not_stop_the_others() {
     use std::net::TcpStream;
-    let d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let d = load_monitor(&[]);
     let a = agent();
     // Half a request, then silence: the connection stays open for the whole test.
     let mut stalled = TcpStream::connect(d.addr).unwrap();
@@ -1089,20 +1069,12 @@ fn a_stalled_client_and_a_dropped_one_do_not_stop_the_others() {
 fn sigterm_right_after_the_listening_line_is_a_graceful_stop() {
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("state.jsonl");
-    let mut d = Daemon::ours(
-        EXE,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--snapshot",
-            snap.to_str().unwrap(),
-        ],
-    );
+    let mut d = load_monitor(&["--snapshot", snap.to_str().unwrap()]);
     d.signal(nix::sys::signal::Signal::SIGTERM);
     let status = d.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(snap.exists(), "the snapshot is written on the way out");
-    let mut d = Daemon::ours(EXE, &["--listen", "127.0.0.1:0"]);
+    let mut d = load_monitor(&[]);
     d.signal(nix::sys::signal::Signal::SIGINT);
     assert_eq!(d.child.wait().unwrap().code(), Some(130));
 }
@@ -1121,11 +1093,7 @@ fn usage_errors_exit_2_and_help_shows_an_example() {
     }
     let help = run(EXE, &["--help"], b"");
     help.expect_code(0);
-    assert!(
-        help.stdout.contains("gen-events --profile load"),
-        "{}",
-        help.describe()
-    );
+    help.expect_stdout("gen-events --profile load");
     run(EXE, &["--version"], b"").expect_code(0);
 }
 

@@ -7,7 +7,7 @@
 mod common;
 use common::agent;
 
-use common::{run, Daemon};
+use common::{run, Daemon, Run};
 use pipeworks::time::{format_timestamp, now, parse_timestamp};
 use serde_json::{json, Value};
 
@@ -31,6 +31,14 @@ fn assert_four_digit_years(text: &str) {
     }
 }
 
+/// load-monitor's report lines, which must be server a's alone (`why` says why on failure).
+fn only_server_a(r: &Run, why: &str) -> Vec<Value> {
+    let lines = r.json_lines();
+    assert_eq!(lines.len(), 1, "{why}\n{}", r.describe());
+    assert_eq!(lines[0]["servername"], "a");
+    lines
+}
+
 #[test]
 fn minute_stats_reports_a_far_future_line_and_keeps_the_later_ones() {
     let ev = |v: u32, t: &str| format!(r#"{{"type":"a","value":{v},"timestamp":"{t}"}}"#);
@@ -43,15 +51,9 @@ fn minute_stats_reports_a_far_future_line_and_keeps_the_later_ones() {
     ]
     .join("\n");
     let r = run(MINUTE_STATS, &[], input.as_bytes());
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains("line 3: event time 9999-12-31T23:59:59.000000Z")
-            && r.stderr.contains("--max-future"),
-        "{}",
-        r.describe()
-    );
-    assert!(r.stderr.contains("skipped 1 bad line"), "{}", r.describe());
+    r.expect_failure(1, "line 3: event time 9999-12-31T23:59:59.000000Z")
+        .expect_stderr("--max-future");
+    r.expect_stderr("skipped 1 bad line");
     let lines = r.json_lines();
     assert_eq!(lines.len(), 2, "{}", r.describe());
     assert_eq!(
@@ -73,13 +75,7 @@ fn window_agg_reports_a_far_future_line_and_keeps_the_later_ones() {
     input.push(ev(EVIL));
     input.extend((4..8).map(|i| ev(&format!("2019-12-08T06:42:0{i}Z"))));
     let r = run(WINDOW_AGG, &[], input.join("\n").as_bytes());
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains("line 5: event time 9999-12-31T23:59:59.000000Z"),
-        "{}",
-        r.describe()
-    );
+    r.expect_failure(1, "line 5: event time 9999-12-31T23:59:59.000000Z");
     let lines = r.json_lines();
     assert_eq!(lines.len(), 1, "{}", r.describe());
     assert_eq!(lines[0]["types"]["user-event"]["totalEventsCaptured"], 8);
@@ -99,21 +95,8 @@ fn load_monitor_stdin_refuses_a_far_future_record_and_keeps_the_later_ones() {
     input.push(r#"{"server":"evil","cpu":1,"ram":1,"timestamp":"9999-12-31T23:59:59Z"}"#.into());
     input.push(load_record("a", "2016-04-10T14:54:00Z", 3));
     let r = run(LOAD_MONITOR, &[], input.join("\n").as_bytes());
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains("line 5: event time 9999-12-31T23:59:59.000000Z"),
-        "{}",
-        r.describe()
-    );
-    let lines = r.json_lines();
-    assert_eq!(
-        lines.len(),
-        1,
-        "only server a has a report\n{}",
-        r.describe()
-    );
-    assert_eq!(lines[0]["servername"], "a");
+    r.expect_failure(1, "line 5: event time 9999-12-31T23:59:59.000000Z");
+    let lines = only_server_a(&r, "only server a has a report");
     assert_eq!(
         lines[0]["1hourdata"].as_array().unwrap().len(),
         5,
@@ -220,20 +203,10 @@ fn load_monitor_snapshot_from_the_future_is_clamped_on_load() {
         &["--snapshot", snapshot],
         load_record("a", "2016-04-10T14:54:00Z", 3).as_bytes(),
     );
-    r.expect_code(0);
-    assert!(
-        r.stderr.contains("snapshot") && r.stderr.contains("--max-future"),
-        "{}",
-        r.describe()
-    );
-    let lines = r.json_lines();
-    assert_eq!(
-        lines.len(),
-        1,
-        "evil's future record is dropped\n{}",
-        r.describe()
-    );
-    assert_eq!(lines[0]["servername"], "a");
+    r.expect_code(0)
+        .expect_stderr("snapshot")
+        .expect_stderr("--max-future");
+    let lines = only_server_a(&r, "evil's future record is dropped");
     assert_eq!(lines[0]["1hourdata"].as_array().unwrap().len(), 5);
     assert_four_digit_years(&r.stdout);
     // The saved snapshot no longer holds the future clock.
@@ -287,13 +260,8 @@ fn off_accepts_the_future_but_never_a_five_digit_year() {
     ]
     .join("\n");
     let r = run(MINUTE_STATS, &["--max-future", "off"], input.as_bytes());
-    r.expect_code(1);
-    assert!(
-        r.stderr.contains("line 2: ") && r.stderr.contains("line 3: "),
-        "{}",
-        r.describe()
-    );
-    assert!(r.stderr.contains("skipped 2 bad lines"), "{}", r.describe());
+    r.expect_failure(1, "line 2: ").expect_stderr("line 3: ");
+    r.expect_stderr("skipped 2 bad lines");
     let lines = r.json_lines();
     assert_eq!(lines.len(), 1, "{}", r.describe());
     assert_eq!(lines[0]["aggs"][0]["max"], 4);
@@ -350,5 +318,5 @@ fn gen_events_never_stamps_past_the_year_9999() {
     r.expect_code(1);
     assert_eq!(r.stdout.lines().count(), 1, "{}", r.describe());
     assert_four_digit_years(&r.stdout);
-    assert!(r.stderr.contains("after 9999-12-31"), "{}", r.describe());
+    r.expect_stderr("after 9999-12-31");
 }

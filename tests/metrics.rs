@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::prometheus::Prometheus;
-use common::Daemon;
+use common::{agent, Daemon};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -18,14 +18,6 @@ const PRICE: &str = env!("CARGO_BIN_EXE_price-api");
 const LOAD: &str = env!("CARGO_BIN_EXE_load-monitor");
 const REPRICE: &str = env!("CARGO_BIN_EXE_reprice");
 const WAIT: Duration = Duration::from_secs(30);
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
-}
 
 fn post(agent: &ureq::Agent, url: &str, body: &str) -> u16 {
     let mut r = agent.post(url).send(body).unwrap();
@@ -85,15 +77,7 @@ fn worker_pids(relay: &Daemon) -> Vec<(usize, i32)> {
 }
 
 fn wait_for_workers(relay: &Daemon, count: usize) {
-    let deadline = Instant::now() + WAIT;
-    while worker_pids(relay).len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "workers never served:\n{}",
-            relay.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    relay.wait_stderr_count(" serving", count, WAIT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -282,12 +282,7 @@ fn lateness_accepts_reordered_events_and_reports_later_ones() {
         lines[1]["aggs"][0],
         json!({"name":"a","min":2,"max":4,"mean":3,"median":3})
     );
-    assert!(
-        r.stderr
-            .contains("line 5: late event at 2017-01-03T15:53:30.000000Z"),
-        "{}",
-        r.describe()
-    );
+    r.expect_stderr("line 5: late event at 2017-01-03T15:53:30.000000Z");
 }
 
 #[test]

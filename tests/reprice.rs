@@ -19,10 +19,10 @@ fn api(args: &[&str]) -> Daemon {
     Daemon::ours(&exe("price-api"), &all)
 }
 
-fn reprice(csv: &str, api_url: &str, extra: &[&str]) -> Proc {
+fn reprice(csv: &str, api_url: &str, extra: &[&str]) -> Daemon {
     let mut args = vec!["--csv", csv, "--api", api_url, "--poll-after", "30ms"];
     args.extend_from_slice(extra);
-    Proc::start("reprice", &args, Stdio::piped())
+    start("reprice", &args, Stdio::piped())
 }
 
 fn tick(n: u64) -> String {
@@ -53,7 +53,7 @@ fn check_price_line(line: &Value, prices: &[f64]) {
 }
 
 /// Wait until tick `t` ends: its price line (returned) or its error line on stderr (`None`).
-fn wait_tick_end(r: &Proc, t: u64) -> Option<Value> {
+fn wait_tick_end(r: &Daemon, t: u64) -> Option<Value> {
     let deadline = std::time::Instant::now() + WITHIN;
     let needle = format!("reprice: tick {t}: ");
     loop {
@@ -226,7 +226,7 @@ fn ticker_outlives_a_killed_reprice_and_a_restarted_one_picks_up() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("ticks");
     let fifo_s = fifo.to_str().unwrap().to_string();
-    let mut ticker = Proc::start("ticker", &["20ms", "--out", &fifo_s], Stdio::null());
+    let mut ticker = start("ticker", &["20ms", "--out", &fifo_s], Stdio::null());
     ticker.wait_stderr("no reader on", WITHIN);
     let csv = example("data.csv");
     let args = [
@@ -238,7 +238,7 @@ fn ticker_outlives_a_killed_reprice_and_a_restarted_one_picks_up() {
         "10ms",
         &fifo_s,
     ];
-    let mut first = Proc::start("reprice", &args, Stdio::null());
+    let mut first = start("reprice", &args, Stdio::null());
     let before = first.json()["tick"].as_u64().unwrap();
     let its_data_manager = only_child(first.pid(), WITHIN);
     first.signal(Signal::SIGKILL);
@@ -254,7 +254,7 @@ fn ticker_outlives_a_killed_reprice_and_a_restarted_one_picks_up() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let second = Proc::start("reprice", &args, Stdio::null());
+    let second = start("reprice", &args, Stdio::null());
     let after = second.json()["tick"].as_u64().unwrap();
     assert!(
         after > before,
@@ -275,7 +275,7 @@ fn a_poll_as_long_as_the_tick_period_prices_every_tick() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut r = Proc::start(
+    let mut r = start(
         "reprice",
         &[
             "--csv",
@@ -454,7 +454,7 @@ fn soak(ticks: u64, period: Duration) {
         .spawn()
         .unwrap();
     let csv = example("data.csv");
-    let mut r = Proc::start(
+    let mut r = start(
         "reprice",
         &[
             "--csv",

@@ -49,7 +49,7 @@ fn ticker_counts_on_an_absolute_schedule() {
 
 #[test]
 fn ticker_reports_missed_ticks_after_a_stall_instead_of_bursting() {
-    let mut ticker = Proc::start("ticker", &["50ms"], Stdio::null());
+    let mut ticker = start("ticker", &["50ms"], Stdio::null());
     let first = ticker.json();
     ticker.signal(Signal::SIGSTOP);
     // The stall is the fault under test: it has to last several periods.
@@ -94,7 +94,7 @@ fn ticker_keeps_ticking_into_a_fifo_with_no_reader_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("ticks");
     let fifo_s = fifo.to_str().unwrap().to_string();
-    let mut ticker = Proc::start("ticker", &["20ms", "--out", &fifo_s], Stdio::null());
+    let mut ticker = start("ticker", &["20ms", "--out", &fifo_s], Stdio::null());
     ticker.wait_stderr("no reader on", WITHIN);
 
     // A reader attaches: delivery starts, and the first line counts what nobody read.
@@ -139,7 +139,7 @@ fn ticker_refuses_bad_arguments() {
     for name in ["ticker", "data-manager", "price-api", "reprice"] {
         let help = run(&exe(name), &["--help"], b"");
         help.expect_code(0);
-        assert!(help.stdout.contains("Examples:"), "{}", help.describe());
+        help.expect_stdout("Examples:");
         run(&exe(name), &["--version"], b"").expect_code(0);
     }
 }
@@ -225,18 +225,9 @@ fn data_manager_reports_bad_rows_and_requests_and_goes_on() {
     assert_eq!(replies[2]["id"], json!(2));
     assert!(replies[2]["error"].is_string());
     assert_eq!(replies[3]["prices"], json!([10.5, 11.5]));
-    assert!(
-        r.stderr
-            .contains("prices.csv: line 3: Price \"ten\" is not a number"),
-        "{}",
-        r.describe()
-    );
-    assert!(
-        r.stderr.contains("data-manager: line 2:"),
-        "{}",
-        r.describe()
-    );
-    assert!(r.stderr.contains("skipped 1 bad row"), "{}", r.describe());
+    r.expect_stderr("prices.csv: line 3: Price \"ten\" is not a number");
+    r.expect_stderr("data-manager: line 2:");
+    r.expect_stderr("skipped 1 bad row");
 
     let missing = ask("/nonexistent/prices.csv", &[], &[]);
     missing.expect_code(1);
@@ -280,7 +271,7 @@ fn data_manager_follows_a_growing_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.csv");
     std::fs::write(&path, "Timestamp,Price\n1,10\n").unwrap();
-    let mut dm = Proc::start(
+    let mut dm = start(
         "data-manager",
         &["--csv", path.to_str().unwrap(), "--follow"],
         Stdio::piped(),
@@ -313,7 +304,7 @@ fn data_manager_computes_a_huge_wrapped_tick_and_answers_the_next_request() {
     let csv = example("data.csv");
     let prices = csv_prices(&csv);
     let n = prices.len() as u64;
-    let mut dm = Proc::start(
+    let mut dm = start(
         "data-manager",
         &["--csv", &csv, "--at-end", "wrap"],
         Stdio::piped(),
@@ -348,7 +339,7 @@ fn data_manager_refuses_huge_fields_in_bounded_memory_and_non_positive_prices() 
     }
     file.write_all(b"\n5,11\n6,12\n").unwrap();
     drop(file);
-    let mut dm = Proc::start(
+    let mut dm = start(
         "data-manager",
         &["--csv", path.to_str().unwrap()],
         Stdio::piped(),
@@ -491,6 +482,16 @@ fn price_api_answers_every_error_with_json() {
     );
 }
 
+/// POST /register-request with no body.
+fn register(agent: &ureq::Agent, api: &Daemon) -> (u16, Value) {
+    call(
+        agent,
+        "POST",
+        &format!("{}/register-request", api.url()),
+        None,
+    )
+}
+
 #[test]
 fn price_api_plays_the_overloaded_server() {
     let failing = Daemon::ours(
@@ -498,12 +499,7 @@ fn price_api_plays_the_overloaded_server() {
         &["--listen", "127.0.0.1:0", "--fail-rate", "1"],
     );
     let agent = agent();
-    let (status, body) = call(
-        &agent,
-        "POST",
-        &format!("{}/register-request", failing.url()),
-        None,
-    );
+    let (status, body) = register(&agent, &failing);
     assert_eq!(status, 503);
     assert!(body["error"].is_string());
     let (_, health) = call(&agent, "GET", &format!("{}/health", failing.url()), None);
@@ -518,12 +514,7 @@ fn price_api_plays_the_overloaded_server() {
         &["--listen", "127.0.0.1:0", "--latency", "150ms..200ms"],
     );
     let started = Instant::now();
-    let (status, _) = call(
-        &agent,
-        "POST",
-        &format!("{}/register-request", slow.url()),
-        None,
-    );
+    let (status, _) = register(&agent, &slow);
     assert_eq!(status, 200);
     assert!(
         started.elapsed() >= Duration::from_millis(150),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{free_port, run, Daemon};
 use nix::sys::signal::Signal;
 use redis::Commands;
-use reprice_support::{exe, Proc};
+use reprice_support::{exe, start};
 use serde_json::Value;
 
 const TICKS: u64 = 600;
@@ -80,7 +80,7 @@ impl Loop {
             .unwrap()
     }
 
-    fn consumer(&self, name: &str, extra: &[&str]) -> Proc {
+    fn consumer(&self, name: &str, extra: &[&str]) -> Daemon {
         let url = self.url();
         let api = self.api.url();
         let mut args = vec![
@@ -110,7 +110,7 @@ impl Loop {
             "20s",
         ];
         args.extend_from_slice(extra);
-        let p = Proc::start("reprice", &args, Stdio::null());
+        let p = start("reprice", &args, Stdio::null());
         p.wait_stderr(
             &format!("consumer {name} of group"),
             Duration::from_secs(20),
@@ -156,7 +156,7 @@ impl Loop {
     }
 
     /// Wait until the prices stream holds `n` lines.
-    fn await_published(&self, n: usize, within: Duration, procs: &[&Proc]) {
+    fn await_published(&self, n: usize, within: Duration, procs: &[&Daemon]) {
         let deadline = Instant::now() + within;
         let mut con = self.con();
         loop {
@@ -192,7 +192,7 @@ impl Loop {
 
 /// Stop a consumer gracefully and take every line it printed; it exits with `code` (1 when it
 /// published reports).
-fn stop_with(mut p: Proc, code: i32) -> (Vec<Value>, String) {
+fn stop_with(mut p: Daemon, code: i32) -> (Vec<Value>, String) {
     p.signal(Signal::SIGTERM);
     let lines = p.rest();
     let status = p.wait_exit(Duration::from_secs(20));
@@ -200,7 +200,7 @@ fn stop_with(mut p: Proc, code: i32) -> (Vec<Value>, String) {
     (lines, p.stderr_text())
 }
 
-fn stop(p: Proc) -> (Vec<Value>, String) {
+fn stop(p: Daemon) -> (Vec<Value>, String) {
     stop_with(p, 0)
 }
 
@@ -260,12 +260,12 @@ fn check_printed(printed: &[Vec<Value>], published: &[Value]) {
 #[test]
 fn three_consumers_price_every_tick_and_book_exactly_once() {
     let lp = Loop::start();
-    let consumers: Vec<Proc> = ["c1", "c2", "c3"]
+    let consumers: Vec<Daemon> = ["c1", "c2", "c3"]
         .iter()
         .map(|n| lp.consumer(n, &[]))
         .collect();
     let ticker = lp.ticks(TICKS);
-    let refs: Vec<&Proc> = consumers.iter().collect();
+    let refs: Vec<&Daemon> = consumers.iter().collect();
     lp.await_published((TICKS * BOOKS) as usize, Duration::from_secs(300), &refs);
     ticker.join().unwrap();
     let mut printed = Vec::new();
@@ -293,7 +293,7 @@ fn three_consumers_price_every_tick_and_book_exactly_once() {
 fn a_consumer_killed_mid_run_leaves_its_entries_to_the_others() {
     let lp = Loop::start();
     let victim = lp.consumer("c1", &[]);
-    let others: Vec<Proc> = ["c2", "c3"].iter().map(|n| lp.consumer(n, &[])).collect();
+    let others: Vec<Daemon> = ["c2", "c3"].iter().map(|n| lp.consumer(n, &[])).collect();
     let ticker = lp.ticks(TICKS);
     // Once the victim has priced 500 books, kill -9 it with entries in its hands.
     let mut victim_lines = Vec::new();
@@ -325,7 +325,7 @@ fn a_consumer_killed_mid_run_leaves_its_entries_to_the_others() {
         !held.ids.is_empty() || !held_ticks.ids.is_empty(),
         "the victim held no entries when it was killed"
     );
-    let refs: Vec<&Proc> = others.iter().collect();
+    let refs: Vec<&Daemon> = others.iter().collect();
     lp.await_published((TICKS * BOOKS) as usize, Duration::from_secs(300), &refs);
     ticker.join().unwrap();
     let mut printed = vec![victim_lines];
@@ -400,7 +400,7 @@ fn ticker_appends_ticks_to_a_stream_and_keeps_ticking_while_redis_is_down() {
 fn ticker_counts_the_ticks_redis_missed_on_the_next_one() {
     let port = free_port();
     let url = format!("redis://127.0.0.1:{port}/t");
-    let ticker = Proc::start("ticker", &["20ms", "--redis", &url], Stdio::null());
+    let ticker = start("ticker", &["20ms", "--redis", &url], Stdio::null());
     ticker.wait_stderr("ticking on", Duration::from_secs(10));
     let redis = Daemon::redis_on(port);
     ticker.wait_stderr("adding ticks again", Duration::from_secs(10));
@@ -418,56 +418,24 @@ fn ticker_counts_the_ticks_redis_missed_on_the_next_one() {
 fn bad_flags_and_an_unreachable_redis_are_clear() {
     let csv = reprice_support::example("books.csv");
     let reprice = exe("reprice");
-    let bad_url = run(
-        &reprice,
-        &[
-            "--csv",
-            &csv,
-            "--redis",
-            "http://127.0.0.1:6379/t",
-            "--group",
-            "g",
-        ],
-        b"",
-    );
-    bad_url.expect_code(2);
-    assert!(bad_url
-        .stderr
-        .contains("--redis http://127.0.0.1:6379/t: not a redis:// URL"));
-    let no_key = run(
-        &reprice,
-        &[
-            "--csv",
-            &csv,
-            "--redis",
-            "redis://127.0.0.1:6379",
-            "--group",
-            "g",
-        ],
-        b"",
-    );
-    no_key.expect_code(2);
-    assert!(no_key
-        .stderr
-        .contains("give the key as redis://HOST:PORT/KEY"));
-    let no_group = run(
-        &reprice,
-        &["--csv", &csv, "--redis", "redis://127.0.0.1:6379/t"],
-        b"",
-    );
-    no_group.expect_code(2);
-    assert!(
-        no_group.stderr.contains("--group"),
-        "{}",
-        no_group.describe()
-    );
+    let usage_errors: [(&[&str], &str); 3] = [
+        (
+            &["--redis", "http://127.0.0.1:6379/t", "--group", "g"],
+            "--redis http://127.0.0.1:6379/t: not a redis:// URL",
+        ),
+        (
+            &["--redis", "redis://127.0.0.1:6379", "--group", "g"],
+            "give the key as redis://HOST:PORT/KEY",
+        ),
+        (&["--redis", "redis://127.0.0.1:6379/t"], "--group"),
+    ];
+    for (flags, message) in usage_errors {
+        let mut args = vec!["--csv", csv.as_str()];
+        args.extend_from_slice(flags);
+        run(&reprice, &args, b"").expect_failure(2, message);
+    }
     let group_alone = run(&reprice, &["--csv", &csv, "--group", "g"], b"");
-    group_alone.expect_code(2);
-    assert!(
-        group_alone.stderr.contains("--redis"),
-        "{}",
-        group_alone.describe()
-    );
+    group_alone.expect_failure(2, "--redis");
     let files = run(
         &reprice,
         &[
@@ -481,25 +449,16 @@ fn bad_flags_and_an_unreachable_redis_are_clear() {
         ],
         b"",
     );
-    files.expect_code(2);
-    assert!(files.stderr.contains("give no input files"));
+    files.expect_failure(2, "give no input files");
     let down = format!("redis://127.0.0.1:{}/t", free_port());
     let unreachable = run(
         &reprice,
         &["--csv", &csv, "--redis", &down, "--group", "g"],
         b"",
     );
-    unreachable.expect_code(1);
-    assert!(
-        unreachable
-            .stderr
-            .contains(&format!("reprice: redis {down}: cannot connect")),
-        "{}",
-        unreachable.describe()
-    );
+    unreachable.expect_failure(1, &format!("reprice: redis {down}: cannot connect"));
     let ticker = run(&exe("ticker"), &["1s", "--redis", "redis://h:1"], b"");
-    ticker.expect_code(2);
-    assert!(ticker.stderr.contains("give the key"));
+    ticker.expect_failure(2, "give the key");
     let both = run(
         &exe("ticker"),
         &["1s", "--redis", "redis://h:1/t", "--out", "/tmp/x.fifo"],

@@ -9,17 +9,19 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::run;
+use common::{generate, run, total_events, Run};
 use pipeworks::time::{format_timestamp, parse_timestamp};
 use serde_json::{json, Value};
 
 const EXE: &str = env!("CARGO_BIN_EXE_window-agg");
 const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
 
-fn generate(args: &[&str]) -> String {
-    let r = run(GEN, args, b"");
+/// window-agg over the events in `file` (it must succeed).
+fn run_on_file(minutes: &str, bucket: &str, file: &std::path::Path) -> Run {
+    let file = file.to_str().unwrap();
+    let r = run(EXE, &["--minutes", minutes, "--bucket", bucket, file], b"");
     r.expect_code(0);
-    r.stdout
+    r
 }
 
 fn type_name(event: &str) -> String {
@@ -100,12 +102,7 @@ fn every_line_is_the_exact_count_of_its_window() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     std::fs::write(&path, &events).unwrap();
-    let r = run(
-        EXE,
-        &["--minutes", "2", "--bucket", "15s", path.to_str().unwrap()],
-        b"",
-    );
-    r.expect_code(0);
+    let r = run_on_file("2", "15s", &path);
     let lines = r.json_lines();
     // 3000 events at 7/s span 428.6 s: one line per 15 s boundary crossed, plus the final one.
     let first = parse_timestamp("2019-12-08T06:42:57.289Z").unwrap();
@@ -155,12 +152,7 @@ fn the_config_file_sets_the_window() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["window_start"], "2019-12-31T23:55:10.000000Z");
     assert_eq!(lines[0]["window_end"], "2020-01-01T00:00:10.000000Z");
-    let total: u64 = lines[0]["types"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
-        .sum();
+    let total = total_events(&lines[0]);
     assert_eq!(total, 100);
     // Flags override the file.
     let r = run(
@@ -188,18 +180,9 @@ fn bad_lines_are_reported_and_the_rest_counted() {
     );
     let r = run(EXE, &[], input.as_bytes());
     r.expect_failure(1, "window-agg: line 2: invalid JSON");
-    assert!(
-        r.stderr
-            .contains(r#"line 3: missing field "value.trackingId""#),
-        "{}",
-        r.describe()
-    );
-    assert!(
-        r.stderr.contains("line 4: timestamp \"yesterday\""),
-        "{}",
-        r.describe()
-    );
-    assert!(r.stderr.contains("skipped 3 bad lines"), "{}", r.describe());
+    r.expect_stderr(r#"line 3: missing field "value.trackingId""#);
+    r.expect_stderr("line 4: timestamp \"yesterday\"");
+    r.expect_stderr("skipped 3 bad lines");
     let lines = r.json_lines();
     assert_eq!(lines[0]["types"]["user-event"]["totalEventsCaptured"], 1);
     assert_eq!(
@@ -244,11 +227,7 @@ fn duplicate_keys_on_a_field_path_are_bad_lines() {
         &[],
         br#"{"type":"a","value":1,"timestamp":"2020-01-01T00:00:01Z","type":"b"}"#,
     );
-    assert!(
-        stats.stderr.contains(r#"line 1: duplicate field "type""#),
-        "{}",
-        stats.describe()
-    );
+    stats.expect_stderr(r#"line 1: duplicate field "type""#);
 }
 
 #[test]
@@ -265,19 +244,8 @@ fn late_events_are_reported_not_added_and_out_of_order_ones_are_kept() {
     .join("\n");
     // A late event is input missing from the output: exit 1, as minute-stats does.
     let r = run(EXE, &[], input.as_bytes());
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains("line 3: late event at 2020-01-01T00:01:00.000000Z"),
-        "{}",
-        r.describe()
-    );
-    assert!(
-        r.stderr
-            .contains("1 late event was before the window, not counted"),
-        "{}",
-        r.describe()
-    );
+    r.expect_failure(1, "line 3: late event at 2020-01-01T00:01:00.000000Z");
+    r.expect_stderr("1 late event was before the window, not counted");
     let lines = r.json_lines();
     assert_eq!(lines.len(), 1);
     assert_eq!(
@@ -349,10 +317,7 @@ fn other_event_shapes_with_configured_fields_and_names() {
         types.contains_key("signups") && types.contains_key("request_duration"),
         "{line}"
     );
-    let total: u64 = types
-        .values()
-        .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
-        .sum();
+    let total = total_events(line);
     assert_eq!(total, 200);
 }
 
@@ -375,12 +340,7 @@ fn arrival_clock_counts_old_events_now() {
     let line = &r.json_lines()[0];
     let (start, end) = window_of(line);
     assert!(start <= before && end > before, "{line}");
-    let total: u64 = line["types"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
-        .sum();
+    let total = total_events(line);
     assert_eq!(total, 50);
 }
 
@@ -490,13 +450,7 @@ fn live_pipeline_from_gen_events_matches_the_file_run() {
             "{gap:?}"
         );
     }
-    let r = run(
-        EXE,
-        &["--minutes", "1", "--bucket", "2s", file.to_str().unwrap()],
-        b"",
-    );
-    r.expect_code(0);
-    let from_file = r.json_lines();
+    let from_file = run_on_file("1", "2s", &file).json_lines();
     let live: Vec<Value> = live.into_iter().map(|(_, l)| l).collect();
     assert_eq!(live, from_file);
 }

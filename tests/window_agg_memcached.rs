@@ -4,22 +4,30 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{free_port, run, Daemon};
+use common::{free_port, generate, run, total_events, Daemon, WITHIN};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_window-agg");
-const GEN: &str = env!("CARGO_BIN_EXE_gen-events");
 
-fn generate(args: &[&str]) -> String {
-    let r = run(GEN, args, b"");
-    r.expect_code(0);
-    r.stdout
+/// `count` events of simulated time from 2019-12-08T06:00Z at `rate` a second, from `seed`.
+fn simulated(rate: u32, count: u32, seed: u32) -> String {
+    let (rate, count, seed) = (rate.to_string(), count.to_string(), seed.to_string());
+    generate(&[
+        "--simulated",
+        "--start",
+        "2019-12-08T06:00:00Z",
+        "--rate",
+        &rate,
+        "--count",
+        &count,
+        "--seed",
+        &seed,
+    ])
 }
 
 /// The in-memory window-agg's last line for `events`.
@@ -110,12 +118,7 @@ fn four_concurrent_writers_lose_nothing() {
             shared, alone,
             "seed {seed}, bucket {bucket}: memcached differs from one in-memory process"
         );
-        let total: u64 = alone["types"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
-            .sum();
+        let total = total_events(&alone);
         assert!(total > 0);
     }
 }
@@ -123,17 +126,7 @@ fn four_concurrent_writers_lose_nothing() {
 #[test]
 fn several_servers_share_the_keys() {
     let (a, b) = (Daemon::memcached(), Daemon::memcached());
-    let events = generate(&[
-        "--simulated",
-        "--start",
-        "2019-12-08T06:00:00Z",
-        "--rate",
-        "100",
-        "--count",
-        "3000",
-        "--seed",
-        "6",
-    ]);
+    let events = simulated(100, 3000, 6);
     let servers = format!("{},{}", a.addr, b.addr);
     let flags = ["--minutes", "1", "--bucket", "5s"];
     let mut args = vec!["--memcached", &servers];
@@ -179,13 +172,7 @@ fn unreachable_memcached_is_a_clear_error() {
     let port = free_port();
     let server = format!("127.0.0.1:{port}");
     let r = run(EXE, &["--memcached", &server], b"");
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains(&format!("memcached {server}: cannot connect")),
-        "{}",
-        r.describe()
-    );
+    r.expect_failure(1, &format!("memcached {server}: cannot connect"));
     let r = run(EXE, &["--read", "--memcached", &server], b"");
     r.expect_code(1);
     let r = run(EXE, &["--memcached", "nohost"], b"");
@@ -205,37 +192,19 @@ fn a_foreign_value_under_a_summary_key_is_reported_not_trusted() {
             0,
         )
         .unwrap();
-    let events = generate(&[
-        "--simulated",
-        "--start",
-        "2019-12-08T06:00:00Z",
-        "--rate",
-        "50",
-        "--count",
-        "500",
-        "--seed",
-        "2",
-    ]);
+    let events = simulated(50, 500, 2);
     let server = mc.addr.to_string();
     let r = run(EXE, &["--memcached", &server], events.as_bytes());
-    r.expect_code(0);
-    assert!(
-        r.stderr.contains(
-            "memcached key pipeworks:signup holds a value that is not a window-agg summary"
-        ),
-        "{}",
-        r.describe()
+    r.expect_code(0).expect_stderr(
+        "memcached key pipeworks:signup holds a value that is not a window-agg summary",
     );
     assert_eq!(read_shared(mc.addr, &[]), in_memory(&events, &[]));
     // Read mode reports a foreign value too, and fails.
     client.set("pipeworks:review", "not json", 0).unwrap();
     let r = run(EXE, &["--read", "--memcached", &server], b"");
-    r.expect_code(1);
-    assert!(
-        r.stderr
-            .contains("pipeworks:review holds a value that is not a window-agg summary"),
-        "{}",
-        r.describe()
+    r.expect_failure(
+        1,
+        "pipeworks:review holds a value that is not a window-agg summary",
     );
     assert!(r.json_lines()[0]["types"].get("review").is_none());
 }
@@ -258,17 +227,7 @@ fn the_config_file_names_the_server() {
     )
     .unwrap();
     let config = f.path().to_str().unwrap();
-    let events = generate(&[
-        "--simulated",
-        "--start",
-        "2019-12-08T06:00:00Z",
-        "--rate",
-        "20",
-        "--count",
-        "200",
-        "--seed",
-        "3",
-    ]);
+    let events = simulated(20, 200, 3);
     // The address alone does not switch Memcached on; `--memcached` without a value does.
     let local = run(EXE, &["--config", config], events.as_bytes());
     local.expect_code(0);
@@ -286,18 +245,6 @@ fn the_config_file_names_the_server() {
     assert!(stored["totalEventsCaptured"].as_u64().unwrap() > 0);
 }
 
-fn wait_for(stderr: &Arc<Mutex<String>>, text: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !stderr.lock().unwrap().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} on stderr within {within:?}:\n{}",
-            stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn memcached_restarted_mid_stream() {
     let port = free_port();
@@ -305,59 +252,29 @@ fn memcached_restarted_mid_stream() {
     let mc = Daemon::memcached_on(port);
     // 100 s of event time at 50 events/s, in three parts: before the kill, during the outage,
     // after the restart. Event time drives the window, so the test need not wait for it.
-    let events = generate(&[
-        "--simulated",
-        "--start",
-        "2019-12-08T06:00:00Z",
-        "--rate",
-        "50",
-        "--count",
-        "5000",
-        "--seed",
-        "11",
-    ]);
+    let events = simulated(50, 5000, 11);
     let lines: Vec<&str> = events.lines().collect();
     let (before, during, after) = (&lines[..500], &lines[500..1000], &lines[1000..]);
     let flags = ["--minutes", "1", "--bucket", "1s"];
-    let mut child = Command::new(EXE)
+    let mut agg = Daemon::program(EXE)
         .args(["--memcached", &server])
         .args(flags)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let (tx, out_lines) = mpsc::channel();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let stderr_text = Arc::new(Mutex::new(String::new()));
-    let keep = stderr_text.clone();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            keep.lock().unwrap().push_str(&line);
-            keep.lock().unwrap().push('\n');
-        }
-    });
-    let feed = |stdin: &mut std::process::ChildStdin, part: &[&str]| {
-        for line in part {
-            writeln!(stdin, "{line}").unwrap();
-        }
-        stdin.flush().unwrap();
+        .start();
+    let feed = |agg: &mut Daemon, part: &[&str]| {
+        agg.send(
+            &part
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect::<String>(),
+        );
     };
-    feed(&mut stdin, before);
-    out_lines
-        .recv_timeout(Duration::from_secs(10))
+    feed(&mut agg, before);
+    agg.next_line(Duration::from_secs(10))
         .expect("a shared summary before the kill");
     drop(mc);
-    feed(&mut stdin, during);
-    wait_for(
-        &stderr_text,
+    feed(&mut agg, during);
+    agg.wait_stderr(
         "keeping the counts locally and retrying with backoff",
         Duration::from_secs(10),
     );
@@ -365,19 +282,18 @@ fn memcached_restarted_mid_stream() {
     // After the restart, feed the rest a bucket at a time until window-agg says it is back.
     let mut rest = after.chunks(50);
     for chunk in rest.by_ref() {
-        feed(&mut stdin, chunk);
-        if stderr_text.lock().unwrap().contains("answers again") {
+        feed(&mut agg, chunk);
+        if agg.stderr_says("answers again", Duration::from_millis(100)) {
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
-    wait_for(&stderr_text, "answers again", Duration::from_secs(15));
+    agg.wait_stderr("answers again", Duration::from_secs(15));
     for chunk in rest {
-        feed(&mut stdin, chunk);
+        feed(&mut agg, chunk);
     }
-    drop(stdin);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{}", stderr_text.lock().unwrap());
+    agg.close_stdin();
+    let status = agg.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{}", agg.stderr_text());
     // The final window (the last minute of event time) lies past the gap: whole again, exactly
     // the in-memory counts, including the events read while memcached was down.
     let shared = read_shared(format!("127.0.0.1:{port}").parse().unwrap(), &flags);
@@ -387,40 +303,22 @@ fn memcached_restarted_mid_stream() {
 /// SIGTERM on a live writer delivers its last counts before it exits 0.
 #[test]
 fn sigterm_delivers_the_last_counts() {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
+    use nix::sys::signal::Signal;
     let mc = Daemon::memcached();
-    let events = generate(&[
-        "--simulated",
-        "--start",
-        "2019-12-08T06:00:00Z",
-        "--rate",
-        "10",
-        "--count",
-        "300",
-        "--seed",
-        "12",
-    ]);
-    let mut child = common::spawn(EXE, ["--memcached", &mc.addr.to_string()]);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(events.as_bytes()).unwrap();
-    stdin.flush().unwrap();
+    let events = simulated(10, 300, 12);
+    let mut agg = Daemon::program(EXE)
+        .args(["--memcached", &mc.addr.to_string()])
+        .stdin(Stdio::piped())
+        .start();
+    agg.send(&events);
     // 30 s of event time crosses two 10 s boundaries: after both lines every event has been read.
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     for _ in 0..2 {
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
+        let line = agg.next_line(WITHIN).expect("a summary line");
         assert!(line.starts_with('{'), "{line:?}");
     }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    drop(stdin);
+    agg.signal(Signal::SIGTERM);
+    let status = agg.wait_exit(WITHIN);
+    assert_eq!(status.code(), Some(0), "{}", agg.stderr_text());
     assert_eq!(read_shared(mc.addr, &[]), in_memory(&events, &[]));
 }
 
@@ -465,11 +363,7 @@ fn a_name_that_cannot_be_a_key_holds_up_no_other_summary() {
         "the type and the id, once each\n{}",
         r.describe()
     );
-    assert!(
-        r.stderr.contains("2 events were counted here only"),
-        "{}",
-        r.describe()
-    );
+    r.expect_stderr("2 events were counted here only");
     // A shared summary at each of the three boundaries crossed, and at the end.
     let out = r.json_lines();
     assert_eq!(out.len(), 4, "{}", r.describe());
@@ -527,7 +421,7 @@ fn sixty_thousand_types_stay_within_one_item() {
         "took {took:?}\n{}",
         r.describe()
     );
-    assert!(r.stderr.contains("--max-types"), "{}", r.describe());
+    r.expect_stderr("--max-types");
     assert!(!r.stderr.contains("gave up"), "{}", r.describe());
     let out = r.json_lines();
     assert_eq!(

@@ -3,15 +3,18 @@
 //! exit status, stdout and stderr.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod daemon;
 pub mod procfs;
+
+#[allow(unused_imports)]
+pub use daemon::{Daemon, Start, WITHIN};
 
 /// What a finished command did.
 pub struct Run {
@@ -47,10 +50,23 @@ impl Run {
     /// Assert the exit code and that stderr says `message` (a usage error is `expect_failure(2,
     /// "…")`), showing everything on failure.
     pub fn expect_failure(&self, code: i32, message: &str) -> &Self {
-        self.expect_code(code);
+        self.expect_code(code).expect_stderr(message)
+    }
+
+    /// Assert that stderr says `message`, showing everything on failure.
+    pub fn expect_stderr(&self, message: &str) -> &Self {
+        self.expect_in("stderr", &self.stderr, message)
+    }
+
+    /// Assert that stdout holds `text`, showing everything on failure.
+    pub fn expect_stdout(&self, text: &str) -> &Self {
+        self.expect_in("stdout", &self.stdout, text)
+    }
+
+    fn expect_in(&self, stream: &str, got: &str, text: &str) -> &Self {
         assert!(
-            self.stderr.contains(message),
-            "stderr does not say {message:?}\n{}",
+            got.contains(text),
+            "{stream} does not hold {text:?}\n{}",
             self.describe()
         );
         self
@@ -93,6 +109,27 @@ pub fn run(exe: &str, args: &[&str], stdin: &[u8]) -> Run {
     }
 }
 
+/// What gen-events prints with `args` (it must succeed).
+pub fn generate(args: &[&str]) -> String {
+    // `option_env!`: the library's unit tests share this file and have no binaries.
+    let Some(gen) = option_env!("CARGO_BIN_EXE_gen-events") else {
+        panic!("generate() is for the integration tests, which have the binaries")
+    };
+    let r = run(gen, args, b"");
+    r.expect_code(0);
+    r.stdout
+}
+
+/// The events a window-agg summary line counts, over all its types.
+pub fn total_events(summary: &Value) -> u64 {
+    summary["types"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t["totalEventsCaptured"].as_u64().unwrap())
+        .sum()
+}
+
 /// A port that was free a moment ago, for servers that cannot bind port 0 themselves.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -112,210 +149,6 @@ pub fn wait_for_port(addr: SocketAddr, within: Duration) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A child process killed (and reaped) when the test ends, whatever way it ends.
-pub struct Daemon {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub stderr: Arc<Mutex<String>>,
-    /// Started in a process group of its own ([`Daemon::ours_in_group`]): signals and the final
-    /// kill reach its children too.
-    group: bool,
-}
-
-impl Daemon {
-    /// A real memcached on a free loopback port.
-    pub fn memcached() -> Daemon {
-        Daemon::memcached_on(free_port())
-    }
-
-    /// A real memcached on `port` (tests that restart it need the same port again).
-    pub fn memcached_on(port: u16) -> Daemon {
-        // `-u nobody`: as root, memcached refuses to start without a user to switch to.
-        Daemon::external(
-            "memcached",
-            &[
-                "-u",
-                "nobody",
-                "-l",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "0",
-                "-m",
-                "64",
-            ],
-            port,
-        )
-    }
-
-    /// A real redis-server on a free loopback port, with persistence off.
-    pub fn redis() -> Daemon {
-        Daemon::redis_on(free_port())
-    }
-
-    /// A real redis-server on `port`, with persistence off (restartable on the same port).
-    pub fn redis_on(port: u16) -> Daemon {
-        Daemon::external(
-            "redis-server",
-            &[
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            port,
-        )
-    }
-
-    /// A real redis-server on `port` with `extra` settings after the defaults (say
-    /// `--appendonly yes --appendfsync always --dir D` for one that survives `kill -9`).
-    pub fn redis_with(port: u16, extra: &[&str]) -> Daemon {
-        let port_text = port.to_string();
-        let mut args = vec!["--bind", "127.0.0.1", "--port", &port_text, "--save", ""];
-        args.extend_from_slice(extra);
-        Daemon::external("redis-server", &args, port)
-    }
-
-    fn external(program: &str, args: &[&str], port: u16) -> Daemon {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {program} (is it installed? `make test` installs it): {e}")
-            });
-        let stderr = drain(child.stderr.take().unwrap());
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_for_port(addr, Duration::from_secs(10));
-        Daemon {
-            child,
-            addr,
-            stderr,
-            group: false,
-        }
-    }
-
-    /// Start one of our servers with `--listen 127.0.0.1:0` among `args` and wait for the
-    /// `listening on http://ADDR` line it prints on stderr.
-    pub fn ours(exe: &str, args: &[&str]) -> Daemon {
-        Daemon::start_ours(exe, args, false)
-    }
-
-    /// Like [`Daemon::ours`], in a process group of its own (a forking server such as
-    /// chat-relay: [`Daemon::signal_group`] reaches every worker, and so does the final kill).
-    pub fn ours_in_group(exe: &str, args: &[&str]) -> Daemon {
-        Daemon::start_ours(exe, args, true)
-    }
-
-    fn start_ours(exe: &str, args: &[&str], group: bool) -> Daemon {
-        use std::os::unix::process::CommandExt;
-        let mut command = Command::new(exe);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if group {
-            command.process_group(0);
-        }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
-        let (addr, stderr) = wait_for_listen_line(child.stderr.take().unwrap(), exe);
-        Daemon {
-            child,
-            addr,
-            stderr,
-            group,
-        }
-    }
-
-    /// Signal the daemon's whole process group (started with [`Daemon::ours_in_group`]).
-    pub fn signal_group(&self, sig: nix::sys::signal::Signal) {
-        assert!(self.group, "not started in a group of its own");
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::killpg(pid, sig).unwrap();
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, sig).unwrap();
-    }
-
-    pub fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.group {
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Read stderr until the `listening on http://ADDR` line; keep draining it into a buffer after.
-pub fn wait_for_listen_line(
-    stderr: impl Read + Send + 'static,
-    what: &str,
-) -> (SocketAddr, Arc<Mutex<String>>) {
-    let buf = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let keep = buf.clone();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if !sent {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.trim().to_string());
-                    sent = true;
-                }
-            }
-            keep.lock().unwrap().push_str(&line);
-            keep.lock().unwrap().push('\n');
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| {
-            panic!(
-                "{what} never said where it listens; stderr:\n{}",
-                buf.lock().unwrap()
-            )
-        });
-    (addr.parse().unwrap(), buf)
-}
-
-fn drain(stderr: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let buf = Arc::new(Mutex::new(String::new()));
-    let keep = buf.clone();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stderr);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            keep.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    buf
 }
 
 /// No arguments, for [`spawn`].

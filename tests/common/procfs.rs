@@ -85,3 +85,44 @@ pub fn only_child(pid: impl std::fmt::Display, within: Duration) -> u32 {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The most file descriptors a process held while it was watched (sampled every 5 ms).
+pub struct PeakFds {
+    watching: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<usize>,
+}
+
+impl PeakFds {
+    pub fn watch(pid: u32) -> PeakFds {
+        let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let still = watching.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            while still.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(open_fds(pid));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        });
+        PeakFds { watching, sampler }
+    }
+
+    /// Stop watching; the peak.
+    pub fn stop(self) -> usize {
+        self.watching
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().unwrap()
+    }
+}
+
+/// The peak resident memory (kB) of a process, sampled every 10 ms until it ends.
+pub fn watch_peak_rss(pid: u32) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while alive(pid) {
+            peak = peak.max(peak_rss_kb(pid));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    })
+}

@@ -167,6 +167,15 @@ pub fn raise_fd_limit(need: u64) {
     }
 }
 
+/// The runtime the many-clients helpers run their connections on.
+fn clients_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Open `count` connections to `addr` that never send a byte, and wait for each to end (the
 /// server's answer, if any, and how long after connecting it closed). `on_open` runs once all
 /// are open.
@@ -176,12 +185,7 @@ pub fn idle_clients(
     give_up: Duration,
     on_open: impl FnOnce(),
 ) -> Vec<(Vec<u8>, Option<Duration>)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    clients_runtime().block_on(async {
         use tokio::io::AsyncReadExt;
         let mut tasks = Vec::new();
         for _ in 0..count {
@@ -210,12 +214,7 @@ pub fn slowloris(
     every: Duration,
     give_up: Duration,
 ) -> Vec<(Vec<u8>, Option<Duration>)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    clients_runtime().block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tasks = Vec::new();
         for _ in 0..count {
