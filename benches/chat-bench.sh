@@ -20,7 +20,9 @@
 #   CHAT_BENCH_TOLERANCE search precision in percent (default 5)
 #   CHAT_BENCH_ONLY      space-separated subset of: relay-unix-1 relay-unix-2 relay-unix-4
 #                        relay-redis-1 relay-redis-2 relay-redis-4 python-gevent-2
-#                        node-ws-2 node-socketio-2
+#                        node-ws-2 node-socketio-2; a relay name may end in a batch window,
+#                        e.g. relay-unix-2-200ms (chat-relay --batch-window 200ms; without it,
+#                        the relay's default)
 # The Node packages (benches/chat-anchors/package.json) are installed with npm into
 # target/chat-anchors/, the Python ones into bench-out/venv/; nothing installed is committed.
 set -euo pipefail
@@ -103,9 +105,10 @@ PY
 }
 
 relay() {
-    local name=$1 workers=$2 transport=$3
+    local name=$1 workers=$2 transport=$3 window=$4
     local port; port=$(free_port)
     local args=(--listen "127.0.0.1:$port" --workers "$workers")
+    if [ -n "$window" ]; then args+=(--batch-window "$window"); fi
     local extra=()
     if [ "$transport" = redis ]; then
         args+=(--redis "redis://127.0.0.1:$REDIS_PORT" --channel "bench-$name")
@@ -159,8 +162,12 @@ node_stack() {
 bench_start "chat-relay against the Node and Python stacks" "the challenge's Python stack (gevent-websocket under \`gunicorn -w 2\`, Redis pub/sub) and two Node stacks (\`ws\` under node:cluster with Redis; Socket.IO with @socket.io/redis-adapter), 2 workers each, measured by the same chat-bench" "CHAT_BENCH_DURATION CHAT_BENCH_TOLERANCE CHAT_BENCH_ONLY" "$@"
 for name in $ONLY; do
     case $name in
-        relay-unix-*) relay "$name" "${name##*-}" unix ;;
-        relay-redis-*) relay "$name" "${name##*-}" redis ;;
+        relay-unix-* | relay-redis-*)
+            # relay-TRANSPORT-WORKERS[-WINDOW]
+            spec=${name#relay-*-}; transport=${name#relay-}; transport=${transport%%-*}
+            workers=${spec%%-*}; window=""
+            if [ "$spec" != "$workers" ]; then window=${spec#*-}; fi
+            relay "$name" "$workers" "$transport" "$window" ;;
         python-gevent-*) python_gevent "$name" "${name##*-}" ;;
         node-ws-*) node_stack "$name" ws-cluster.js "${name##*-}" /chat "" ;;
         node-socketio-*) node_stack "$name" socketio.js "${name##*-}" "/socket.io/?EIO=4&transport=websocket" "--protocol socket.io" ;;
