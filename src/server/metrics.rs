@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -148,7 +148,7 @@ impl Cells {
     }
 }
 
-/// Encode one counter or gauge with no labels.
+/// Encode one counter with no labels.
 pub fn encode_counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -159,11 +159,12 @@ pub fn encode_counter(
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
+/// Encode one gauge with no labels: a count (`i64`) or a measure such as seconds (`f64`).
 pub fn encode_gauge(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    value: i64,
+    value: impl EncodeGaugeValue,
 ) -> std::fmt::Result {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
