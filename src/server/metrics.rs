@@ -475,4 +475,27 @@ mod tests {
         assert!(text.contains("http_open_connections 1\n"));
         assert!(text.contains("http_connections_refused_total 1\n"));
     }
+
+    #[test]
+    fn a_gauge_encodes_counts_and_seconds_alike() {
+        #[derive(Debug)]
+        struct Gauges;
+        impl Collector for Gauges {
+            fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+                encode_gauge(&mut encoder, "test_servers", "Servers.", 3i64)?;
+                encode_gauge(&mut encoder, "test_age_seconds", "Age.", 1.5f64)
+            }
+        }
+        let mut metrics = Metrics::new(&[]).unwrap();
+        metrics.registry().register_collector(Box::new(Gauges));
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE test_servers gauge\ntest_servers 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE test_age_seconds gauge\ntest_age_seconds 1.5\n"),
+            "{text}"
+        );
+    }
 }
