@@ -992,11 +992,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Every line as the line-at-a-time reader hands it out (the oracle for the chunked one).
     fn lines(
-        input: &'static [u8],
+        input: impl Into<Vec<u8>>,
         max: usize,
     ) -> Vec<(u64, std::result::Result<String, LineError>)> {
-        let mut reader = Reader::from_reader(input).with_max_line(max);
+        let mut reader = Reader::from_reader(io::Cursor::new(input.into())).with_max_line(max);
         let mut out = Vec::new();
         while let Some(line) = reader.next_line().unwrap() {
             out.push((line.at.line, line.text.map(str::to_owned)));
@@ -1078,24 +1079,11 @@ mod tests {
         out
     }
 
-    /// The line-at-a-time reader, the oracle for the chunked one.
-    fn one_by_one(
-        input: Vec<u8>,
-        max: usize,
-    ) -> Vec<(u64, std::result::Result<String, LineError>)> {
-        let mut reader = Reader::from_reader(io::Cursor::new(input)).with_max_line(max);
-        let mut out = Vec::new();
-        while let Some(line) = reader.next_line().unwrap() {
-            out.push((line.at.line, line.text.map(str::to_owned)));
-        }
-        out
-    }
-
     #[test]
     fn spawned_lines_follow_the_line_rules() {
         let input = b"a\n\n  \r\nb\r\n0123456789abc\n\xff\xfe\nc".to_vec();
         let got = spawned(input.clone(), 10, 3);
-        assert_eq!(got, one_by_one(input, 10));
+        assert_eq!(got, lines(input, 10));
         assert_eq!(
             got,
             vec![
@@ -1142,7 +1130,7 @@ mod tests {
             chunk in 1usize..70,
         ) {
             let input: Vec<u8> = parts.concat();
-            prop_assert_eq!(spawned(input.clone(), max, chunk), one_by_one(input, max));
+            prop_assert_eq!(spawned(input.clone(), max, chunk), lines(input, max));
         }
 
         #[test]
@@ -1152,7 +1140,7 @@ mod tests {
             chunk in 1usize..70,
         ) {
             let input: Vec<u8> = parts.concat();
-            prop_assert_eq!(split(&input, max, chunk), one_by_one(input, max));
+            prop_assert_eq!(split(&input, max, chunk), lines(input, max));
         }
     }
 

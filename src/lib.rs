@@ -12,6 +12,7 @@
 //! - [`input`]: JSON Lines from files or stdin with line numbers, and the bad-line policy;
 //! - [`fields`]: the JSON hot path, a few fields out of each line with the whole line validated;
 //! - [`output`]: buffered JSON Lines on stdout, flushed at emission points;
+//! - [`sum`]: a float sum with Neumaier's compensation, for means exact to the last digit;
 //! - [`time`]: RFC 3339 timestamps as microseconds, and durations such as `250ms` or `2h`;
 //! - [`config`]: JSON config files that flags override;
 //! - [`durable`]: replacing a state file atomically, leaving no partial file on failure;
@@ -50,6 +51,7 @@ pub mod reprice;
 pub mod runner;
 pub mod server;
 pub mod stop;
+pub mod sum;
 pub mod time;
 pub mod window_agg;
 

@@ -45,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::fields::{FieldReader, Fields, Found, Want};
 use crate::input::{parse_object, parse_workers, spawn_parsed_with, Batch, InputArgs, Text};
 use crate::output::{Number, Output};
+use crate::sum::Sum;
 use crate::time::{self, Micros, Timestamp};
 
 /// What minute-stats is asked to do (the binary's flags, already parsed).
@@ -498,20 +499,14 @@ pub struct Aggregate {
 pub fn aggregate(values: &mut [f64]) -> Aggregate {
     assert!(!values.is_empty(), "a group always holds a value");
     let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-    let (mut sum, mut compensation) = (0.0f64, 0.0f64);
+    let mut sum = Sum::default();
     for &v in values.iter() {
         min = min.min(v);
         max = max.max(v);
-        let t = sum + v;
-        compensation += if sum.abs() >= v.abs() {
-            (sum - t) + v
-        } else {
-            (v - t) + sum
-        };
-        sum = t;
+        sum.add(v);
     }
     let n = values.len();
-    let mean = ((sum + compensation) / n as f64).clamp(min, max);
+    let mean = (sum.total() / n as f64).clamp(min, max);
     let mid = n / 2;
     let (lower, upper, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
     let upper = *upper;

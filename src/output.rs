@@ -82,9 +82,34 @@ impl Serialize for Number {
     }
 }
 
+/// The decimal digits of `v`, written into the end of `digits` (no allocation), for hot paths
+/// that build their text byte by byte.
+#[inline]
+pub fn decimal(v: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut i = digits.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &digits[i..]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_digits_from_zero_to_the_largest_u64() {
+        let mut digits = [0u8; 20];
+        for v in [0, 7, 10, 1234, u64::MAX] {
+            assert_eq!(decimal(v, &mut digits), v.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn numbers_print_whole_when_whole() {

@@ -44,18 +44,7 @@ pub fn json_string(s: &str) -> Box<[u8]> {
 
 /// Decimal digits of `v` (no allocation).
 pub fn push_u64(out: &mut Vec<u8>, v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(crate::output::decimal(v, &mut [0u8; 20]));
 }
 
 /// `v / 10` with one decimal (`375` → `37.5`, `370` → `37`): percentages of the load profile.

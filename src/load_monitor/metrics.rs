@@ -140,14 +140,12 @@ impl Collector for StoreCollector {
             c.forgotten,
         )?;
         if let Some(age) = self.watch.snapshots.age() {
-            let metric = prometheus_client::metrics::gauge::ConstGauge::new(age.as_secs_f64());
-            use prometheus_client::encoding::EncodeMetric;
-            metric.encode(encoder.encode_descriptor(
+            encode_gauge(
+                &mut encoder,
                 "load_monitor_snapshot_age_seconds",
                 "Seconds since the snapshot on disk was last written (or loaded).",
-                None,
-                metric.metric_type(),
-            )?)?;
+                age.as_secs_f64(),
+            )?;
         }
         Ok(())
     }

@@ -648,22 +648,21 @@ mod tests {
         }
     }
 
+    /// Adds a record the test expects the store to take.
+    fn accept(store: &Store, server: &str, at: &str, cpu: f64) {
+        store.add(&record(server, at, cpu)).unwrap();
+    }
+
     #[test]
     fn caps_servers_and_counts_refusals() {
         let store = Store::new(Clock::Records, 2);
-        store
-            .add(&record("a", "2016-04-10T16:00:00Z", 1.0))
-            .unwrap();
-        store
-            .add(&record("b", "2016-04-10T16:00:00Z", 1.0))
-            .unwrap();
+        accept(&store, "a", "2016-04-10T16:00:00Z", 1.0);
+        accept(&store, "b", "2016-04-10T16:00:00Z", 1.0);
         assert_eq!(
             store.add(&record("c", "2016-04-10T16:00:00Z", 1.0)),
             Err(Rejected::Full { max_servers: 2 })
         );
-        store
-            .add(&record("a", "2016-04-10T16:01:00Z", 3.0))
-            .unwrap();
+        accept(&store, "a", "2016-04-10T16:01:00Z", 3.0);
         assert!(matches!(
             store.add(&record("b", "2016-04-09T16:00:00Z", 1.0)),
             Err(Rejected::TooOld { .. })
@@ -689,12 +688,8 @@ mod tests {
     #[test]
     fn servers_with_nothing_left_in_the_day_are_forgotten_and_free_their_place() {
         let store = Store::new(Clock::Records, 2);
-        store
-            .add(&record("old", "2016-04-10T10:00:00Z", 1.0))
-            .unwrap();
-        store
-            .add(&record("kept", "2016-04-11T09:30:00Z", 1.0))
-            .unwrap();
+        accept(&store, "old", "2016-04-10T10:00:00Z", 1.0);
+        accept(&store, "kept", "2016-04-11T09:30:00Z", 1.0);
         assert_eq!(
             store.forget_empty(),
             0,
@@ -702,9 +697,7 @@ mod tests {
         );
         // The clock moves past old's hour; the registry is full, so the new server's record
         // sweeps and takes old's place.
-        store
-            .add(&record("new", "2016-04-11T10:00:00Z", 1.0))
-            .unwrap();
+        accept(&store, "new", "2016-04-11T10:00:00Z", 1.0);
         assert_eq!(store.names(), vec!["kept", "new"]);
         assert_eq!(store.server_count(), 2);
         assert_eq!(store.counters().forgotten, 1);
@@ -743,9 +736,7 @@ mod tests {
         add("m0", mallory).unwrap();
         add("a0", alice).unwrap();
         // Records without a client (the stdin face) are not limited either.
-        store
-            .add(&record("s0", "2016-04-10T16:00:00Z", 1.0))
-            .unwrap();
+        accept(&store, "s0", "2016-04-10T16:00:00Z", 1.0);
         assert_eq!(store.counters().over_new_server_rate, 1);
         assert_eq!(store.server_count(), 5);
     }
@@ -781,9 +772,7 @@ mod tests {
         let store = Store::new(Clock::Records, 100);
         for i in 0..50 {
             let at = format!("2016-04-10T{:02}:{:02}:00Z", 10 + i / 10, i);
-            store
-                .add(&record(&format!("s{}", i % 7), &at, i as f64 / 3.0))
-                .unwrap();
+            accept(&store, &format!("s{}", i % 7), &at, i as f64 / 3.0);
         }
         assert_eq!(store.save(&path).unwrap(), 7);
         let back = Store::new(Clock::Records, 100);

@@ -180,10 +180,7 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
     let market = Market::new(config, &api)?;
     let (dm, supervisor) = DataManager::spawn(data_manager_spec(config)?);
     let (out, lines) = mpsc::unbounded_channel();
-    let writer = std::thread::Builder::new()
-        .name("output".into())
-        .spawn(move || write_lines(lines))
-        .map_err(|e| Error::io("starting the output thread", e))?;
+    let writer = start_output(move || write_lines(lines))?;
     let state = Arc::new(Loop {
         dm,
         market,
@@ -197,10 +194,7 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
 
     let (ticks_tx, mut ticks) = mpsc::channel::<u64>(1024);
     let input = config.input.clone();
-    let reader = std::thread::Builder::new()
-        .name("ticks".into())
-        .spawn(move || read_ticks(&input, ticks_tx))
-        .map_err(|e| Error::io("starting the input thread", e))?;
+    let reader = start_thread("ticks", "input", move || read_ticks(&input, ticks_tx))?;
 
     let mut tasks = JoinSet::new();
     // Ticks claim their books in arrival order: each waits for the one before it to have
@@ -229,15 +223,9 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
     let failed = state.failed.load(Ordering::Relaxed);
     let skipped = state.skipped.load(Ordering::Relaxed);
     drop(state);
-    let _ = supervisor.await;
-    let written = writer
-        .join()
-        .map_err(|_| Error::failed("the output thread panicked"))?;
     // A broken pipe ends here, quietly, without waiting for more input.
-    written?;
-    let read = reader
-        .join()
-        .map_err(|_| Error::failed("the input thread panicked"))?;
+    finish_output(supervisor, writer).await?;
+    let read = joined(reader, "input")?;
     if skipped > 0 {
         warn(format_args!(
             "skipped {skipped} book tick{} with --max-in-flight ticks of the book still in flight",
@@ -255,6 +243,43 @@ async fn reprice(config: &Config, api: String) -> Result<()> {
         return Err(Error::Reported(1));
     }
     Ok(())
+}
+
+/// Starts the thread that writes the price lines, so that a slow stdout holds up no tick.
+pub(crate) fn start_output(
+    write: impl FnOnce() -> Result<()> + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
+    start_thread("output", "output", write)
+}
+
+/// Ends a run whose state is dropped: with the last `DataManager` gone the data managers
+/// stop, and with the last sender of lines gone the output thread drains and ends. Its error
+/// (a broken pipe among them) is the run's.
+pub(crate) async fn finish_output(
+    supervisor: tokio::task::JoinHandle<()>,
+    writer: std::thread::JoinHandle<Result<()>>,
+) -> Result<()> {
+    let _ = supervisor.await;
+    joined(writer, "output")?
+}
+
+/// Starts a named thread; `what` names it in errors ("starting the {what} thread").
+fn start_thread<T: Send + 'static>(
+    name: &str,
+    what: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map_err(|e| Error::io(format!("starting the {what} thread"), e))
+}
+
+/// What a thread returned, or an error saying that it panicked.
+fn joined<T>(thread: std::thread::JoinHandle<T>, what: &str) -> Result<T> {
+    thread
+        .join()
+        .map_err(|_| Error::failed(format!("the {what} thread panicked")))
 }
 
 pub(crate) fn data_manager_spec(config: &Config) -> Result<Spec> {

@@ -1,6 +1,8 @@
 //! The pricing rule of the seed, pure: average the competitor's last prices, then raise the
 //! price by 10 % after a sale and cut it by 10 % otherwise.
 
+use crate::sum::Sum;
+
 /// Factor applied to the average competitor price after a sale.
 pub const AFTER_SALE: f64 = 1.1;
 /// Factor applied when there was no sale.
@@ -11,18 +13,10 @@ pub fn average(prices: &[f64]) -> Option<f64> {
     if prices.is_empty() {
         return None;
     }
-    // Sum with Neumaier's compensation: a window of large prices stays exact to the last digit.
-    let (mut sum, mut compensation) = (0.0f64, 0.0f64);
-    for &p in prices {
-        let t = sum + p;
-        compensation += if sum.abs() >= p.abs() {
-            (sum - t) + p
-        } else {
-            (p - t) + sum
-        };
-        sum = t;
-    }
-    Some((sum + compensation) / prices.len() as f64)
+    // A compensated sum: a window of large prices stays exact to the last digit.
+    let mut sum = Sum::default();
+    prices.iter().for_each(|&p| sum.add(p));
+    Some(sum.total() / prices.len() as f64)
 }
 
 /// Our new price given the average competitor price and whether the book sold.

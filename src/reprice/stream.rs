@@ -397,10 +397,7 @@ pub async fn run(config: &Config, api: String, setup: Setup, stop: Stop) -> Resu
     let market = Market::new(config, &api)?;
     let (dm, supervisor) = DataManager::spawn(algorithm::data_manager_spec(config)?);
     let (out, lines) = mpsc::unbounded_channel();
-    let writer = std::thread::Builder::new()
-        .name("output".into())
-        .spawn(move || write_lines(lines))
-        .map_err(|e| Error::io("starting the output thread", e))?;
+    let writer = algorithm::start_output(move || write_lines(lines))?;
     warn(format_args!(
         "consumer {} of group {} on {}",
         setup.consumer, setup.group, setup.url
@@ -451,11 +448,7 @@ pub async fn run(config: &Config, api: String, setup: Setup, stop: Stop) -> Resu
     let priced = state.priced.load(Ordering::Relaxed);
     let failed = state.failed.load(Ordering::Relaxed);
     drop(state);
-    let _ = supervisor.await;
-    let written = writer
-        .join()
-        .map_err(|_| Error::failed("the output thread panicked"))?;
-    written?;
+    algorithm::finish_output(supervisor, writer).await?;
     warn(format_args!(
         "published {priced} price line{} and {failed} report{}",
         if priced == 1 { "" } else { "s" },

@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -148,7 +148,7 @@ impl Cells {
     }
 }
 
-/// Encode one counter or gauge with no labels.
+/// Encode one counter with no labels.
 pub fn encode_counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -159,11 +159,12 @@ pub fn encode_counter(
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
+/// Encode one gauge with no labels: a count (`i64`) or a measure such as seconds (`f64`).
 pub fn encode_gauge(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    value: i64,
+    value: impl EncodeGaugeValue,
 ) -> std::fmt::Result {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
@@ -473,5 +474,28 @@ mod tests {
         assert!(text.contains(r#"http_request_duration_seconds_sum{route="/report/{name}"} 0.033"#));
         assert!(text.contains("http_open_connections 1\n"));
         assert!(text.contains("http_connections_refused_total 1\n"));
+    }
+
+    #[test]
+    fn a_gauge_encodes_counts_and_seconds_alike() {
+        #[derive(Debug)]
+        struct Gauges;
+        impl Collector for Gauges {
+            fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+                encode_gauge(&mut encoder, "test_servers", "Servers.", 3i64)?;
+                encode_gauge(&mut encoder, "test_age_seconds", "Age.", 1.5f64)
+            }
+        }
+        let mut metrics = Metrics::new(&[]).unwrap();
+        metrics.registry().register_collector(Box::new(Gauges));
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE test_servers gauge\ntest_servers 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE test_age_seconds gauge\ntest_age_seconds 1.5\n"),
+            "{text}"
+        );
     }
 }

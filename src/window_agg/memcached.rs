@@ -1050,19 +1050,7 @@ mod tests {
     fn a_summary_computed_before_another_writers_counts_never_stands() {
         let server = super::test_harness::Daemon::memcached();
         let addr = server.addr.to_string();
-        let config = Config {
-            minutes: 1,
-            bucket: time::Duration(Duration::from_secs(1)),
-            clock: super::super::Clock::Event,
-            max_future: time::MaxFuture::DEFAULT,
-            type_names: crate::event_config::default_type_names(),
-            fields: Default::default(),
-            memcached: Some(addr.clone()),
-            key_prefix: "t:".into(),
-            max_types: 1000,
-            read: false,
-            input: Default::default(),
-        };
+        let config = test_config(&addr, "t:");
         let window = || Window::new(1_000_000, 60, config.type_names.clone()).track_changes();
         let t = 1_575_784_800_000_000;
         let (mut wa, mut wb) = (window(), window());

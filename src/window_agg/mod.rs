@@ -728,13 +728,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_fast_path_reads_generated_events_and_refuses_duplicates() {
+    /// gen-events' tracking profile over the default tracking ids: realistic input lines.
+    fn tracking_events() -> crate::gen_events::tracking::Tracking {
         let ids: Vec<String> = crate::event_config::DEFAULT_TRACKING_IDS
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let mut gen = crate::gen_events::tracking::Tracking::new(&ids, &BTreeMap::new()).unwrap();
+        crate::gen_events::tracking::Tracking::new(&ids, &BTreeMap::new()).unwrap()
+    }
+
+    #[test]
+    fn the_fast_path_reads_generated_events_and_refuses_duplicates() {
+        let mut gen = tracking_events();
         let mut rng = fastrand::Rng::with_seed(7);
         let mut text = Vec::new();
         for i in 0..500 {
@@ -762,11 +767,7 @@ mod tests {
     #[test]
     #[ignore = "a measurement, not a check"]
     fn per_event_throughput() {
-        let ids: Vec<String> = crate::event_config::DEFAULT_TRACKING_IDS
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let mut gen = crate::gen_events::tracking::Tracking::new(&ids, &BTreeMap::new()).unwrap();
+        let mut gen = tracking_events();
         let mut rng = fastrand::Rng::with_seed(1);
         let lines: Vec<String> = (0..200_000)
             .map(|i| {

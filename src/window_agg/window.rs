@@ -104,17 +104,8 @@ impl PairKey {
 fn write_key(key: &mut String, event: &str, tracking_id: &str) -> usize {
     key.clear();
     let mut digits = [0u8; 20];
-    let mut n = event.len();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    key.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+    let len = crate::output::decimal(event.len() as u64, &mut digits);
+    key.push_str(std::str::from_utf8(len).expect("ASCII digits"));
     key.push(':');
     key.push_str(event);
     let id_at = key.len();
