@@ -10,7 +10,7 @@
 //! the server's frames straight out of its read buffer, many per read ([`super::wire`]), finds
 //! the stamp in the raw payload (see [`super::stamp`]) without JSON parsing or UTF-8 validation,
 //! reads the clock once per read, records a delivery as one bit in its tally, and batches
-//! latencies into the shared histogram, so the benchmark stays cheap next to the server it
+//! latencies into its shard's histogram, so the benchmark stays cheap next to the server it
 //! measures.
 
 use std::io;
@@ -140,8 +140,17 @@ impl Shards {
         Ok(shards)
     }
 
+    /// Which shard client `client` is dealt to.
+    fn index(&self, client: usize) -> usize {
+        client % self.handles.len()
+    }
+
     fn get(&self, client: usize) -> &Handle {
-        &self.handles[client % self.handles.len()]
+        &self.handles[self.index(client)]
+    }
+
+    fn len(&self) -> usize {
+        self.handles.len()
     }
 }
 
@@ -156,7 +165,7 @@ impl Drop for Shards {
 
 /// At most this many handshakes in flight while ramping.
 const HANDSHAKES_IN_FLIGHT: usize = 200;
-/// Latencies are moved to the shared histogram this many at a time, or when the oldest has waited
+/// Latencies are moved to the shard's histogram this many at a time, or when the oldest has waited
 /// this long (so the progress display's delivery count stays current).
 const BATCH: usize = 256;
 const BATCH_AGE_US: u64 = 200_000;
@@ -176,7 +185,9 @@ struct Room {
     delivered: AtomicU64,
     sent: AtomicU64,
     send_lag_max_us: AtomicU64,
-    latencies: Mutex<Latencies>,
+    /// One histogram per shard, merged at the end: the shards' threads never write to the same
+    /// counts (one shared histogram had them take turns with its cache lines at every batch).
+    latencies: Vec<Mutex<Latencies>>,
     /// Woken when everyone has joined, and at each delivery batch.
     news: Notify,
 }
@@ -237,7 +248,9 @@ pub async fn measure(
         delivered: AtomicU64::new(0),
         sent: AtomicU64::new(0),
         send_lag_max_us: AtomicU64::new(0),
-        latencies: Mutex::new(Latencies::default()),
+        latencies: (0..shards.len())
+            .map(|_| Mutex::new(Latencies::default()))
+            .collect(),
         news: Notify::new(),
     });
 
@@ -256,11 +269,18 @@ pub async fn measure(
             stops.push(stop);
             starts.push(start);
             caller.get_or_insert_with(|| outbox.clone());
-            let shard = shards.get(sender);
-            readers.spawn_on(read(read_half, inbox, outbox, room.clone(), stopped), shard);
+            let reader = read(
+                read_half,
+                inbox,
+                outbox,
+                room.clone(),
+                shards.index(sender),
+                stopped,
+            );
+            readers.spawn_on(reader, shards.get(sender));
             writers.spawn_on(
                 write(sender as u32, write_half, room.clone(), started, outgoing),
-                shard,
+                shards.get(sender),
             );
         }
     }
@@ -357,7 +377,10 @@ pub async fn measure(
         }),
         wall_s: wall.elapsed().as_secs_f64(),
     };
-    let latencies = std::mem::take(&mut *room.latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut latencies = Latencies::default();
+    for shard in &room.latencies {
+        latencies.add(&shard.lock().unwrap_or_else(|e| e.into_inner()));
+    }
     // Hang up: every socket closes when its halves are dropped here.
     drop(streams);
     drop(sinks);
@@ -600,6 +623,7 @@ async fn read(
     mut inbox: Inbox,
     outbox: Outbox,
     room: Arc<Room>,
+    shard: usize,
     mut stop: oneshot::Receiver<()>,
 ) -> (ClientTally, Option<String>, OwnedReadHalf) {
     let finder = StampFinder::default();
@@ -661,7 +685,7 @@ async fn read(
                     || tally.delivered == all
                     || now.saturating_sub(batch_since) > BATCH_AGE_US
                 {
-                    flush(&room, &mut batch);
+                    flush(&room, shard, &mut batch);
                 }
             }
         });
@@ -688,16 +712,18 @@ async fn read(
             }
         }
     }
-    flush(&room, &mut batch);
+    flush(&room, shard, &mut batch);
     (tally, disconnected, stream)
 }
 
-fn flush(room: &Room, batch: &mut Vec<u64>) {
+fn flush(room: &Room, shard: usize, batch: &mut Vec<u64>) {
     if batch.is_empty() {
         return;
     }
     {
-        let mut latencies = room.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        let mut latencies = room.latencies[shard]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for &l in batch.iter() {
             latencies.record(l);
         }

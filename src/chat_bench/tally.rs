@@ -110,6 +110,13 @@ impl Latencies {
         self.0.saturating_record(latency_us.max(1));
     }
 
+    /// Add every latency of `other` (same bounds and precision, so nothing is lost).
+    pub fn add(&mut self, other: &Latencies) {
+        self.0
+            .add(&other.0)
+            .expect("histograms of the same bounds add up");
+    }
+
     pub fn len(&self) -> u64 {
         self.0.len()
     }
@@ -293,6 +300,23 @@ mod tests {
             (t.delivered, t.duplicates, t.late, t.max_us),
             (2, 1, 1, 1_000_001)
         );
+    }
+
+    /// The shards' histograms added up say what one histogram of every latency says.
+    #[test]
+    fn shard_histograms_add_up_to_one() {
+        let (mut whole, mut odd, mut even) = Default::default();
+        let mut merged = Latencies::default();
+        for (i, latency) in (1..=20_000u64).map(|i| i * 37 % 1_500_000).enumerate() {
+            Latencies::record(&mut whole, latency);
+            Latencies::record(if i % 2 == 0 { &mut even } else { &mut odd }, latency);
+        }
+        merged.add(&odd);
+        merged.add(&even);
+        assert_eq!(merged.len(), 20_000);
+        for q in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(merged.quantile_us(q), whole.quantile_us(q), "quantile {q}");
+        }
     }
 
     fn totals(connected: u32, sent: u64, delivered: u64, late: u64) -> Totals {
