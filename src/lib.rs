@@ -16,7 +16,8 @@
 //! - [`time`]: RFC 3339 timestamps as microseconds, and durations such as `250ms` or `2h`;
 //! - [`config`]: JSON config files that flags override;
 //! - [`durable`]: replacing a state file atomically, leaving no partial file on failure;
-//! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server.
+//! - [`server`]: the one HTTP stack, startup announcement and graceful stop of every server;
+//! - `docs` (with the `docs` feature): man pages and completions from [`runner::commands`].
 //!
 //! **Programs**, one module per problem; a program module uses the plumbing and never another
 //! program's module (tests aside: window-agg's use gen-events' generator for data; the one
@@ -38,6 +39,8 @@ pub mod allocate;
 pub mod chat;
 pub mod chat_bench;
 pub mod config;
+#[cfg(feature = "docs")]
+pub mod docs;
 pub mod durable;
 pub mod error;
 pub mod event_config;
