@@ -342,6 +342,10 @@ where
             std::io::Result::Ok(())
         })
         .await;
+        // The socket closes before the permit returns, so the next refusal never overlaps this
+        // one's fd: the cap counts file descriptors, not tasks (a permit released first let the
+        // server hold one fd over its bound for a moment).
+        drop(io);
         drop(permit);
     });
 }
